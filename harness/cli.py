@@ -1,0 +1,204 @@
+"""The ``brokerbench`` command line. Errors a user can fix print one line and exit 2."""
+
+import json
+import sys
+import time
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from harness import paths
+from harness.errors import UserError
+from harness.settings import load_settings
+from harness.setup import artifacts
+from harness.stack.manager import Stack
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Benchmark and chaos-test event-driven systems on Kafka, SQS and Pub/Sub.",
+)
+console = Console()
+errors = Console(stderr=True)
+
+OnlyOption = Annotated[
+    str | None,
+    typer.Option("--only", help="Comma-separated services (default: all), e.g. kafka,toxiproxy."),
+]
+
+
+def _only(value: str | None) -> list[str] | None:
+    return [name.strip() for name in value.split(",") if name.strip()] if value else None
+
+
+@app.command()
+def setup() -> None:
+    """Fetch and cache Kafka, ElasticMQ and toxiproxy; find the Pub/Sub emulator."""
+    table = Table("component", "version", "result", "where", box=None)
+    for artifact in (artifacts.kafka(), artifacts.elasticmq(), artifacts.toxiproxy()):
+        if artifact.installed:
+            table.add_row(artifact.name, artifact.version, "cached", str(artifact.root))
+            continue
+        started = time.monotonic()
+        with console.status(f"installing {artifact.name} {artifact.version} ..."):
+            artifact.install()
+        took = f"installed in {time.monotonic() - started:.1f} s"
+        table.add_row(artifact.name, artifact.version, took, str(artifact.root))
+    emulator = artifacts.pubsub_emulator()
+    if emulator.installed:
+        table.add_row("pubsub", emulator.version, "found", str(emulator.path))
+    else:
+        table.add_row("pubsub", "-", "[yellow]missing[/]", artifacts.PUBSUB_HOW_TO_GET)
+    console.print(table)
+    if not emulator.installed:
+        errors.print(
+            f"warning: Pub/Sub emulator not found; the other brokers work. To add it: "
+            f"{artifacts.PUBSUB_HOW_TO_GET}"
+        )
+
+
+@app.command()
+def up(only: OnlyOption = None) -> None:
+    """Start the local stack (idempotent) and wait until every service answers its protocol."""
+    stack = Stack(load_settings(), _only(only))
+    started = time.monotonic()
+    with console.status("starting ...") as spinner:
+        statuses = stack.up(report=lambda line: spinner.update(line))
+    _print_status(stack)
+    took = time.monotonic() - started
+    healthy = sum(status.state == "healthy" for status in statuses)
+    console.print(f"{healthy}/{len(statuses)} services healthy in {took:.1f} s")
+
+
+@app.command()
+def down(only: OnlyOption = None) -> None:
+    """Stop exactly the processes `up` started."""
+    Stack(load_settings(), _only(only)).down(report=console.print)
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    only: OnlyOption = None,
+) -> None:
+    """Health, version, pid, ports and log of each service, and the proxies. Exit 1 if any
+    service is not healthy."""
+    stack = Stack(load_settings(), _only(only))
+    statuses = stack.status()
+    if as_json:
+        proxies = {name: asdict(proxy) for name, proxy in stack.proxies().items()}
+        document = {
+            "home": str(paths.home()),
+            "services": [asdict(s) for s in statuses],
+            "proxies": proxies,
+        }
+        console.print_json(json.dumps(document))
+    else:
+        _print_status(stack, statuses)
+    if any(s.state != "healthy" for s in statuses):
+        raise typer.Exit(1)
+
+
+def _print_status(stack: Stack, statuses: list | None = None) -> None:  # type: ignore[type-arg]
+    table = Table("service", "state", "pid", "version", "ports", "log", box=None)
+    colours = {"healthy": "green", "unhealthy": "yellow", "crashed": "red", "stopped": "dim"}
+    for s in statuses or stack.status():
+        ports = " ".join(f"{name}={port}" for name, port in s.ports.items())
+        state = f"[{colours[s.state]}]{s.state}[/]" + (f" ({s.detail})" if s.detail else "")
+        table.add_row(s.name, state, str(s.pid or "-"), s.version or "-", ports, s.log)
+    console.print(table)
+    proxies = stack.proxies()
+    if proxies:
+        proxy_table = Table("proxy", "listen", "upstream", "enabled", "toxics", box=None)
+        for proxy in proxies.values():
+            toxics = ", ".join(t.name for t in proxy.toxics) or "-"
+            proxy_table.add_row(
+                proxy.name, proxy.listen, proxy.upstream, str(proxy.enabled).lower(), toxics
+            )
+        console.print(proxy_table)
+
+
+@app.command()
+def logs(
+    name: Annotated[str, typer.Argument(help="Service name, e.g. kafka.")],
+    lines: Annotated[int, typer.Option("--lines", "-n")] = 50,
+    follow: Annotated[bool, typer.Option("--follow", "-f")] = False,
+) -> None:
+    """Print the end of a service's log (and follow it with -f)."""
+    service = Stack(load_settings()).service(name)
+    log = service.directory / "service.log"
+    if not log.exists():
+        raise UserError(f"{name} has no log yet at {log}: start it with `brokerbench up`")
+    _print_tail(log, lines)
+    if follow:
+        with log.open("r", errors="replace") as handle:
+            handle.seek(0, 2)
+            while True:
+                chunk = handle.read()
+                if chunk:
+                    sys.stdout.write(chunk)
+                    sys.stdout.flush()
+                else:
+                    time.sleep(0.3)
+
+
+def _print_tail(log: Path, lines: int) -> None:
+    text = log.read_text(errors="replace").splitlines()
+    for line in text[-lines:]:
+        sys.stdout.write(line + "\n")
+
+
+@app.command()
+def check(
+    target: Annotated[str, typer.Argument(help="Broker target, e.g. kafka, elasticmq, pubsub.")],
+    via_proxy: Annotated[bool, typer.Option("--via-proxy", help="Go through toxiproxy.")] = False,
+) -> None:
+    """Round-trip one message through a broker target (create, send, receive, ack, delete)."""
+    from harness.drivers.base import DestinationSpec
+    from harness.drivers.targets import open_driver
+
+    driver = open_driver(target, load_settings(), via_proxy=via_proxy)
+    started = time.monotonic()
+    destination = driver.create_destination(DestinationSpec(f"bb-check-{uuid.uuid4().hex[:8]}"))
+    try:
+        producer = driver.producer(destination)
+        results: list[object] = []
+        producer.send("check", b"brokerbench check", results.append)
+        producer.close()
+        consumer = driver.consumer(destination, "default")
+        received = []
+        deadline = time.monotonic() + 30
+        while not received and time.monotonic() < deadline:
+            received = consumer.poll(1, 1.0)
+        consumer.ack(received)
+        consumer.close()
+    finally:
+        driver.delete_destination(destination)
+        driver.close()
+    if not received:
+        raise UserError(f"{target}: sent one message but received nothing within 30 s")
+    took_ms = (time.monotonic() - started) * 1000
+    path = "through toxiproxy" if via_proxy else "direct"
+    console.print(f"{target} ({path}): round trip ok in {took_ms:.0f} ms")
+
+
+def main() -> None:
+    """Entry point: run the app, turning user errors into one line and exit code 2."""
+    try:
+        code = app(standalone_mode=False)
+    except UserError as exc:
+        errors.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        errors.print("interrupted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,201 @@
+"""The driver protocol: the only way the rest of brokerbench talks to a broker.
+
+The surface is deliberately small (OpenMessaging Benchmark's shape): create a destination,
+a producer with an asynchronous ``send`` that reports each outcome through a callback, and a
+consumer that polls, acks and nacks. Each driver declares its ``Capabilities`` so checkers
+hold a broker only to what it promises.
+
+Words used throughout:
+- *destination*: a Kafka topic, an SQS queue, a Pub/Sub topic with its subscriptions.
+- *group*: who shares the work of consuming: a Kafka consumer group, a Pub/Sub
+  subscription; SQS has one per queue.
+- *key*: the application key; it chooses the Kafka partition, the SQS FIFO message group,
+  the Pub/Sub ordering key, and is also carried as a header/attribute on every broker.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel
+
+
+class OrderingScope(StrEnum):
+    """Within what a broker promises to deliver messages in the order they were sent."""
+
+    NONE = "none"
+    PARTITION = "partition"
+    MESSAGE_GROUP = "message_group"
+    ORDERING_KEY = "ordering_key"
+
+
+class DeadLetterSupport(StrEnum):
+    BROKER = "broker"
+    """The broker moves a message after too many deliveries (SQS redrive, Pub/Sub policy)."""
+    CLIENT = "client"
+    """The driver's consumer publishes it to a dead-letter topic (Kafka has no broker DLQ)."""
+
+
+class LagProbe(StrEnum):
+    OFFSETS = "offsets"
+    """End offset minus committed offset, per partition (Kafka)."""
+    QUEUE_ATTRIBUTES = "queue_attributes"
+    """Visible plus in-flight messages, from the queue's attributes (SQS)."""
+    DERIVED = "derived"
+    """No broker metric: the backlog must be derived from the recorded history."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a broker promises; checkers judge a run only against these promises."""
+
+    ordering_when_ordered: OrderingScope
+    """The scope promised for a destination created with ``ordered=True``."""
+    ordering_when_unordered: OrderingScope
+    """The scope promised otherwise (Kafka orders every partition regardless)."""
+    dead_letter: DeadLetterSupport
+    exactly_once: frozenset[str]
+    """Names of the exactly-once options the broker offers (e.g. ``transactions``)."""
+    lag_probe: LagProbe
+    fifo_deduplication: bool = False
+    partitions: bool = False
+    fan_out: bool = True
+    """Whether one destination can feed several independent groups."""
+
+    def ordering(self, ordered: bool) -> OrderingScope:
+        return self.ordering_when_ordered if ordered else self.ordering_when_unordered
+
+
+@dataclass(frozen=True)
+class DeadLetterPolicy:
+    max_deliveries: int = 5
+    """Deliveries (the first one included) after which a nacked message is dead-lettered."""
+
+
+@dataclass(frozen=True)
+class DestinationSpec:
+    name: str
+    partitions: int = 1
+    ordered: bool = False
+    """SQS: a FIFO queue; Pub/Sub: message ordering on; Kafka: always ordered per partition."""
+    groups: tuple[str, ...] = ("default",)
+    """Consumer groups (Pub/Sub subscriptions) created with the destination."""
+    dead_letter: DeadLetterPolicy | None = None
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A created destination: the spec plus the broker's own addresses for it."""
+
+    spec: DestinationSpec
+    address: str
+    dead_letter_address: str | None = None
+
+    @property
+    def dead_letter(self) -> "Destination":
+        """The dead-letter destination, readable with ``consumer(dest.dead_letter, group)``."""
+        if self.dead_letter_address is None:
+            raise ValueError(f"{self.spec.name} was created without a dead-letter policy")
+        spec = DestinationSpec(
+            name=f"{self.spec.name}-dlq", groups=self.spec.groups, ordered=self.spec.ordered
+        )
+        return Destination(spec, self.dead_letter_address)
+
+
+class Outcome(StrEnum):
+    """How a send completed, in Jepsen's terms."""
+
+    OK = "ok"
+    FAIL = "fail"
+    """The broker certainly did not take the message."""
+    UNKNOWN = "unknown"
+    """A timeout or lost connection: the broker may or may not have taken it."""
+
+
+@dataclass(frozen=True)
+class SendResult:
+    key: str
+    outcome: Outcome
+    message_id: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.OK
+
+SendCallback = Callable[[SendResult], None]
+
+
+@dataclass(frozen=True)
+class Received:
+    key: str
+    payload: bytes
+    message_id: str
+    """The broker's id: Kafka ``partition:offset``, SQS MessageId, Pub/Sub message id."""
+    partition: int | None = None
+    offset: int | None = None
+    delivery_attempt: int | None = None
+    """1 for a first delivery, where the broker counts (SQS, Pub/Sub with a DLQ, Kafka nacks)."""
+    handle: Any = field(default=None, compare=False, repr=False)
+    """The driver's own ack handle; opaque to everyone else."""
+
+
+@runtime_checkable
+class Producer(Protocol):
+    def send(
+        self, key: str, payload: bytes, on_complete: SendCallback, *, dedup_id: str | None = None
+    ) -> None:
+        """Queue one message; ``on_complete`` runs exactly once with its outcome.
+
+        ``dedup_id`` is the broker-side de-duplication id where the broker offers one
+        (SQS FIFO); elsewhere it is ignored.
+        """
+
+    def flush(self, timeout: float) -> int:
+        """Wait until every queued send completed; returns how many are still pending."""
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Consumer(Protocol):
+    def poll(self, max_messages: int, timeout: float) -> list[Received]:
+        """Up to ``max_messages``; waits at most about ``timeout`` seconds for the first."""
+
+    def ack(self, messages: Sequence[Received]) -> None:
+        """Done with these: they are not delivered again to this group."""
+
+    def nack(self, messages: Sequence[Received]) -> None:
+        """Not processed: deliver again (dead-letter after the policy's max deliveries)."""
+
+    def close(self) -> None:
+        """Leave the group cleanly, committing what was acked."""
+
+
+class Driver(Protocol):
+    """A connection to one broker endpoint."""
+
+    name: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+    endpoint_model: ClassVar[type[BaseModel]]
+
+    def __init__(self, endpoint: Any) -> None:
+        """Connect to ``endpoint`` (an ``endpoint_model``); BrokerUnreachableError if it
+        does not answer."""
+
+    def create_destination(self, spec: DestinationSpec) -> Destination:
+        """Create (or reuse, if identical) the destination and its groups."""
+
+    def delete_destination(self, destination: Destination) -> None: ...
+
+    def producer(self, destination: Destination) -> Producer: ...
+
+    def consumer(self, destination: Destination, group: str) -> Consumer: ...
+
+    def backlog(self, destination: Destination, group: str) -> int | None:
+        """Messages not yet consumed by ``group`` per the broker, or None (LagProbe.DERIVED)."""
+
+    def close(self) -> None: ...

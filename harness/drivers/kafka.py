@@ -1,0 +1,266 @@
+"""Kafka through confluent-kafka (librdkafka): topics by AdminClient, keyed produce, group consume.
+
+Acks store the offset after the message and librdkafka commits stored offsets every second
+and on close (at-least-once). Kafka has no broker-side dead-letter queue, so a nack seeks back
+to the message and, after the policy's max deliveries, the consumer publishes it to
+``<topic>.dlq`` and acks it (the shape of Kafka Connect's and Spring's dead-letter topics).
+"""
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from confluent_kafka import Consumer as ConfluentConsumer
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Producer as ConfluentProducer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from harness.drivers.base import (
+    Capabilities,
+    DeadLetterSupport,
+    Destination,
+    DestinationSpec,
+    LagProbe,
+    OrderingScope,
+    Outcome,
+    Received,
+    SendCallback,
+    SendResult,
+)
+from harness.errors import BrokerUnreachableError
+from harness.settings import FrozenModel
+
+ClientConfig = dict[str, str | int | float | bool]
+
+# A send that timed out or lost its connection after leaving the client may have been written.
+_UNKNOWN_ERRORS = frozenset(
+    {KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT, KafkaError.REQUEST_TIMED_OUT}
+)
+
+
+class KafkaEndpoint(FrozenModel):
+    bootstrap_servers: str
+    client_config: ClientConfig = {}
+    """Extra librdkafka settings for every client (security, SASL, ...)."""
+    producer_config: ClientConfig = {}
+    consumer_config: ClientConfig = {}
+    connect_timeout: float = 10.0
+
+
+def _dead_letter_topic(topic: str) -> str:
+    return f"{topic}.dlq"
+
+
+class KafkaDriver:
+    name: ClassVar[str] = "kafka"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        ordering_when_ordered=OrderingScope.PARTITION,
+        ordering_when_unordered=OrderingScope.PARTITION,
+        dead_letter=DeadLetterSupport.CLIENT,
+        exactly_once=frozenset({"idempotent_producer", "transactions"}),
+        lag_probe=LagProbe.OFFSETS,
+        partitions=True,
+    )
+    endpoint_model: ClassVar[type[KafkaEndpoint]] = KafkaEndpoint
+
+    def __init__(self, endpoint: KafkaEndpoint) -> None:
+        self.endpoint = endpoint
+        self._base: ClientConfig = {
+            "bootstrap.servers": endpoint.bootstrap_servers,
+            **endpoint.client_config,
+        }
+        self._admin = AdminClient({**self._base, "log_level": 0})
+        try:
+            self._admin.list_topics(timeout=endpoint.connect_timeout)
+        except KafkaException as exc:
+            raise BrokerUnreachableError(
+                f"kafka at {endpoint.bootstrap_servers} is unreachable: start it with "
+                "`brokerbench up` or fix the target's bootstrap_servers"
+            ) from exc
+
+    def create_destination(self, spec: DestinationSpec) -> Destination:
+        topics = [spec.name]
+        if spec.dead_letter is not None:
+            topics.append(_dead_letter_topic(spec.name))
+        futures = self._admin.create_topics(
+            [NewTopic(topic, num_partitions=spec.partitions) for topic in topics],
+            operation_timeout=30,
+        )
+        for future in futures.values():
+            try:
+                future.result()
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
+        dead_letter = _dead_letter_topic(spec.name) if spec.dead_letter else None
+        return Destination(spec, spec.name, dead_letter)
+
+    def delete_destination(self, destination: Destination) -> None:
+        topics = [destination.address]
+        if destination.dead_letter_address:
+            topics.append(destination.dead_letter_address)
+        for future in self._admin.delete_topics(topics, operation_timeout=30).values():
+            try:
+                future.result()
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    raise
+
+    def producer(self, destination: Destination) -> "KafkaProducer":
+        return KafkaProducer(
+            {**self._base, **self.endpoint.producer_config}, destination.address
+        )
+
+    def consumer(self, destination: Destination, group: str) -> "KafkaConsumer":
+        return KafkaConsumer(
+            {**self._base, **self.endpoint.consumer_config, "group.id": group}, destination, self
+        )
+
+    def backlog(self, destination: Destination, group: str) -> int | None:
+        probe = ConfluentConsumer(
+            {**self._base, "group.id": group, "enable.auto.commit": False, "log_level": 0}
+        )
+        try:
+            metadata = probe.list_topics(destination.address, timeout=10)
+            partitions = [
+                TopicPartition(destination.address, partition)
+                for partition in metadata.topics[destination.address].partitions
+            ]
+            total = 0
+            for committed in probe.committed(partitions, timeout=10):
+                low, high = probe.get_watermark_offsets(committed, timeout=10)
+                position = committed.offset if committed.offset >= 0 else low
+                total += max(0, high - position)
+            return total
+        finally:
+            probe.close()
+
+    def close(self) -> None:
+        """Nothing to release: the AdminClient closes when collected."""
+
+
+class KafkaProducer:
+    def __init__(self, config: ClientConfig, topic: str) -> None:
+        self._topic = topic
+        self._producer = ConfluentProducer({"acks": "all", "linger.ms": 5, **config})
+
+    def send(
+        self, key: str, payload: bytes, on_complete: SendCallback, *, dedup_id: str | None = None
+    ) -> None:
+        def delivered(error: KafkaError | None, message: Message) -> None:
+            if error is None:
+                partition, offset = message.partition(), message.offset()
+                on_complete(
+                    SendResult(key, Outcome.OK, f"{partition}:{offset}", partition, offset)
+                )
+                return
+            outcome = Outcome.UNKNOWN if error.code() in _UNKNOWN_ERRORS else Outcome.FAIL
+            on_complete(SendResult(key, outcome, error=error.str()))
+
+        while True:
+            try:
+                self._producer.produce(
+                    self._topic, value=payload, key=key.encode(), on_delivery=delivered
+                )
+                break
+            except BufferError:
+                self._producer.poll(0.05)  # the local queue is full: let deliveries drain it
+        self._producer.poll(0)
+
+    def flush(self, timeout: float) -> int:
+        return int(self._producer.flush(timeout))
+
+    def close(self) -> None:
+        self._producer.flush(30)
+
+
+class KafkaConsumer:
+    def __init__(self, config: ClientConfig, destination: Destination, driver: KafkaDriver) -> None:
+        self._destination = destination
+        self._driver = driver
+        self._consumer = ConfluentConsumer(
+            {
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": True,
+                "enable.auto.offset.store": False,
+                "auto.commit.interval.ms": 1000,
+                **config,
+            }
+        )
+        self._consumer.subscribe([destination.address])
+        self._attempts: dict[tuple[int, int], int] = {}
+        self._stored: dict[int, int] = {}
+        self._dead_letters: KafkaProducer | None = None
+
+    def poll(self, max_messages: int, timeout: float) -> list[Received]:
+        received = []
+        for message in self._consumer.consume(num_messages=max_messages, timeout=timeout):
+            error = message.error()
+            if error is not None:
+                if error.fatal():
+                    raise KafkaException(error)
+                continue
+            partition, offset = message.partition(), message.offset()
+            key = message.key()
+            received.append(
+                Received(
+                    key=key.decode() if key else "",
+                    payload=message.value() or b"",
+                    message_id=f"{partition}:{offset}",
+                    partition=partition,
+                    offset=offset,
+                    delivery_attempt=self._attempts.get((partition, offset), 0) + 1,
+                    handle=message,
+                )
+            )
+        return received
+
+    def ack(self, messages: Sequence[Received]) -> None:
+        for message in messages:
+            partition, offset = _position(message)
+            self._attempts.pop((partition, offset), None)
+            if offset + 1 <= self._stored.get(partition, -1):
+                continue
+            try:
+                self._consumer.store_offsets(
+                    offsets=[TopicPartition(self._destination.address, partition, offset + 1)]
+                )
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError._STATE:  # partition revoked meanwhile
+                    raise
+                continue
+            self._stored[partition] = offset + 1
+
+    def nack(self, messages: Sequence[Received]) -> None:
+        policy = self._destination.spec.dead_letter
+        rewind: dict[int, int] = {}
+        for message in messages:
+            partition, offset = _position(message)
+            attempts = self._attempts.get((partition, offset), 0) + 1
+            if policy is not None and attempts >= policy.max_deliveries:
+                self._dead_letter(message)
+                self.ack([message])
+                continue
+            self._attempts[(partition, offset)] = attempts
+            rewind[partition] = min(offset, rewind.get(partition, offset))
+        for partition, offset in rewind.items():
+            self._consumer.seek(TopicPartition(self._destination.address, partition, offset))
+
+    def _dead_letter(self, message: Received) -> None:
+        if self._dead_letters is None:
+            self._dead_letters = self._driver.producer(self._destination.dead_letter)
+        outcomes: list[SendResult] = []
+        self._dead_letters.send(message.key, message.payload, outcomes.append)
+        self._dead_letters.flush(30)
+        if not outcomes or not outcomes[0].ok:
+            error = outcomes[0].error if outcomes else "timed out"
+            raise KafkaException(f"dead-lettering {message.message_id} failed: {error}")
+
+    def close(self) -> None:
+        if self._dead_letters is not None:
+            self._dead_letters.close()
+        self._consumer.close()
+
+
+def _position(message: Received) -> tuple[int, int]:
+    assert message.partition is not None and message.offset is not None
+    return message.partition, message.offset

@@ -1,0 +1,62 @@
+"""Targets: named broker endpoints a driver connects to.
+
+Built in are the local stack's brokers (``kafka``, ``elasticmq``, ``moto``, ``pubsub``), each
+reachable directly or through its toxiproxy proxy; users add their own clusters or cloud
+accounts under ``targets:`` in brokerbench.yaml.
+"""
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from harness.drivers.base import Driver
+from harness.drivers.registry import driver_class
+from harness.errors import UserError
+from harness.settings import Settings
+
+LOCAL_DRIVERS = {"kafka": "kafka", "elasticmq": "sqs", "moto": "sqs", "pubsub": "pubsub"}
+LOOPBACK = "127.0.0.1"
+
+
+def target_names(settings: Settings) -> list[str]:
+    return sorted({*LOCAL_DRIVERS, *settings.targets})
+
+
+def _local_endpoint(target: str, settings: Settings, via_proxy: bool) -> dict[str, Any]:
+    p = settings.ports
+    if target == "kafka":
+        return {"bootstrap_servers": f"{LOOPBACK}:{p.kafka_proxy if via_proxy else p.kafka}"}
+    if target in ("elasticmq", "moto"):
+        port = getattr(p, f"{target}_proxy" if via_proxy else target)
+        return {
+            "endpoint_url": f"http://{LOOPBACK}:{port}",
+            "access_key_id": "local",
+            "secret_access_key": "local",
+        }
+    port = p.pubsub_proxy if via_proxy else p.pubsub
+    return {"project": settings.pubsub_project, "emulator_host": f"{LOOPBACK}:{port}"}
+
+
+def open_driver(target: str, settings: Settings, *, via_proxy: bool = False) -> Driver:
+    """Connect to ``target``; UserError if it is unknown, misconfigured or unreachable."""
+    if target in settings.targets:
+        if via_proxy:
+            raise UserError(
+                f"target {target!r} is external: only the local stack's brokers have a proxy"
+            )
+        external = settings.targets[target]
+        cls, raw = driver_class(external.driver), external.settings
+    elif target in LOCAL_DRIVERS:
+        cls, raw = driver_class(LOCAL_DRIVERS[target]), _local_endpoint(target, settings, via_proxy)
+    else:
+        raise UserError(
+            f"unknown broker {target!r}: choose from {', '.join(target_names(settings))} "
+            "(or define it under targets: in brokerbench.yaml)"
+        )
+    try:
+        endpoint = cls.endpoint_model.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise UserError(f"targets.{target}.settings.{field}: {first['msg']}") from exc
+    return cls(endpoint)

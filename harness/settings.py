@@ -1,0 +1,100 @@
+"""brokerbench's own settings: the local stack's ports and the user's external targets.
+
+Read from ``brokerbench.yaml`` in the working directory (or the file named by
+``$BROKERBENCH_CONFIG``); each port can also be set with ``BROKERBENCH_PORT_<NAME>``
+(for example ``BROKERBENCH_PORT_KAFKA=29092``).
+"""
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from harness.errors import UserError
+from harness.yamlconfig import load_model
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class FrozenModel(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Ports(FrozenModel):
+    """Every port the local stack binds on 127.0.0.1 (the compose file uses the same)."""
+
+    kafka: Port = 9092
+    kafka_controller: Port = 9093
+    kafka_proxied_listener: Port = 9094
+    elasticmq: Port = 9324
+    moto: Port = 9330
+    pubsub: Port = 8085
+    toxiproxy: Port = 8474
+    kafka_proxy: Port = 19092
+    elasticmq_proxy: Port = 19324
+    moto_proxy: Port = 19330
+    pubsub_proxy: Port = 18085
+
+    @model_validator(mode="after")
+    def _distinct(self) -> "Ports":
+        seen: dict[int, str] = {}
+        for name, port in self.model_dump().items():
+            if port in seen:
+                raise ValueError(f"ports.{name} and ports.{seen[port]} are both {port}")
+            seen[port] = name
+        return self
+
+
+class ExternalTarget(FrozenModel):
+    """A broker the user runs elsewhere (a real cluster or a cloud account).
+
+    ``driver`` names a registered driver; ``settings`` is validated by that driver's
+    endpoint model (e.g. ``bootstrap_servers`` for kafka, ``region`` for sqs, ``project``
+    for pubsub).
+    """
+
+    driver: str
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class Settings(FrozenModel):
+    ports: Ports = Ports()
+    pubsub_project: str = "brokerbench"
+    targets: dict[str, ExternalTarget] = Field(default_factory=dict)
+
+
+def _config_path() -> Path | None:
+    configured = os.environ.get("BROKERBENCH_CONFIG")
+    if configured:
+        path = Path(configured)
+        if not path.is_file():
+            raise UserError(f"BROKERBENCH_CONFIG={configured}: no such file")
+        return path
+    default = Path("brokerbench.yaml")
+    return default if default.is_file() else None
+
+
+def _port_overrides(ports: Ports) -> Ports:
+    changes: dict[str, int] = {}
+    for name in Ports.model_fields:
+        variable = f"BROKERBENCH_PORT_{name.upper()}"
+        value = os.environ.get(variable)
+        if value is None:
+            continue
+        if not value.isdigit():
+            raise UserError(f"{variable}={value}: a port must be a number from 1 to 65535")
+        changes[name] = int(value)
+    if not changes:
+        return ports
+    try:
+        return Ports.model_validate(ports.model_dump() | changes)
+    except ValidationError as exc:
+        raise UserError(f"BROKERBENCH_PORT_*: {exc.errors()[0]['msg']}") from exc
+
+
+def load_settings() -> Settings:
+    """The settings in force: the config file if any, then environment overrides."""
+    path = _config_path()
+    settings = load_model(path, Settings) if path else Settings()
+    return settings.model_copy(update={"ports": _port_overrides(settings.ports)})

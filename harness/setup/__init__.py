@@ -1,0 +1,1 @@
+"""``brokerbench setup``: fetch and cache the broker runtimes the local stack needs."""

@@ -1,0 +1,212 @@
+"""``up``, ``down`` and ``status`` of the local stack.
+
+``up`` is idempotent: a service already healthy is left alone, one whose process died is
+started again. A failed or interrupted ``up`` stops what it started itself, so it never leaves
+orphans. ``down`` stops exactly the process groups named in the pid files.
+"""
+
+import errno
+import socket
+import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Literal
+
+import psutil
+
+from harness.errors import UserError
+from harness.settings import Settings
+from harness.stack import processes
+from harness.stack.services import LOOPBACK, Service, Toxiproxy, all_services
+from harness.stack.toxiproxy import Proxy, ProxySpec
+
+State = Literal["healthy", "unhealthy", "stopped", "crashed"]
+BROKERS = ("kafka", "elasticmq", "moto", "pubsub")
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    state: State
+    pid: int | None
+    ports: dict[str, int]
+    version: str | None
+    log: str
+    detail: str | None = None
+
+
+def proxy_specs(settings: Settings) -> list[ProxySpec]:
+    """One proxy per broker; Kafka's goes to the listener that advertises the proxy port."""
+    p = settings.ports
+    pairs = {
+        "kafka": (p.kafka_proxy, p.kafka_proxied_listener),
+        "elasticmq": (p.elasticmq_proxy, p.elasticmq),
+        "moto": (p.moto_proxy, p.moto),
+        "pubsub": (p.pubsub_proxy, p.pubsub),
+    }
+    return [
+        ProxySpec(name, f"{LOOPBACK}:{listen}", f"{LOOPBACK}:{upstream}")
+        for name, (listen, upstream) in pairs.items()
+    ]
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return False
+            raise
+    return True
+
+
+def _holder_of(port: int) -> str:
+    """' by <name> (pid N)' when the OS tells us who listens on ``port``, else ''."""
+    try:
+        for connection in psutil.net_connections(kind="tcp"):
+            if (
+                connection.status == psutil.CONN_LISTEN
+                and connection.laddr
+                and connection.laddr.port == port
+                and connection.pid
+            ):
+                return f" by {psutil.Process(connection.pid).name()} (pid {connection.pid})"
+    except (psutil.Error, OSError):
+        pass
+    return ""
+
+
+def _last_log_line(service: Service) -> str:
+    log = service.directory / "service.log"
+    try:
+        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "no log"
+    return lines[-1][:240] if lines else "empty log"
+
+
+class Stack:
+    """The local stack, or the subset named in ``only``."""
+
+    def __init__(self, settings: Settings, only: Collection[str] | None = None) -> None:
+        services = all_services(settings)
+        known = [service.name for service in services]
+        unknown = sorted(set(only or ()) - set(known))
+        if unknown:
+            raise UserError(f"unknown service {unknown[0]!r}: choose from {', '.join(known)}")
+        self.settings = settings
+        self.services = [s for s in services if only is None or s.name in only]
+
+    def service(self, name: str) -> Service:
+        for service in all_services(self.settings):
+            if service.name == name:
+                return service
+        names = ", ".join(s.name for s in all_services(self.settings))
+        raise UserError(f"unknown service {name!r}: choose from {names}")
+
+    def up(self, report: Callable[[str], None] = lambda _: None) -> list[ServiceStatus]:
+        to_start: list[Service] = []
+        for service in self.services:
+            record = processes.recorded(service.directory)
+            if record is not None and processes.is_alive(record):
+                continue
+            if record is not None:
+                report(f"{service.name}: its process is gone (crashed or killed); restarting")
+                processes.stop(service.directory)
+            to_start.append(service)
+        commands = {service.name: service.command() for service in to_start}
+        self._check_ports_free(to_start)
+        started: list[Service] = []
+        try:
+            for service in to_start:
+                service.prepare()
+                processes.start(service.directory, commands[service.name])
+                started.append(service)
+                report(f"{service.name}: started")
+            for service in self.services:
+                self._wait_ready(service)
+                report(f"{service.name}: ready")
+                if isinstance(service, Toxiproxy):
+                    service.client().populate(proxy_specs(self.settings))
+        except BaseException:
+            for service in reversed(started):
+                processes.stop(service.directory)
+            raise
+        return self.status()
+
+    def _check_ports_free(self, services: list[Service]) -> None:
+        for service in services:
+            for field, port in service.ports().items():
+                if not _port_is_free(port):
+                    raise UserError(
+                        f"port {port} ({service.name}) is already in use{_holder_of(port)}: stop "
+                        f"that process or choose another port with ports.{field} in "
+                        f"brokerbench.yaml or BROKERBENCH_PORT_{field.upper()}"
+                    )
+
+    def _wait_ready(self, service: Service) -> None:
+        record = processes.recorded(service.directory)
+        deadline = time.monotonic() + service.startup_timeout
+        last_error = "no answer yet"
+        while time.monotonic() < deadline:
+            if record is not None and not processes.is_alive(record):
+                code = processes.exit_code(record)
+                how = f"exit {code}" if code is not None else "process gone"
+                processes.stop(service.directory)
+                raise UserError(
+                    f"{service.name} stopped during start-up ({how}): {_last_log_line(service)} "
+                    f"(log: {service.directory / 'service.log'})"
+                )
+            try:
+                service.probe()
+            except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
+                last_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                time.sleep(0.25)
+                continue
+            return
+        raise UserError(
+            f"{service.name} did not answer within {service.startup_timeout:.0f} s "
+            f"({last_error}); see {service.directory / 'service.log'}"
+        )
+
+    def down(self, report: Callable[[str], None] = lambda _: None) -> None:
+        for service in reversed(self.services):
+            if processes.stop(service.directory):
+                report(f"{service.name}: stopped")
+
+    def status(self) -> list[ServiceStatus]:
+        return [self._status_of(service) for service in self.services]
+
+    def _status_of(self, service: Service) -> ServiceStatus:
+        record = processes.recorded(service.directory)
+        log = str(service.directory / "service.log")
+        if record is None:
+            return ServiceStatus(service.name, "stopped", None, service.ports(), None, log)
+        if not processes.is_alive(record):
+            return ServiceStatus(
+                service.name,
+                "crashed",
+                record.pid,
+                service.ports(),
+                None,
+                log,
+                f"process {record.pid} is gone; `brokerbench up` restarts it",
+            )
+        try:
+            service.probe()
+            version = service.version()
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            return ServiceStatus(
+                service.name, "unhealthy", record.pid, service.ports(), None, log, detail
+            )
+        return ServiceStatus(service.name, "healthy", record.pid, service.ports(), version, log)
+
+    def proxies(self) -> dict[str, Proxy]:
+        toxiproxy = Toxiproxy(self.settings)
+        record = processes.recorded(toxiproxy.directory)
+        if record is None or not processes.is_alive(record):
+            return {}
+        return toxiproxy.client().proxies()

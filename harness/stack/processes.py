@@ -1,0 +1,144 @@
+"""Start services as process-group leaders, remember them in pid files, stop exactly those.
+
+A pid file holds the pid and the process's start time, so a pid reused by an unrelated
+process is never mistaken for ours and never signalled.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+from harness.atomic import write_text_atomically
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    pid: int
+    started_at: float
+    argv: list[str]
+    log: str
+
+
+def _pid_file(service_dir: Path) -> Path:
+    return service_dir / "pid.json"
+
+
+def start(service_dir: Path, argv: list[str], env: dict[str, str] | None = None) -> ProcessRecord:
+    """Start ``argv`` in its own session (so its whole group can be signalled), output to a log."""
+    log = service_dir / "service.log"
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            argv,
+            cwd=service_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    record = ProcessRecord(
+        pid=process.pid,
+        started_at=psutil.Process(process.pid).create_time(),
+        argv=argv,
+        log=str(log),
+    )
+    write_text_atomically(_pid_file(service_dir), json.dumps(asdict(record)))
+    return record
+
+
+def recorded(service_dir: Path) -> ProcessRecord | None:
+    try:
+        raw = json.loads(_pid_file(service_dir).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return ProcessRecord(**raw)
+
+
+def _process(record: ProcessRecord) -> psutil.Process | None:
+    try:
+        process = psutil.Process(record.pid)
+        if abs(process.create_time() - record.started_at) > 1.0:
+            return None
+        if process.status() == psutil.STATUS_ZOMBIE:
+            _reap(process)
+            return None
+    except psutil.Error:
+        return None
+    return process
+
+
+def _reap(process: psutil.Process) -> None:
+    """Collect an exited child of this process so it does not linger as a zombie."""
+    try:
+        os.waitpid(process.pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def is_alive(record: ProcessRecord) -> bool:
+    return _process(record) is not None
+
+
+def exit_code(record: ProcessRecord) -> int | None:
+    """The exit status if the process was our child and has exited, else None."""
+    try:
+        pid, status = os.waitpid(record.pid, os.WNOHANG)
+    except ChildProcessError:
+        return None
+    return os.waitstatus_to_exitcode(status) if pid else None
+
+
+def stop(service_dir: Path, grace_seconds: float = 15.0) -> bool:
+    """Stop the recorded process group: SIGTERM, then SIGKILL after the grace period.
+
+    Returns whether anything was running. The pid file is removed either way.
+    """
+    record = recorded(service_dir)
+    was_running = False
+    if record is not None:
+        process = _process(record)
+        if process is not None:
+            was_running = True
+            group = _group_members(record.pid)
+            _signal_group(record.pid, signal.SIGTERM)
+            _, alive = psutil.wait_procs(group, timeout=grace_seconds)
+            if alive:
+                _signal_group(record.pid, signal.SIGKILL)
+                psutil.wait_procs(alive, timeout=5)
+            _reap(process)
+    _pid_file(service_dir).unlink(missing_ok=True)
+    return was_running
+
+
+def _group_members(pgid: int) -> list[psutil.Process]:
+    members = []
+    for process in psutil.process_iter():
+        try:
+            if os.getpgid(process.pid) == pgid:
+                members.append(process)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return members
+
+
+def _signal_group(pgid: int, signum: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return condition()

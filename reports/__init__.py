@@ -1,0 +1,1 @@
+"""Reports and the regression gate: built in a later issue."""

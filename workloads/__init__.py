@@ -1,0 +1,1 @@
+"""The business flows (tracker, saga, event sourcing): built in later issues."""
