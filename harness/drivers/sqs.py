@@ -13,8 +13,8 @@ import re
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -196,40 +196,53 @@ def _outcome_of(error: Exception) -> Outcome:
 
 
 class SqsProducer:
+    """Sends through ``send_threads`` lanes; a key always takes the same lane, so messages of
+    one key (one FIFO message group) reach SQS in the order they were sent."""
+
     def __init__(self, client: "SQSClient", destination: Destination, endpoint: SqsEndpoint):
         self._client = client
         self._url = destination.address
         self._fifo = destination.spec.ordered
         self._linger = endpoint.linger_seconds
         self._inflight = InFlight()
-        self._waiting: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
-        self._senders = ThreadPoolExecutor(endpoint.send_threads, "sqs-send")
-        self._batcher = threading.Thread(target=self._batch_forever, name="sqs-batch", daemon=True)
-        self._batcher.start()
+        self._lanes: list[queue.SimpleQueue[_Pending | None]] = [
+            queue.SimpleQueue() for _ in range(endpoint.send_threads)
+        ]
+        self._threads = [
+            threading.Thread(target=self._send_forever, args=(lane,), name="sqs-send", daemon=True)
+            for lane in self._lanes
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def send(
         self, key: str, payload: bytes, on_complete: SendCallback, *, dedup_id: str | None = None
     ) -> None:
         self._inflight.add()
-        self._waiting.put(_Pending(key, payload, on_complete, dedup_id))
+        lane = self._lanes[zlib.crc32(key.encode()) % len(self._lanes)]
+        lane.put(_Pending(key, payload, on_complete, dedup_id))
 
-    def _batch_forever(self) -> None:
+    def _send_forever(self, lane: "queue.SimpleQueue[_Pending | None]") -> None:
+        """Collect up to 10 messages or for ``linger`` seconds, send them, repeat."""
         while True:
-            first = self._waiting.get()
+            first = lane.get()
             if first is None:
                 return
             batch = [first]
             deadline = time.monotonic() + self._linger
+            closing = False
             while len(batch) < MAX_BATCH:
                 try:
-                    item = self._waiting.get(timeout=max(0.0, deadline - time.monotonic()))
+                    item = lane.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
                 if item is None:
-                    self._senders.submit(self._send_batch, batch)
-                    return
+                    closing = True
+                    break
                 batch.append(item)
-            self._senders.submit(self._send_batch, batch)
+            self._send_batch(batch)
+            if closing:
+                return
 
     def _entry(self, index: int, item: _Pending) -> "SendMessageBatchRequestEntryTypeDef":
         body, encoding = _encode(item.payload)
@@ -270,9 +283,10 @@ class SqsProducer:
 
     def close(self) -> None:
         self.flush(30)
-        self._waiting.put(None)
-        self._batcher.join(timeout=5)
-        self._senders.shutdown(wait=True)
+        for lane in self._lanes:
+            lane.put(None)
+        for thread in self._threads:
+            thread.join(timeout=5)
 
 
 class SqsConsumer:

@@ -1,0 +1,85 @@
+"""Session-wide fixtures: the local stack (started here, or reused when already running) and
+the rule that a broker test may not skip in CI."""
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from harness.settings import Settings, load_settings
+from harness.setup import artifacts
+from harness.stack.manager import Stack
+
+REQUIRE_BROKERS = bool(os.environ.get("CI") or os.environ.get("BROKERBENCH_REQUIRE_BROKERS"))
+_skipped_broker_tests: list[str] = []
+
+
+def missing_services() -> dict[str, str]:
+    """Services whose runtime is absent on this machine, with the reason."""
+    missing = {}
+    for artifact in artifacts.all_artifacts():
+        if not artifact.installed:
+            reason = (
+                f"Pub/Sub emulator not found: {artifacts.PUBSUB_HOW_TO_GET}"
+                if artifact.name == "pubsub"
+                else f"{artifact.name} not installed: run `brokerbench setup`"
+            )
+            missing[artifact.name] = reason
+    return missing
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def stack(settings: Settings) -> Iterator[Stack]:
+    """The local stack with every installed service healthy; stopped afterwards only if this
+    session started it."""
+    missing = missing_services()
+    if "toxiproxy" in missing:
+        pytest.skip(missing["toxiproxy"])
+    available = [
+        name for name in ("toxiproxy", "kafka", "elasticmq", "moto", "pubsub") if name not in missing
+    ]
+    stack = Stack(settings, available)
+    already_running = all(status.state == "healthy" for status in stack.status())
+    stack.up()
+    yield stack
+    if not already_running:
+        stack.down()
+
+
+@pytest.fixture
+def require_service(stack: Stack) -> "RequireService":
+    return RequireService(stack)
+
+
+class RequireService:
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+
+    def __call__(self, name: str) -> None:
+        missing = missing_services()
+        if name in missing:
+            pytest.skip(missing[name])
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and "broker" in report.keywords:
+        _skipped_broker_tests.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if REQUIRE_BROKERS and _skipped_broker_tests:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if REQUIRE_BROKERS and _skipped_broker_tests:
+        terminalreporter.write_line(
+            f"FAILED: {len(_skipped_broker_tests)} broker test(s) skipped, which CI does not "
+            f"allow (first: {_skipped_broker_tests[0]})",
+            red=True,
+        )

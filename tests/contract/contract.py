@@ -1,0 +1,214 @@
+"""The driver contract: one abstract suite that every broker's driver must pass, run against
+the real local services (``Test*`` subclasses in this folder pick the target and path)."""
+
+import os
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
+
+import pytest
+
+from harness.drivers.base import (
+    Capabilities,
+    Consumer,
+    DeadLetterPolicy,
+    Destination,
+    DestinationSpec,
+    Driver,
+    LagProbe,
+    OrderingScope,
+    Outcome,
+    Producer,
+    Received,
+    SendResult,
+)
+from harness.drivers.targets import open_driver
+from harness.settings import Settings
+from harness.stack.manager import Stack
+
+KEYS = [f"key-{index}" for index in range(8)]
+
+
+def payload(key: str, sequence: int) -> bytes:
+    """Text prefix for humans, then bytes that are not UTF-8, so encodings are exercised."""
+    return f"{key}:{sequence}:".encode() + bytes([0xFF, 0x00, 0xFE]) + os.urandom(16)
+
+
+def sequence_of(message: Received) -> int:
+    return int(message.payload.split(b":")[1])
+
+
+def send_all(producer: Producer, messages: list[tuple[str, bytes]]) -> list[SendResult]:
+    results: list[SendResult] = []
+    for key, body in messages:
+        producer.send(key, body, results.append)
+    assert producer.flush(60) == 0, "sends still pending after 60 s"
+    return results
+
+
+def consume(
+    consumer: Consumer,
+    until: Callable[[list[Received]], bool],
+    timeout: float = 60.0,
+    on_batch: Callable[[list[Received]], None] | None = None,
+) -> list[Received]:
+    """Poll until ``until(all received so far)``; acks each batch unless ``on_batch`` is given."""
+    received: list[Received] = []
+    deadline = time.monotonic() + timeout
+    while not until(received) and time.monotonic() < deadline:
+        batch = consumer.poll(100, 1.0)
+        received.extend(batch)
+        if on_batch is None:
+            consumer.ack(batch)
+        else:
+            on_batch(batch)
+    return received
+
+
+class DriverContract:
+    target: ClassVar[str]
+    via_proxy: ClassVar[bool] = False
+    expected_ordering: ClassVar[OrderingScope]
+    expected_lag_probe: ClassVar[LagProbe]
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def driver(cls, stack: Stack, settings: Settings) -> Iterator[Driver]:
+        missing = _missing_for(cls.target)
+        if missing:
+            pytest.skip(missing)
+        driver = open_driver(cls.target, settings, via_proxy=cls.via_proxy)
+        yield driver
+        driver.close()
+
+    @pytest.fixture
+    def create(self, driver: Driver) -> Iterator[Callable[..., Destination]]:
+        created: list[Destination] = []
+
+        def make(**options: Any) -> Destination:
+            name = f"bb-contract-{uuid.uuid4().hex[:10]}"
+            destination = driver.create_destination(DestinationSpec(name, **options))
+            created.append(destination)
+            return destination
+
+        yield make
+        for destination in created:
+            driver.delete_destination(destination)
+
+    def test_declares_its_capabilities(self, driver: Driver) -> None:
+        assert isinstance(driver.capabilities, Capabilities)
+        assert driver.capabilities.ordering(ordered=True) is self.expected_ordering
+        assert driver.capabilities.lag_probe is self.expected_lag_probe
+
+    def test_every_message_arrives_once_exactly_as_sent(
+        self, driver: Driver, create: Callable[..., Destination]
+    ) -> None:
+        destination = create(partitions=3)
+        sent = [(key, payload(key, seq)) for seq in range(25) for key in KEYS]
+        producer = driver.producer(destination)
+        results = send_all(producer, sent)
+        producer.close()
+        assert Counter(r.outcome for r in results) == {Outcome.OK: len(sent)}
+        assert len({r.message_id for r in results}) == len(sent)
+
+        consumer = driver.consumer(destination, "default")
+        received = consume(consumer, lambda got: len(got) >= len(sent))
+        consumer.close()
+        assert Counter((m.key, m.payload) for m in received) == Counter(sent)
+        assert len({m.message_id for m in received}) == len(sent)
+
+        again = driver.consumer(destination, "default")
+        leftovers = consume(again, lambda got: bool(got), timeout=3.0)
+        again.close()
+        assert leftovers == [], "acked messages were delivered again after a clean close"
+
+    def test_order_holds_within_the_promised_scope(
+        self, driver: Driver, create: Callable[..., Destination]
+    ) -> None:
+        destination = create(partitions=3, ordered=True)
+        per_key = 30
+        sent = [(key, payload(key, seq)) for seq in range(per_key) for key in KEYS]
+        producer = driver.producer(destination)
+        assert all(r.ok for r in send_all(producer, sent))
+        producer.close()
+
+        consumer = driver.consumer(destination, "default")
+        received = consume(consumer, lambda got: len(got) >= len(sent))
+        consumer.close()
+        by_key: dict[str, list[int]] = defaultdict(list)
+        for message in received:
+            by_key[message.key].append(sequence_of(message))
+        assert by_key == {key: list(range(per_key)) for key in KEYS}
+
+    def test_poison_message_is_dead_lettered_and_blocks_nothing(
+        self, driver: Driver, create: Callable[..., Destination]
+    ) -> None:
+        max_deliveries = 5
+        destination = create(dead_letter=DeadLetterPolicy(max_deliveries=max_deliveries))
+        good = [(f"good-{index}", payload(f"good-{index}", index)) for index in range(10)]
+        poison = ("poison", b"poison:0:not-processable")
+        producer = driver.producer(destination)
+        assert all(r.ok for r in send_all(producer, [good[0], poison, *good[1:]]))
+        producer.close()
+
+        consumer = driver.consumer(destination, "default")
+        attempts: list[int | None] = []
+        good_seen: set[str] = set()
+
+        def process(batch: list[Received]) -> None:
+            bad = [m for m in batch if m.key == "poison"]
+            attempts.extend(m.delivery_attempt for m in bad)
+            good_seen.update(m.key for m in batch if m.key != "poison")
+            consumer.ack([m for m in batch if m.key != "poison"])
+            consumer.nack(bad)
+
+        dead_letters = driver.consumer(destination.dead_letter, "default")
+        dead: list[Received] = []
+
+        def poison_dead_lettered(_: list[Received]) -> bool:
+            dead.extend(dead_letters.poll(10, 0.2))
+            dead_letters.ack(dead)
+            return bool(dead) and len(good_seen) == len(good)
+
+        consume(consumer, poison_dead_lettered, on_batch=process, timeout=90)
+        consumer.close()
+        dead_letters.close()
+        assert good_seen == {key for key, _ in good}
+        assert [(m.key, m.payload) for m in dead] == [poison]
+        assert attempts == list(range(1, max_deliveries + 1))
+
+    def test_backlog_counts_what_the_group_has_not_consumed(
+        self, driver: Driver, create: Callable[..., Destination]
+    ) -> None:
+        destination = create()
+        sent = [(key, payload(key, 0)) for key in KEYS]
+        consumer = driver.consumer(destination, "default")
+        producer = driver.producer(destination)
+        assert all(r.ok for r in send_all(producer, sent))
+        producer.close()
+        if self.expected_lag_probe is LagProbe.DERIVED:
+            assert driver.backlog(destination, "default") is None
+            consumer.close()
+            return
+        assert _eventually(lambda: driver.backlog(destination, "default") == len(sent))
+        consume(consumer, lambda got: len(got) >= len(sent))
+        consumer.close()
+        assert _eventually(lambda: driver.backlog(destination, "default") == 0)
+
+
+def _eventually(condition: Callable[[], bool], timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.25)
+    return condition()
+
+
+def _missing_for(target: str) -> str | None:
+    from tests.conftest import missing_services
+
+    service = {"kafka": "kafka", "elasticmq": "elasticmq", "moto": "moto", "pubsub": "pubsub"}
+    return missing_services().get(service[target])
