@@ -1,6 +1,7 @@
 """The ``brokerbench`` command line. Errors a user can fix print one line and exit 2."""
 
 import json
+import signal
 import sys
 import time
 import uuid
@@ -188,8 +189,17 @@ def check(
     console.print(f"{target} ({path}): round trip ok in {took_ms:.0f} ms")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
-    """Entry point: run the app, turning user errors into one line and exit code 2."""
+    """Entry point: run the app, turning user errors into one line and exit code 2.
+
+    SIGTERM is handled like Ctrl-C, so the clean-up paths (stopping what a failed ``up``
+    started) run for both.
+    """
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         code = app(standalone_mode=False)
     except UserError as exc:

@@ -11,6 +11,8 @@ from typing import Any, ClassVar
 
 import grpc
 from google.api_core import exceptions as google_errors
+from google.api_core import retry as api_retry
+from google.api_core.timeout import ConstantTimeout
 from google.cloud import pubsub_v1
 from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
 from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
@@ -34,6 +36,16 @@ from harness.settings import FrozenModel
 KEY_ATTRIBUTE = "bb-key"
 # Errors after which a published message may or may not have been stored.
 _UNKNOWN_ERRORS = (google_errors.DeadlineExceeded, google_errors.ServiceUnavailable)
+# What the client library retries by default for Publish.
+_RETRIED_ERRORS = (
+    google_errors.Aborted,
+    google_errors.Cancelled,
+    google_errors.DeadlineExceeded,
+    google_errors.InternalServerError,
+    google_errors.ResourceExhausted,
+    google_errors.ServiceUnavailable,
+    google_errors.Unknown,
+)
 
 
 class PubSubEndpoint(FrozenModel):
@@ -42,6 +54,8 @@ class PubSubEndpoint(FrozenModel):
     """``host:port`` of an emulator; None for Google Cloud with default credentials."""
     ack_deadline_seconds: int = 30
     publish_max_latency: float = 0.005
+    publish_timeout: float = 60.0
+    """How long a publish is retried before its outcome is reported unknown."""
     connect_timeout: float = 10.0
 
 
@@ -183,7 +197,14 @@ class PubSubProducer:
                 max_latency=endpoint.publish_max_latency, max_messages=100
             ),
             publisher_options=pubsub_v1.types.PublisherOptions(
-                enable_message_ordering=self._ordered
+                enable_message_ordering=self._ordered,
+                retry=api_retry.Retry(
+                    predicate=api_retry.if_exception_type(*_RETRIED_ERRORS),
+                    initial=0.1,
+                    maximum=5.0,
+                    timeout=endpoint.publish_timeout,
+                ),
+                timeout=ConstantTimeout(min(60.0, endpoint.publish_timeout)),
             ),
         )
 

@@ -37,8 +37,17 @@ def _local_endpoint(target: str, settings: Settings, via_proxy: bool) -> dict[st
     return {"project": settings.pubsub_project, "emulator_host": f"{LOOPBACK}:{port}"}
 
 
-def open_driver(target: str, settings: Settings, *, via_proxy: bool = False) -> Driver:
-    """Connect to ``target``; UserError if it is unknown, misconfigured or unreachable."""
+def open_driver(
+    target: str,
+    settings: Settings,
+    *,
+    via_proxy: bool = False,
+    overrides: dict[str, Any] | None = None,
+) -> Driver:
+    """Connect to ``target``; UserError if it is unknown, misconfigured or unreachable.
+
+    ``overrides`` replace fields of the target's endpoint settings (e.g. timeouts).
+    """
     if target in settings.targets:
         if via_proxy:
             raise UserError(
@@ -54,7 +63,7 @@ def open_driver(target: str, settings: Settings, *, via_proxy: bool = False) -> 
             "(or define it under targets: in brokerbench.yaml)"
         )
     try:
-        endpoint = cls.endpoint_model.model_validate(raw)
+        endpoint = cls.endpoint_model.model_validate(raw | (overrides or {}))
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"])
