@@ -70,7 +70,7 @@ def up(only: OnlyOption = None) -> None:
     stack = Stack(load_settings(), _only(only))
     started = time.monotonic()
     with console.status("starting ...") as spinner:
-        statuses = stack.up(report=lambda line: spinner.update(line))
+        statuses = stack.up(report=spinner.update)
     _print_status(stack)
     took = time.monotonic() - started
     healthy = sum(status.state == "healthy" for status in statuses)
@@ -161,7 +161,7 @@ def check(
     via_proxy: Annotated[bool, typer.Option("--via-proxy", help="Go through toxiproxy.")] = False,
 ) -> None:
     """Round-trip one message through a broker target (create, send, receive, ack, delete)."""
-    from harness.drivers.base import DestinationSpec
+    from harness.drivers.base import DestinationSpec, Received
     from harness.drivers.targets import open_driver
 
     driver = open_driver(target, load_settings(), via_proxy=via_proxy)
@@ -173,7 +173,7 @@ def check(
         producer.send("check", b"brokerbench check", results.append)
         producer.close()
         consumer = driver.consumer(destination, "default")
-        received = []
+        received: list[Received] = []
         deadline = time.monotonic() + 30
         while not received and time.monotonic() < deadline:
             received = consumer.poll(1, 1.0)

@@ -7,7 +7,7 @@ Read from ``brokerbench.yaml`` in the working directory (or the file named by
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -90,7 +90,8 @@ def _port_overrides(ports: Ports) -> Ports:
     try:
         return Ports.model_validate(ports.model_dump() | changes)
     except ValidationError as exc:
-        raise UserError(f"BROKERBENCH_PORT_*: {exc.errors()[0]['msg']}") from exc
+        problem = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        raise UserError(f"BROKERBENCH_PORT_*: {problem}") from exc
 
 
 def load_settings() -> Settings:

@@ -41,7 +41,9 @@ def stack(settings: Settings) -> Iterator[Stack]:
     if "toxiproxy" in missing:
         pytest.skip(missing["toxiproxy"])
     available = [
-        name for name in ("toxiproxy", "kafka", "elasticmq", "moto", "pubsub") if name not in missing
+        name
+        for name in ("toxiproxy", "kafka", "elasticmq", "moto", "pubsub")
+        if name not in missing
     ]
     stack = Stack(settings, available)
     already_running = all(status.state == "healthy" for status in stack.status())

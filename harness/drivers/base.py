@@ -126,6 +126,7 @@ class SendResult:
     def ok(self) -> bool:
         return self.outcome is Outcome.OK
 
+
 SendCallback = Callable[[SendResult], None]
 
 

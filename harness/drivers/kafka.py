@@ -12,7 +12,8 @@ from typing import ClassVar
 from confluent_kafka import Consumer as ConfluentConsumer
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka import Producer as ConfluentProducer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from pydantic import Field
 
 from harness.drivers.base import (
     Capabilities,
@@ -39,10 +40,10 @@ _UNKNOWN_ERRORS = frozenset(
 
 class KafkaEndpoint(FrozenModel):
     bootstrap_servers: str
-    client_config: ClientConfig = {}
+    client_config: ClientConfig = Field(default_factory=dict)
     """Extra librdkafka settings for every client (security, SASL, ...)."""
-    producer_config: ClientConfig = {}
-    consumer_config: ClientConfig = {}
+    producer_config: ClientConfig = Field(default_factory=dict)
+    consumer_config: ClientConfig = Field(default_factory=dict)
     connect_timeout: float = 10.0
 
 
@@ -106,9 +107,7 @@ class KafkaDriver:
                     raise
 
     def producer(self, destination: Destination) -> "KafkaProducer":
-        return KafkaProducer(
-            {**self._base, **self.endpoint.producer_config}, destination.address
-        )
+        return KafkaProducer({**self._base, **self.endpoint.producer_config}, destination.address)
 
     def consumer(self, destination: Destination, group: str) -> "KafkaConsumer":
         return KafkaConsumer(
@@ -149,9 +148,7 @@ class KafkaProducer:
         def delivered(error: KafkaError | None, message: Message) -> None:
             if error is None:
                 partition, offset = message.partition(), message.offset()
-                on_complete(
-                    SendResult(key, Outcome.OK, f"{partition}:{offset}", partition, offset)
-                )
+                on_complete(SendResult(key, Outcome.OK, f"{partition}:{offset}", partition, offset))
                 return
             outcome = Outcome.UNKNOWN if error.code() in _UNKNOWN_ERRORS else Outcome.FAIL
             on_complete(SendResult(key, outcome, error=error.str()))
@@ -200,6 +197,7 @@ class KafkaConsumer:
                     raise KafkaException(error)
                 continue
             partition, offset = message.partition(), message.offset()
+            assert partition is not None and offset is not None, "consumed messages have both"
             key = message.key()
             received.append(
                 Received(
@@ -262,5 +260,6 @@ class KafkaConsumer:
 
 
 def _position(message: Received) -> tuple[int, int]:
-    assert message.partition is not None and message.offset is not None
-    return message.partition, message.offset
+    partition, offset = message.partition, message.offset
+    assert partition is not None and offset is not None, "not a Kafka message"
+    return partition, offset

@@ -5,6 +5,7 @@ Consumers use unary Pull with explicit acks so that a poll returns exactly what 
 will ack; publishing goes through the client's batching publisher with a short max latency.
 """
 
+import contextlib
 import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -59,9 +60,7 @@ class PubSubEndpoint(FrozenModel):
     connect_timeout: float = 10.0
 
 
-def emulator_publisher(
-    host: str, **options: Any
-) -> pubsub_v1.PublisherClient:
+def emulator_publisher(host: str, **options: Any) -> pubsub_v1.PublisherClient:
     """A publisher for an emulator at ``host`` over plain gRPC (no PUBSUB_EMULATOR_HOST)."""
     transport = PublisherGrpcTransport(channel=grpc.insecure_channel(host))
     return pubsub_v1.PublisherClient(transport=transport, **options)
@@ -112,16 +111,14 @@ class PubSubDriver:
             ) from exc
 
     def _topic(self, name: str) -> str:
-        return self._admin.topic_path(self.endpoint.project, name)
+        return f"projects/{self.endpoint.project}/topics/{name}"
 
     def _create_topic(self, path: str) -> None:
-        try:
+        with contextlib.suppress(google_errors.AlreadyExists):
             self._admin.create_topic(name=path)
-        except google_errors.AlreadyExists:
-            pass
 
     def _create_subscription(self, path: str, topic: str, **settings: Any) -> None:
-        try:
+        with contextlib.suppress(google_errors.AlreadyExists):
             self._subscriber.create_subscription(
                 request={
                     "name": path,
@@ -130,8 +127,6 @@ class PubSubDriver:
                     **settings,
                 }
             )
-        except google_errors.AlreadyExists:
-            pass
 
     def create_destination(self, spec: DestinationSpec) -> Destination:
         topic = self._topic(spec.name)
@@ -161,16 +156,10 @@ class PubSubDriver:
             if topic is None:
                 continue
             for group in destination.spec.groups:
-                try:
-                    self._subscriber.delete_subscription(
-                        subscription=_subscription(topic, group)
-                    )
-                except google_errors.NotFound:
-                    pass
-            try:
+                with contextlib.suppress(google_errors.NotFound):
+                    self._subscriber.delete_subscription(subscription=_subscription(topic, group))
+            with contextlib.suppress(google_errors.NotFound):
                 self._admin.delete_topic(topic=topic)
-            except google_errors.NotFound:
-                pass
 
     def producer(self, destination: Destination) -> "PubSubProducer":
         return PubSubProducer(self.endpoint, destination)
@@ -204,7 +193,7 @@ class PubSubProducer:
                     maximum=5.0,
                     timeout=endpoint.publish_timeout,
                 ),
-                timeout=ConstantTimeout(min(60.0, endpoint.publish_timeout)),
+                timeout=ConstantTimeout(min(60.0, endpoint.publish_timeout)),  # type: ignore[no-untyped-call]
             ),
         )
 
@@ -266,7 +255,10 @@ class PubSubConsumer:
     def ack(self, messages: Sequence[Received]) -> None:
         if messages:
             self._subscriber.acknowledge(
-                request={"subscription": self._subscription, "ack_ids": [m.handle for m in messages]}
+                request={
+                    "subscription": self._subscription,
+                    "ack_ids": [m.handle for m in messages],
+                }
             )
 
     def nack(self, messages: Sequence[Received]) -> None:

@@ -18,7 +18,9 @@ def driver_class(name: str) -> type[Driver]:
     """The registered driver class; UserError naming the fix if unknown or not installed."""
     matches = [entry for entry in entry_points(group=GROUP) if entry.name == name]
     if not matches:
-        raise UserError(f"unknown driver {name!r}: installed drivers are {', '.join(driver_names())}")
+        raise UserError(
+            f"unknown driver {name!r}: installed drivers are {', '.join(driver_names())}"
+        )
     try:
         loaded = matches[0].load()
     except ImportError as exc:

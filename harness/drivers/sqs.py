@@ -6,6 +6,7 @@ on a background thread, so ``send`` never blocks the caller on the network.
 """
 
 import base64
+import contextlib
 import json
 import math
 import queue
@@ -46,6 +47,7 @@ from harness.settings import FrozenModel
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.literals import QueueAttributeNameType
     from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
 KEY_ATTRIBUTE = "bb-key"
@@ -122,8 +124,12 @@ class SqsDriver:
                 "target's endpoint_url"
             ) from exc
 
-    def _create_queue(self, name: str, fifo: bool, attributes: dict[str, str]) -> str:
-        queue_attributes = {"VisibilityTimeout": str(self.endpoint.visibility_timeout)}
+    def _create_queue(
+        self, name: str, fifo: bool, attributes: "dict[QueueAttributeNameType, str]"
+    ) -> str:
+        queue_attributes: dict[QueueAttributeNameType, str] = {
+            "VisibilityTimeout": str(self.endpoint.visibility_timeout)
+        }
         if fifo:
             queue_attributes["FifoQueue"] = "true"
         answer = self.client.create_queue(
@@ -137,7 +143,7 @@ class SqsDriver:
                 f"sqs: destination {spec.name} asks for {len(spec.groups)} consumer groups; an "
                 "SQS queue has exactly one (fan-out needs SNS, which brokerbench does not drive)"
             )
-        redrive: dict[str, str] = {}
+        redrive: dict[QueueAttributeNameType, str] = {}
         dead_letter_url = None
         if spec.dead_letter is not None:
             dead_letter_url = self._create_queue(f"{spec.name}-dlq", spec.ordered, {})
@@ -145,7 +151,10 @@ class SqsDriver:
                 QueueUrl=dead_letter_url, AttributeNames=["QueueArn"]
             )["Attributes"]["QueueArn"]
             redrive["RedrivePolicy"] = json.dumps(
-                {"deadLetterTargetArn": arn, "maxReceiveCount": str(spec.dead_letter.max_deliveries)}
+                {
+                    "deadLetterTargetArn": arn,
+                    "maxReceiveCount": str(spec.dead_letter.max_deliveries),
+                }
             )
         url = self._create_queue(spec.name, spec.ordered, redrive)
         return Destination(spec, url, dead_letter_url)
@@ -154,10 +163,8 @@ class SqsDriver:
         for url in (destination.address, destination.dead_letter_address):
             if url is None:
                 continue
-            try:
+            with contextlib.suppress(self.client.exceptions.QueueDoesNotExist):
                 self.client.delete_queue(QueueUrl=url)
-            except self.client.exceptions.QueueDoesNotExist:
-                pass
 
     def producer(self, destination: Destination) -> "SqsProducer":
         return SqsProducer(self.client, destination, self.endpoint)

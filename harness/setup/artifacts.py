@@ -7,7 +7,6 @@ folder that is renamed into place when complete, so an interrupted setup never l
 half-filled cache behind.
 """
 
-import glob
 import os
 import shutil
 import subprocess
@@ -179,9 +178,7 @@ def elasticmq() -> Artifact:
         ELASTICMQ_VERSION,
         paths.home() / f"elasticmq-{ELASTICMQ_VERSION}",
         "lib",
-        _maven_fetch(
-            "elasticmq", [f"org.elasticmq:elasticmq-server_2.13:{ELASTICMQ_VERSION}"], []
-        ),
+        _maven_fetch("elasticmq", [f"org.elasticmq:elasticmq-server_2.13:{ELASTICMQ_VERSION}"], []),
     )
 
 
@@ -204,9 +201,10 @@ def find_pubsub_emulator_jar() -> Path | None:
             raise UserError(f"{PUBSUB_JAR_VARIABLE}={configured}: no such file")
         return jar
     for pattern in PUBSUB_JAR_GLOBS:
-        found = sorted(glob.glob(os.path.expanduser(pattern)))
+        folder, name = pattern.rsplit("/", 1)
+        found = sorted(Path(folder).expanduser().glob(name))
         if found:
-            return Path(found[-1])
+            return found[-1]
     return None
 
 

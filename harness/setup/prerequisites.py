@@ -25,7 +25,9 @@ class Tool:
         found = self.version(path)
         if found is not None and found < self.minimum:
             shown = ".".join(map(str, found))
-            raise UserError(f"{self.command} {shown} is too old, {wanted}+ needed: {self.how_to_get}")
+            raise UserError(
+                f"{self.command} {shown} is too old, {wanted}+ needed: {self.how_to_get}"
+            )
         return path
 
     def version(self, path: str) -> tuple[int, ...] | None:

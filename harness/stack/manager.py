@@ -161,7 +161,7 @@ class Stack:
                 )
             try:
                 service.probe()
-            except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
+            except Exception as exc:
                 last_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 time.sleep(0.25)
                 continue
@@ -197,7 +197,7 @@ class Stack:
         try:
             service.probe()
             version = service.version()
-        except Exception as exc:  # noqa: BLE001 - reported, not raised
+        except Exception as exc:
             detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             return ServiceStatus(
                 service.name, "unhealthy", record.pid, service.ports(), None, log, detail

@@ -4,6 +4,7 @@ A pid file holds the pid and the process's start time, so a pid reused by an unr
 process is never mistaken for ours and never signalled.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -76,10 +77,8 @@ def _process(record: ProcessRecord) -> psutil.Process | None:
 
 def _reap(process: psutil.Process) -> None:
     """Collect an exited child of this process so it does not linger as a zombie."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(process.pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def is_alive(record: ProcessRecord) -> bool:
@@ -129,10 +128,8 @@ def _group_members(pgid: int) -> list[psutil.Process]:
 
 
 def _signal_group(pgid: int, signum: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signum)
-    except ProcessLookupError:
-        pass
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:

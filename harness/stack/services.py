@@ -46,7 +46,7 @@ class Service(ABC):
     def command(self) -> list[str]:
         """The argv that starts the service; raises UserError if something is missing."""
 
-    def prepare(self) -> None:
+    def prepare(self) -> None:  # noqa: B027 - optional hook, most services need nothing
         """Write configs and initialise storage before the first start."""
 
     @abstractmethod

@@ -120,7 +120,7 @@ class DriverContract:
         assert len({m.message_id for m in received}) == len(sent)
 
         again = driver.consumer(destination, "default")
-        leftovers = consume(again, lambda got: bool(got), timeout=3.0)
+        leftovers = consume(again, bool, timeout=3.0)
         again.close()
         assert leftovers == [], "acked messages were delivered again after a clean close"
 

@@ -27,7 +27,9 @@ def isolated_home(root: Path, *installed: str) -> Path:
 def environment(home: Path, path: str | None = None, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["BROKERBENCH_HOME"] = str(home)
-    env.update({f"BROKERBENCH_PORT_{name.upper()}": str(port) for name, port in SHIFTED_PORTS.items()})
+    env.update(
+        {f"BROKERBENCH_PORT_{name.upper()}": str(port) for name, port in SHIFTED_PORTS.items()}
+    )
     if path is not None:
         env["PATH"] = path
     env.update(extra)

@@ -1,0 +1,41 @@
+# brokerbench: `make demo` and `make test` are the two commands a new user needs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+BB := $(BIN)/brokerbench
+TARGETS := kafka elasticmq moto pubsub
+
+.PHONY: demo test lint setup install clean
+
+$(BIN)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "error: brokerbench needs Python 3.11 or newer: set PYTHON=python3.11 (or newer)"; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[all,dev]'
+	@touch $@
+
+install: $(BIN)/.installed
+
+setup: install
+	$(BB) setup
+
+# Until the comparison suite lands (see docs/architecture.md), the demo starts the stack,
+# round-trips a message through every broker directly and through toxiproxy, and stops it.
+demo: setup
+	@trap '$(BB) down' EXIT; \
+	$(BB) up && \
+	for target in $(TARGETS); do \
+		$(BB) check $$target && $(BB) check $$target --via-proxy || exit 1; \
+	done
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: setup lint
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) *.egg-info .mypy_cache .ruff_cache
