@@ -18,7 +18,7 @@ from harness import paths
 from harness.errors import UserError
 from harness.settings import load_settings
 from harness.setup import artifacts
-from harness.stack.manager import Stack
+from harness.stack.manager import ServiceStatus, Stack
 
 app = typer.Typer(
     add_completion=False,
@@ -106,13 +106,17 @@ def status(
         raise typer.Exit(1)
 
 
-def _print_status(stack: Stack, statuses: list | None = None) -> None:  # type: ignore[type-arg]
+def _print_status(stack: Stack, statuses: list[ServiceStatus] | None = None) -> None:
+    home = paths.home()
     table = Table("service", "state", "pid", "version", "ports", "log", box=None)
+    table.columns[4].overflow = "fold"
     colours = {"healthy": "green", "unhealthy": "yellow", "crashed": "red", "stopped": "dim"}
     for s in statuses or stack.status():
         ports = " ".join(f"{name}={port}" for name, port in s.ports.items())
         state = f"[{colours[s.state]}]{s.state}[/]" + (f" ({s.detail})" if s.detail else "")
-        table.add_row(s.name, state, str(s.pid or "-"), s.version or "-", ports, s.log)
+        log = str(Path(s.log).relative_to(home)) if Path(s.log).is_relative_to(home) else s.log
+        table.add_row(s.name, state, str(s.pid or "-"), s.version or "-", ports, log)
+    console.print(f"home: {home}")
     console.print(table)
     proxies = stack.proxies()
     if proxies:

@@ -78,6 +78,11 @@ def _holder_of(port: int) -> str:
     return ""
 
 
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def _last_log_line(service: Service) -> str:
     log = service.directory / "service.log"
     try:
@@ -162,7 +167,7 @@ class Stack:
             try:
                 service.probe()
             except Exception as exc:
-                last_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                last_error = _first_line(exc)
                 time.sleep(0.25)
                 continue
             return
@@ -198,9 +203,8 @@ class Stack:
             service.probe()
             version = service.version()
         except Exception as exc:
-            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             return ServiceStatus(
-                service.name, "unhealthy", record.pid, service.ports(), None, log, detail
+                service.name, "unhealthy", record.pid, service.ports(), None, log, _first_line(exc)
             )
         return ServiceStatus(service.name, "healthy", record.pid, service.ports(), version, log)
 
