@@ -136,8 +136,7 @@ class Stack:
                 if isinstance(service, Toxiproxy):
                     service.client().populate(proxy_specs(self.settings))
         except BaseException:
-            for service in reversed(started):
-                processes.stop(service.directory)
+            processes.stop_all([service.directory for service in started])
             raise
         return self.status()
 
@@ -177,8 +176,9 @@ class Stack:
         )
 
     def down(self, report: Callable[[str], None] = lambda _: None) -> None:
-        for service in reversed(self.services):
-            if processes.stop(service.directory):
+        stopped = processes.stop_all([service.directory for service in self.services])
+        for service in self.services:
+            if service.directory in stopped:
                 report(f"{service.name}: stopped")
 
     def status(self) -> list[ServiceStatus]:

@@ -95,25 +95,35 @@ def exit_code(record: ProcessRecord) -> int | None:
 
 
 def stop(service_dir: Path, grace_seconds: float = 15.0) -> bool:
-    """Stop the recorded process group: SIGTERM, then SIGKILL after the grace period.
+    """Stop one recorded process group; see ``stop_all``."""
+    return bool(stop_all([service_dir], grace_seconds))
 
-    Returns whether anything was running. The pid file is removed either way.
+
+def stop_all(service_dirs: list[Path], grace_seconds: float = 15.0) -> list[Path]:
+    """Stop the recorded process groups together: SIGTERM to all, then SIGKILL to whatever is
+    left after the grace period. Pid files are removed either way.
+
+    Returns the folders whose process was running.
     """
-    record = recorded(service_dir)
-    was_running = False
-    if record is not None:
-        process = _process(record)
+    running: list[tuple[Path, psutil.Process]] = []
+    members: list[psutil.Process] = []
+    for service_dir in service_dirs:
+        record = recorded(service_dir)
+        process = _process(record) if record is not None else None
         if process is not None:
-            was_running = True
-            group = _group_members(record.pid)
-            _signal_group(record.pid, signal.SIGTERM)
-            _, alive = psutil.wait_procs(group, timeout=grace_seconds)
-            if alive:
-                _signal_group(record.pid, signal.SIGKILL)
-                psutil.wait_procs(alive, timeout=5)
-            _reap(process)
-    _pid_file(service_dir).unlink(missing_ok=True)
-    return was_running
+            running.append((service_dir, process))
+            members.extend(_group_members(process.pid))
+            _signal_group(process.pid, signal.SIGTERM)
+    _, alive = psutil.wait_procs(members, timeout=grace_seconds)
+    if alive:
+        for _, process in running:
+            _signal_group(process.pid, signal.SIGKILL)
+        psutil.wait_procs(alive, timeout=5)
+    for _, process in running:
+        _reap(process)
+    for service_dir in service_dirs:
+        _pid_file(service_dir).unlink(missing_ok=True)
+    return [service_dir for service_dir, _ in running]
 
 
 def _group_members(pgid: int) -> list[psutil.Process]:
