@@ -111,13 +111,17 @@ def _print_status(stack: Stack, statuses: list[ServiceStatus] | None = None) -> 
     table = Table("service", "state", "pid", "version", "ports", "log", box=None)
     table.columns[4].overflow = "fold"
     colours = {"healthy": "green", "unhealthy": "yellow", "crashed": "red", "stopped": "dim"}
-    for s in statuses or stack.status():
+    statuses = statuses or stack.status()
+    for s in statuses:
         ports = " ".join(f"{name}={port}" for name, port in s.ports.items())
-        state = f"[{colours[s.state]}]{s.state}[/]" + (f" ({s.detail})" if s.detail else "")
+        state = f"[{colours[s.state]}]{s.state}[/]"
         log = str(Path(s.log).relative_to(home)) if Path(s.log).is_relative_to(home) else s.log
         table.add_row(s.name, state, str(s.pid or "-"), s.version or "-", ports, log)
     console.print(f"home: {home}")
     console.print(table)
+    for s in statuses:
+        if s.detail:
+            console.print(f"{s.name}: {s.detail}", markup=False)
     proxies = stack.proxies()
     if proxies:
         proxy_table = Table("proxy", "listen", "upstream", "enabled", "toxics", box=None)

@@ -21,7 +21,9 @@ class Tool:
         path = shutil.which(self.command)
         wanted = ".".join(map(str, self.minimum))
         if path is None:
-            raise UserError(f"{self.command} not found on PATH: {self.how_to_get} ({wanted}+)")
+            raise UserError(
+                f"{self.command} not found on PATH ({wanted}+ needed): {self.how_to_get}"
+            )
         found = self.version(path)
         if found is not None and found < self.minimum:
             shown = ".".join(map(str, found))
