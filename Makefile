@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 BB := $(BIN)/brokerbench
 TARGETS := kafka elasticmq moto pubsub
 
-.PHONY: demo test lint setup install clean
+.PHONY: demo test lint bench setup install clean
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -36,6 +36,11 @@ lint: install
 
 test: setup lint
 	$(BIN)/python -m pytest
+
+# Benchmarks (figures, not pass/fail): pytest-benchmark, see tests/benchmarks/*.py docstrings.
+bench: setup
+	BROKERBENCH_BENCHMARKS=1 $(BIN)/python -m pytest tests/benchmarks --benchmark-only \
+		--benchmark-columns=min,mean,max,rounds -s
 
 clean:
 	rm -rf $(VENV) *.egg-info .mypy_cache .ruff_cache

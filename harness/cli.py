@@ -7,7 +7,7 @@ import time
 import uuid
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import click
 import typer
@@ -195,6 +195,117 @@ def check(
     took_ms = (time.monotonic() - started) * 1000
     path = "through toxiproxy" if via_proxy else "direct"
     console.print(f"{target} ({path}): round trip ok in {took_ms:.0f} ms")
+
+
+@app.command()
+def run(
+    suite: Annotated[
+        Path, typer.Argument(help="Suite file (YAML), e.g. workloads/suites/quick.yaml.")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where run folders go.")] = Path(
+        "runs"
+    ),
+) -> None:
+    """Run a suite: every broker x workload x repeat, one folder with result.json each."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from harness.run.single import Progress as RunProgress
+    from harness.run.suite_runner import PlannedRun, plan_suite, run_suite
+
+    settings = load_settings()
+    plan_suite(suite, settings, output)  # validate everything before any broker I/O
+    summary = Table(
+        "broker",
+        "workload",
+        "repeat",
+        "sent msg/s",
+        "e2e p50 ms",
+        "e2e p99 ms",
+        "lost",
+        "dup",
+        "order",
+        "valid",
+        box=None,
+    )
+    bars = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    tasks: dict[Path, object] = {}
+
+    def on_progress(planned: PlannedRun, state: RunProgress) -> None:
+        if planned.run_dir not in tasks:
+            tasks[planned.run_dir] = bars.add_task(
+                f"{planned.broker} / {planned.workload} / r{planned.repeat}",
+                total=state.expected,
+                detail="",
+            )
+        detail = f"{state.phase}: sent {state.sent} received {state.received}/{state.expected}"
+        bars.update(tasks[planned.run_dir], completed=state.received, detail=detail)  # type: ignore[arg-type]
+
+    def on_result(planned: PlannedRun, result: dict[str, object]) -> None:
+        summary.add_row(*_summary_row(planned.broker, planned.workload, planned.repeat, result))
+        console.print(f"{planned.broker}: {planned.run_dir / 'result.json'}")
+
+    with bars:
+        run_suite(suite, settings, output, on_progress=on_progress, on_result=on_result)
+    console.print(summary)
+
+
+def _summary_row(broker: str, workload: str, repeat: int, result: dict[str, Any]) -> list[str]:
+    figures = result["figures"]
+    e2e = figures["latency"]["e2e"]["stats"]
+    checks = {check["name"]: check for check in result["checks"]}
+
+    def count(name: str, *keys: str) -> str:
+        found = checks.get(name, {}).get("counts", {})
+        return str(sum(int(found.get(key, 0)) for key in keys))
+
+    valid = {True: "[green]yes[/]", False: "[red]NO[/]", None: "[yellow]unknown[/]"}
+    return [
+        broker,
+        workload,
+        str(repeat),
+        f"{figures['throughput']['sent']['mean_msgs_per_s'] or 0:.0f}",
+        f"{e2e.get('p50', float('nan')):.2f}",
+        f"{e2e.get('p99', float('nan')):.2f}",
+        count("lost", "lost"),
+        count("duplicates", "duplicate_publish", "redelivery"),
+        "ok" if checks.get("ordering", {}).get("valid") is not False else "[red]violated[/]",
+        valid[result["valid"]],
+    ]
+
+
+@app.command()
+def analyze(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder holding result.json.")],
+) -> None:
+    """Re-check a stored run from its history, without brokers, and rewrite its result.json."""
+    from harness.drivers.base import OrderingScope
+    from harness.run.figures import Window
+    from harness.run.result import evaluate, read_result, write_result
+
+    if not (run_dir / "result.json").is_file():
+        raise UserError(f"{run_dir}: no result.json here (give a run folder written by `run`)")
+    result = read_result(run_dir)
+    phases = result["phases"]
+    result.update(
+        evaluate(
+            run_dir,
+            OrderingScope(result["ordering_scope"]),
+            Window(phases["warmup_end_ns"], phases["end_ns"]),
+            result["workload"]["params"]["message_size"],
+            broker_lag=result["capabilities"]["lag_probe"] != "derived",
+        )
+    )
+    write_result(run_dir, result)
+    table = Table("check", "valid", "counts", box=None)
+    for check in result["checks"]:
+        table.add_row(check["name"], str(check["valid"]), json.dumps(check["counts"]))
+    console.print(table)
 
 
 def _interrupt(signum: int, frame: object) -> None:

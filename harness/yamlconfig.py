@@ -1,7 +1,7 @@
 """Load a YAML file into a frozen pydantic model, with errors that name file, line and field."""
 
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -36,8 +36,11 @@ def _line_of(root: yaml.Node | None, location: tuple[int | str, ...]) -> int | N
     return line
 
 
-def load_model(path: Path, model: type[ModelT]) -> ModelT:
-    """Parse ``path`` and validate it as ``model``; raise UserError on the first problem."""
+def load_model(path: Path, model: type[ModelT], context: dict[str, Any] | None = None) -> ModelT:
+    """Parse ``path`` and validate it as ``model``; raise UserError on the first problem.
+
+    ``context`` reaches the model's validators (e.g. the broker names a suite may use).
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -51,11 +54,27 @@ def load_model(path: Path, model: type[ModelT]) -> ModelT:
         problem = getattr(exc, "problem", None) or str(exc)
         raise UserError(f"{where}: invalid YAML ({problem})") from exc
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
         first = exc.errors()[0]
         location = tuple(first["loc"])
         line = _line_of(root, location)
         field = ".".join(str(part) for part in location) or "(top level)"
+        where = f"{path}:{line}" if line else str(path)
+        raise UserError(f"{where}: {field}: {first['msg']}") from exc
+
+
+def validate_part(
+    path: Path, location: tuple[int | str, ...], data: Any, model: type[ModelT]
+) -> ModelT:
+    """Validate the part of ``path`` found at ``location`` (already parsed as ``data``), with
+    errors that name the line in the file."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        full = (*location, *first["loc"])
+        line = _line_of(yaml.compose(path.read_text(encoding="utf-8")), full)
+        field = ".".join(str(part) for part in full)
         where = f"{path}:{line}" if line else str(path)
         raise UserError(f"{where}: {field}: {first['msg']}") from exc

@@ -11,6 +11,8 @@ from harness.setup import artifacts
 from harness.stack.manager import Stack
 
 REQUIRE_BROKERS = bool(os.environ.get("CI") or os.environ.get("BROKERBENCH_REQUIRE_BROKERS"))
+# Benchmarks measure, they do not test: `make bench` runs them, `make test` leaves them out.
+collect_ignore = [] if os.environ.get("BROKERBENCH_BENCHMARKS") else ["benchmarks"]
 _skipped_broker_tests: list[str] = []
 
 

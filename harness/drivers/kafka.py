@@ -6,6 +6,8 @@ to the message and, after the policy's max deliveries, the consumer publishes it
 ``<topic>.dlq`` and acks it (the shape of Kafka Connect's and Spring's dead-letter topics).
 """
 
+import threading
+import time
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -36,6 +38,7 @@ ClientConfig = dict[str, str | int | float | bool]
 _UNKNOWN_ERRORS = frozenset(
     {KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT, KafkaError.REQUEST_TIMED_OUT}
 )
+_POLL_INTERVAL = 0.0005
 
 
 class KafkaEndpoint(FrozenModel):
@@ -138,9 +141,22 @@ class KafkaDriver:
 
 
 class KafkaProducer:
+    """librdkafka runs delivery callbacks only inside ``poll``; a small poller thread serves
+    them within a millisecond. Every wait is ``poll(0)`` plus ``time.sleep``, never a blocking
+    librdkafka call, so the producer also behaves under gevent (Locust), where a blocking
+    ``flush(2)`` would freeze every greenlet."""
+
     def __init__(self, config: ClientConfig, topic: str) -> None:
         self._topic = topic
         self._producer = ConfluentProducer({"acks": "all", "linger.ms": 5, **config})
+        self._closed = threading.Event()
+        self._poller = threading.Thread(target=self._poll_forever, name="kafka-poll", daemon=True)
+        self._poller.start()
+
+    def _poll_forever(self) -> None:
+        while not self._closed.is_set():
+            if self._producer.poll(0) == 0:
+                time.sleep(_POLL_INTERVAL)
 
     def send(
         self, key: str, payload: bytes, on_complete: SendCallback, *, dedup_id: str | None = None
@@ -158,16 +174,21 @@ class KafkaProducer:
                 self._producer.produce(
                     self._topic, value=payload, key=key.encode(), on_delivery=delivered
                 )
-                break
-            except BufferError:
-                self._producer.poll(0.05)  # the local queue is full: let deliveries drain it
-        self._producer.poll(0)
+                return
+            except BufferError:  # the local queue is full: wait for deliveries to drain it
+                time.sleep(_POLL_INTERVAL)
 
     def flush(self, timeout: float) -> int:
-        return int(self._producer.flush(timeout))
+        deadline = time.monotonic() + timeout
+        while len(self._producer) > 0 and time.monotonic() < deadline:
+            self._producer.poll(0)
+            time.sleep(_POLL_INTERVAL)
+        return len(self._producer)
 
     def close(self) -> None:
-        self._producer.flush(30)
+        self.flush(30)
+        self._closed.set()
+        self._poller.join(timeout=5)
 
 
 class KafkaConsumer:
@@ -189,8 +210,14 @@ class KafkaConsumer:
         self._dead_letters: KafkaProducer | None = None
 
     def poll(self, max_messages: int, timeout: float) -> list[Received]:
+        # consume(n, timeout) waits for n messages or the timeout, which would add up to
+        # ``timeout`` of latency at low rates: wait for the first, then take what is buffered.
+        first = self._consumer.poll(timeout)
+        if first is None:
+            return []
+        batch = [first, *self._consumer.consume(num_messages=max_messages - 1, timeout=0)]
         received = []
-        for message in self._consumer.consume(num_messages=max_messages, timeout=timeout):
+        for message in batch:
             error = message.error()
             if error is not None:
                 if error.fatal():

@@ -1,0 +1,54 @@
+"""``check_all``: every log-level checker over one run's history."""
+
+import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
+
+from harness.checkers.duplicates import check_duplicates
+from harness.checkers.fates import (
+    check_failed_but_delivered,
+    check_phantoms,
+    check_unknown_outcomes,
+)
+from harness.checkers.index import HistoryIndex
+from harness.checkers.lag import check_lag_recovery
+from harness.checkers.lost import check_lost
+from harness.checkers.ordering import check_ordering
+from harness.checkers.verdict import Verdict
+from harness.drivers.base import OrderingScope
+
+
+def check_all(  # noqa: PLR0917 - the positional order is the documented API
+    sends: pa.Table,
+    receives: pa.Table,
+    events: pa.Table,
+    ordering: OrderingScope,
+    lag: pa.Table | None = None,
+    lag_recovery_seconds: float = 30,
+    *,
+    exactly_once: bool = False,
+) -> list[Verdict]:
+    """Run every checker on one history; the verdicts come in a fixed order: lost,
+    unknown-outcome, failed-but-delivered, phantom, duplicates, ordering, lag-recovery.
+
+    ``ordering`` is the scope the broker promised for this destination
+    (``Capabilities.ordering(ordered)``); ``exactly_once`` makes any repeated delivery invalid.
+    """
+    history = HistoryIndex(sends, receives)
+    return [
+        check_lost(history),
+        check_unknown_outcomes(history),
+        check_failed_but_delivered(history),
+        check_phantoms(history),
+        check_duplicates(history, exactly_once=exactly_once),
+        check_ordering(history, ordering),
+        check_lag_recovery(lag, events, lag_recovery_seconds),
+    ]
+
+
+def all_valid(verdicts: list[Verdict]) -> bool | None:
+    """False if any verdict is invalid, else None if any is unknown, else True (Jepsen's
+    composition of validity)."""
+    if any(verdict.valid is False for verdict in verdicts):
+        return False
+    if any(verdict.valid is None for verdict in verdicts):
+        return None
+    return True

@@ -1,0 +1,158 @@
+"""Duplicate deliveries: one message identity ``(producer_id, key_id, seq)`` delivered twice or
+more, classified by cause (the Pub/Sub ordering prober's taxonomy):
+
+- *redelivery*: the same broker message delivered again (same Kafka partition and offset, or
+  same SQS/Pub/Sub message id): a visibility timeout or ack deadline expired, a nack, a
+  consumer that restarted before committing. Normal under at-least-once delivery.
+- *duplicate publish*: the same identity in a different broker message (another offset or
+  message id): the producer wrote it twice, typically a retry after an unknown outcome.
+- *unclassified*: a repeated delivery whose broker message is unknown (no offset, no id).
+
+For an identity delivered ``n`` times as ``m`` distinct known broker messages,
+``duplicate_publish = m - 1`` and ``redelivery = known deliveries - m``; the rest of the
+``n - 1`` extra deliveries are unclassified.
+
+``valid`` (at-least-once, the default): False if any duplicate publish, else None if any
+unclassified, else True: redeliveries are the contract, not a violation.
+With ``exactly_once=True`` any extra delivery is invalid.
+"""
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
+import pyarrow.compute as pc  # type: ignore[import-untyped, unused-ignore]
+
+from harness.checkers.columns import Outcome
+from harness.checkers.identity import U64
+from harness.checkers.index import I64, HistoryIndex, column_at, run_starts
+from harness.checkers.verdict import MAX_EXAMPLES, Verdict
+
+NAME = "duplicates"
+_DELIVERY_FIELDS = (
+    "consumer_id",
+    "receive_ns",
+    "partition",
+    "offset",
+    "message_id",
+    "delivery_attempt",
+    "disposition",
+)
+
+
+def _message_id_codes(history: HistoryIndex, rows: I64) -> npt.NDArray[np.int64]:
+    """Codes for the broker message ids of ``rows`` (equal ids, equal codes; -1 for null)."""
+    ids = history.receives.select(["message_id"]).take(pa.array(rows)).column(0)
+    if not pa.types.is_string(ids.type):
+        ids = ids.cast(pa.string())
+    ids = ids.combine_chunks()
+    codes = pc.fill_null(pc.dictionary_encode(ids).indices, -1)
+    return np.asarray(codes.to_numpy(), dtype=np.int64)
+
+
+_NEVER_SENT = 255
+
+
+def _classify(history: HistoryIndex, rows: I64, local: I64, sizes: I64) -> tuple[I64, I64, I64]:
+    """Per repeated identity (``local`` numbers each row's identity): its duplicate publishes,
+    redeliveries and unclassified extra deliveries."""
+    partition = column_at(history.receives, "partition", rows, np.int64)
+    offset = column_at(history.receives, "offset", rows, np.int64)
+    message = _message_id_codes(history, rows)
+    kafka = (partition >= 0) & (offset >= 0)
+    known = kafka | (message >= 0)
+    # A broker message is (0, partition, offset) on Kafka, (1, message id, 0) elsewhere.
+    first = np.where(kafka, partition, np.where(known, message, 0))
+    second = np.where(kafka, offset, 0)
+    kind = np.where(kafka, 0, np.where(known, 1, 2))
+    order = np.lexsort((second, first, kind, local))
+    keys = np.stack([local[order], kind[order], first[order], second[order]])
+    new_message = np.ones(rows.size, dtype=np.bool_)
+    new_message[1:] = np.any(keys[:, 1:] != keys[:, :-1], axis=0)
+    distinct = np.bincount(local[order][new_message & known[order]], minlength=sizes.size)
+    known_deliveries = np.bincount(local[known], minlength=sizes.size)
+    publish = np.maximum(distinct - 1, 0)
+    redelivery = known_deliveries - distinct
+    return publish, redelivery, sizes - 1 - publish - redelivery
+
+
+def _send_outcomes(history: HistoryIndex, keys: U64) -> npt.NDArray[np.uint8]:
+    """The send outcome of each of the sorted ``keys`` (``_NEVER_SENT`` for phantoms)."""
+    outcome = np.full(keys.size, _NEVER_SENT, dtype=np.uint8)
+    if history.send_keys.size:
+        at = np.minimum(np.searchsorted(history.send_keys, keys), history.send_keys.size - 1)
+        sent = history.send_keys[at] == keys
+        outcome[sent] = history.send_key_outcome[at[sent]]
+    return outcome
+
+
+def check_duplicates(history: HistoryIndex, *, exactly_once: bool = False) -> Verdict:
+    """Identities delivered more than once, as redelivery / duplicate publish / unclassified."""
+    per_key = history.receive_counts
+    repeated = np.flatnonzero(per_key > 1)
+    sizes = per_key[repeated]
+    counts = {
+        "duplicated": int(repeated.size),
+        "extra_deliveries": int((sizes - 1).sum()),
+        "redelivery": 0,
+        "duplicate_publish": 0,
+        "duplicate_publish_after_unknown": 0,
+        "unclassified": 0,
+    }
+    if not repeated.size:
+        return Verdict(NAME, True, counts, notes="no message was delivered twice")
+
+    # Every delivery of every repeated identity; `local` numbers those identities 0..k-1.
+    rows = history.receive_order[np.repeat(per_key > 1, per_key)]
+    local = np.repeat(np.arange(repeated.size, dtype=np.int64), sizes)
+    publish, redelivery, unclassified = _classify(history, rows, local, sizes)
+    outcome = _send_outcomes(history, history.receive_keys[repeated])
+    counts["redelivery"] = int(redelivery.sum())
+    counts["duplicate_publish"] = int(publish.sum())
+    counts["duplicate_publish_after_unknown"] = int(publish[outcome == Outcome.UNKNOWN].sum())
+    counts["unclassified"] = int(unclassified.sum())
+
+    starts = run_starts(local)
+    examples: list[dict[str, object]] = []
+    for kind, per_identity in (
+        ("duplicate-publish", publish),
+        ("redelivery", redelivery),
+        ("unclassified", unclassified),
+    ):
+        for at in np.flatnonzero(per_identity)[:MAX_EXAMPLES].tolist():
+            group = rows[starts[at] : starts[at] + sizes[at]]
+            group = group[np.lexsort((group, history.receive_time[group]))][:MAX_EXAMPLES]
+            deliveries = history.receive_records(group)
+            sent = int(outcome[at])
+            examples.append(
+                {
+                    "kind": kind,
+                    "producer_id": deliveries[0]["producer_id"],
+                    "key_id": deliveries[0]["key_id"],
+                    "seq": deliveries[0]["seq"],
+                    "deliveries": int(sizes[at]),
+                    "send_outcome": None if sent == _NEVER_SENT else Outcome(sent).name.lower(),
+                    "first_deliveries": [
+                        {name: record[name] for name in _DELIVERY_FIELDS} for record in deliveries
+                    ],
+                }
+            )
+
+    extra = counts["extra_deliveries"]
+    if exactly_once:
+        valid: bool | None = extra == 0
+    elif counts["duplicate_publish"]:
+        valid = False
+    else:
+        valid = None if counts["unclassified"] else True
+    notes = (
+        f"{counts['duplicated']} messages delivered more than once ({extra} extra deliveries): "
+        f"{counts['redelivery']} redelivery, {counts['duplicate_publish']} duplicate publish "
+        f"({counts['duplicate_publish_after_unknown']} after an unknown outcome), "
+        f"{counts['unclassified']} unclassified; "
+        + (
+            "exactly-once: any extra delivery is invalid"
+            if exactly_once
+            else "at-least-once: redeliveries are expected"
+        )
+    )
+    return Verdict(NAME, valid, counts, examples, notes)

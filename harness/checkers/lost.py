@@ -1,0 +1,88 @@
+"""Lost messages: acknowledged to the producer, never delivered.
+
+A send whose outcome is ok is a promise by the broker: the message is in the log (queue) and
+will be delivered. ``check_lost`` runs after the faults healed and the consumers drained, so
+every ok send should have been delivered at least once (to any consumer, acked or not).
+
+Kafka (the ack carried a partition and offset) lets us say more, as Jepsen's Kafka checker does:
+
+- *lost-write*: a later offset of the same partition was read, this one never. Consumers read a
+  partition in offset order, so the broker must have dropped (or skipped) it: invalid.
+- *unseen*: nothing at or after its offset in that partition was read. The message may be lost,
+  or merely not consumed yet (a stalled consumer, a too-short drain): unknown, not invalid.
+
+Elsewhere (SQS, Pub/Sub, or a Kafka ack without an offset) no position tells lost from late,
+so any ok send never delivered after the drain counts as *lost*: invalid.
+
+``valid``: False if any lost-write or lost; else None if any unseen; else True.
+"""
+
+import numpy as np
+
+from harness.checkers.columns import Outcome
+from harness.checkers.index import I64, HistoryIndex, column, column_at
+from harness.checkers.verdict import MAX_EXAMPLES, Verdict
+
+NAME = "lost"
+
+
+def _max_offset_read(history: HistoryIndex, partitions: I64) -> I64:
+    """The highest offset delivered from each of ``partitions`` (-1: none)."""
+    partition = column(history.receives, "partition", np.int32)
+    offset = column(history.receives, "offset", np.int64)
+    kafka = (partition >= 0) & (offset >= 0)
+    if not kafka.all():
+        partition, offset = partition[kafka], offset[kafka]
+    size = max(int(partitions.max(initial=-1)), int(partition.max(initial=-1))) + 1
+    best = np.full(size, -1, dtype=np.int64)
+    np.maximum.at(best, partition, offset)
+    return np.where(partitions >= 0, best[np.maximum(partitions, 0)], -1)
+
+
+def check_lost(history: HistoryIndex) -> Verdict:
+    """Ok sends never delivered: lost-write, unseen (Kafka) or lost (elsewhere)."""
+    acked = history.send_key_outcome == Outcome.OK
+    lost_rows = history.send_rows[acked & ~history.send_received]
+    counts = {
+        "acked": int(acked.sum()),
+        "lost": int(lost_rows.size),
+        "lost_write": 0,
+        "unseen": 0,
+        "lost_unpositioned": 0,
+    }
+    if not lost_rows.size:
+        return Verdict(NAME, True, counts, notes="every acknowledged send was delivered")
+
+    partition = column_at(history.sends, "partition", lost_rows, np.int32).astype(np.int64)
+    offset = column_at(history.sends, "offset", lost_rows, np.int64)
+    positioned = (partition >= 0) & (offset >= 0)
+    read_up_to = np.full(lost_rows.size, -1, dtype=np.int64)
+    if positioned.any():
+        read_up_to = _max_offset_read(history, np.where(positioned, partition, -1))
+    lost_write = positioned & (offset < read_up_to)
+    unseen = positioned & ~lost_write
+    kinds = {"lost-write": lost_write, "unseen": unseen, "lost": ~positioned}
+    counts["lost_write"] = int(lost_write.sum())
+    counts["unseen"] = int(unseen.sum())
+    counts["lost_unpositioned"] = int((~positioned).sum())
+
+    examples: list[dict[str, object]] = []
+    for kind, mask in kinds.items():
+        picked = np.flatnonzero(mask)[:MAX_EXAMPLES]
+        for at, record in zip(picked, history.send_records(lost_rows[picked]), strict=True):
+            example: dict[str, object] = {"kind": kind, **record}
+            if kind != "lost":
+                example["max_offset_read"] = int(read_up_to[at])
+            examples.append(example)
+
+    if counts["lost_write"] or counts["lost_unpositioned"]:
+        valid: bool | None = False
+    else:
+        valid = None
+    notes = (
+        f"{counts['lost']} of {counts['acked']} acknowledged sends never delivered: "
+        f"{counts['lost_write']} lost-write (a later offset of the partition was read), "
+        f"{counts['unseen']} unseen (nothing after them was read: lost or late), "
+        f"{counts['lost_unpositioned']} without a partition offset (lost)"
+    )
+    return Verdict(NAME, valid, counts, examples, notes)

@@ -1,0 +1,170 @@
+"""``Recorder``: how a process writes its part of the run's history.
+
+One recorder per process (producer, consumer, nemesis, runner), each with a label unique within
+the run; it appends to that process's shards (``harness.history.shards``). A send is recorded
+in two steps, like a Jepsen operation: ``send_invoked`` when ``Producer.send`` is called, then
+``send_completed`` from the driver's callback (often another thread). Only completed sends are
+written; ``close`` writes those still pending with outcome unknown and no ``complete_ns``,
+because a message whose outcome never arrived may or may not have reached the broker.
+"""
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeAlias
+
+from harness.history.schema import EVENTS, RECEIVES, SENDS, Disposition, EventKind, SendOutcome
+from harness.history.shards import BATCH_ROWS, ShardWriter, shard_path
+
+__all__ = ["Recorder", "SendToken", "ShardWriter"]
+
+SendToken: TypeAlias = int
+"""Returned by ``send_invoked``; hand it to ``send_completed``."""
+
+_PendingSend: TypeAlias = tuple[int, int, int, int, int]
+
+
+class Recorder:
+    """Records one process's sends, receives and events; thread-safe.
+
+    Writes ``RUN_DIR/history/shards/{sends,receives,events}-<process_label>.arrow`` (created
+    empty at construction). Call ``close`` (or use it as a context manager) when the process is
+    done; a crash loses at most the rows not yet flushed, at most ``batch_rows`` per table.
+    """
+
+    def __init__(self, run_dir: Path, process_label: str, *, batch_rows: int = BATCH_ROWS) -> None:
+        self.process_label = process_label
+        writers: list[ShardWriter] = []
+        try:
+            for table, schema in (("sends", SENDS), ("receives", RECEIVES), ("events", EVENTS)):
+                path = shard_path(run_dir, table, process_label)
+                writers.append(ShardWriter(path, schema, batch_rows=batch_rows))
+        except BaseException:
+            for writer in writers:
+                writer.close()
+            raise
+        self._sends, self._receives, self._events = writers
+        self._pending: dict[SendToken, _PendingSend] = {}
+        self._tokens = itertools.count()
+        # Guards _pending and _closed, and is held while a completed send is appended so that
+        # close() cannot slip between the two.
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def send_invoked(
+        self, producer_id: int, key_id: int, seq: int, intended_ns: int, invoke_ns: int
+    ) -> SendToken:
+        """A send was invoked; nothing is written until it completes (or the recorder closes)."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"recorder {self.process_label} is closed")
+            token = next(self._tokens)
+            self._pending[token] = (producer_id, key_id, seq, intended_ns, invoke_ns)
+        return token
+
+    def send_completed(
+        self,
+        token: SendToken,
+        outcome: SendOutcome,
+        complete_ns: int,
+        partition: int = -1,
+        offset: int = -1,
+    ) -> None:
+        """The outcome of the send ``token`` arrived; writes its ``sends`` row.
+
+        A completion arriving after ``close`` is ignored: the send was already written as
+        unknown. Completing a token twice while open is a bug and raises ``KeyError``.
+        """
+        with self._lock:
+            pending = self._pending.pop(token, None)
+            if pending is None:
+                if self._closed:
+                    return
+                raise KeyError(f"send token {token} is not pending (completed twice?)")
+            self._sends.append((*pending, complete_ns, outcome, partition, offset))
+
+    def received(
+        self,
+        *,
+        consumer_id: int,
+        producer_id: int,
+        key_id: int,
+        seq: int,
+        intended_ns: int,
+        receive_ns: int,
+        disposition: Disposition,
+        partition: int = -1,
+        offset: int = -1,
+        message_id: str | None = None,
+        delivery_attempt: int = 0,
+        scope: str | None = None,
+    ) -> None:
+        """One delivery (a redelivery is another row); the arguments are ``receives``' columns,
+        keyword-only because most are integers that are easy to swap."""
+        self._receives.append(
+            (
+                consumer_id,
+                producer_id,
+                key_id,
+                seq,
+                intended_ns,
+                receive_ns,
+                partition,
+                offset,
+                message_id,
+                delivery_attempt,
+                disposition,
+                scope,
+            )
+        )
+
+    def event(
+        self,
+        kind: EventKind,
+        name: str,
+        target: str | None = None,
+        detail: str | Mapping[str, Any] | None = None,
+        *,
+        time_ns: int | None = None,
+    ) -> None:
+        """A fault or phase marker at ``time_ns`` (default: now). A mapping ``detail`` is stored
+        as JSON. Events are rare and matter after a crash, so each one is flushed at once."""
+        if detail is not None and not isinstance(detail, str):
+            detail = json.dumps(detail, sort_keys=True, default=str)
+        when = time.time_ns() if time_ns is None else time_ns
+        self._events.append((when, kind.value, name, target, detail))
+        self._events.flush()
+
+    def flush(self) -> None:
+        """Write every buffered row now (the recorder flushes by itself every ``batch_rows``)."""
+        for writer in (self._sends, self._receives, self._events):
+            writer.flush()
+
+    def close(self) -> None:
+        """Write the pending sends as unknown, flush and close the shards; idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            pending, self._pending = self._pending, {}
+            try:
+                for row in pending.values():
+                    self._sends.append((*row, None, SendOutcome.UNKNOWN, -1, -1))
+            finally:
+                for writer in (self._sends, self._receives, self._events):
+                    writer.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,94 @@
+"""The Arrow schemas of the history tables (schema version 1, ``docs/history.md``).
+
+Columns the spec never leaves empty are declared non-nullable: Parquet then stores them as
+``REQUIRED`` (no definition levels), and writing a null there fails loudly.
+"""
+
+from enum import IntEnum, StrEnum
+
+import pyarrow as pa  # type: ignore[import-untyped]
+
+VERSION = 1
+_METADATA = {b"brokerbench.history.version": str(VERSION).encode()}
+_DICTIONARY_STRING = pa.dictionary(pa.int32(), pa.string())
+
+
+class SendOutcome(IntEnum):
+    """``sends.outcome``: Jepsen's ok / fail / info."""
+
+    OK = 0
+    FAIL = 1
+    UNKNOWN = 2
+    """The broker may or may not have taken the message (also: no outcome arrived)."""
+
+
+class Disposition(IntEnum):
+    """``receives.disposition``: what the consumer did with a delivery."""
+
+    ACKED = 0
+    NACKED = 1
+    NONE = 2
+    """Neither: the consumer stopped first."""
+
+
+class EventKind(StrEnum):
+    """``events.kind``."""
+
+    RUN_START = "run-start"
+    FAULT_START = "fault-start"
+    FAULT_END = "fault-end"
+    WARMUP_END = "warmup-end"
+    DRAIN_START = "drain-start"
+    DRAIN_END = "drain-end"
+
+
+def _required(name: str, type_: pa.DataType) -> pa.Field:
+    return pa.field(name, type_, nullable=False)
+
+
+SENDS = pa.schema(
+    [
+        _required("producer_id", pa.uint32()),
+        _required("key_id", pa.uint32()),
+        _required("seq", pa.uint64()),
+        _required("intended_ns", pa.int64()),
+        _required("invoke_ns", pa.int64()),
+        pa.field("complete_ns", pa.int64()),
+        _required("outcome", pa.uint8()),
+        _required("partition", pa.int32()),
+        _required("offset", pa.int64()),
+    ],
+    metadata=_METADATA,
+)
+
+RECEIVES = pa.schema(
+    [
+        _required("consumer_id", pa.uint32()),
+        _required("producer_id", pa.uint32()),
+        _required("key_id", pa.uint32()),
+        _required("seq", pa.uint64()),
+        _required("intended_ns", pa.int64()),
+        _required("receive_ns", pa.int64()),
+        _required("partition", pa.int32()),
+        _required("offset", pa.int64()),
+        pa.field("message_id", _DICTIONARY_STRING),
+        _required("delivery_attempt", pa.int16()),
+        _required("disposition", pa.uint8()),
+        pa.field("scope", _DICTIONARY_STRING),
+    ],
+    metadata=_METADATA,
+)
+
+EVENTS = pa.schema(
+    [
+        _required("time_ns", pa.int64()),
+        _required("kind", pa.string()),
+        _required("name", pa.string()),
+        pa.field("target", pa.string()),
+        pa.field("detail", pa.string()),
+    ],
+    metadata=_METADATA,
+)
+
+SCHEMAS: dict[str, pa.Schema] = {"sends": SENDS, "receives": RECEIVES, "events": EVENTS}
+"""Every history table by name; the name is also the file name (``sends.parquet``, ...)."""

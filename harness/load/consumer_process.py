@@ -1,0 +1,88 @@
+"""A consumer process: ``python -m harness.load.consumer_process PLAN.json``.
+
+Polls the run's destination, records every delivery in its own history shard, acks, and prints
+one JSON progress line per second. Stops on SIGTERM or SIGINT, closing the consumer cleanly
+(committing what it acked) and flushing its history.
+"""
+
+import json
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from harness.drivers.base import OrderingScope, Received
+from harness.drivers.targets import open_driver
+from harness.history.envelope import decode
+from harness.history.recorder import Recorder
+from harness.history.schema import Disposition
+from harness.load.plan import ConsumerPlan
+
+
+def _report(**fields: object) -> None:
+    sys.stdout.write(json.dumps(fields) + "\n")
+    sys.stdout.flush()
+
+
+def scope_of(message: Received, ordering: OrderingScope) -> str | None:
+    """The ordering-scope instance the broker promises order within, or None."""
+    if ordering is OrderingScope.PARTITION:
+        return f"p{message.partition}"
+    if ordering in (OrderingScope.MESSAGE_GROUP, OrderingScope.ORDERING_KEY):
+        return message.key
+    return None
+
+
+def main(plan_path: str) -> None:
+    plan = ConsumerPlan.model_validate_json(Path(plan_path).read_text(encoding="utf-8"))
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    run = plan.run
+    recorder = Recorder(Path(run.run_dir), f"consumer-{plan.consumer_id}")
+    driver = open_driver(run.target, run.settings, via_proxy=run.via_proxy)
+    destination = driver.create_destination(run.destination.spec())
+    consumer = driver.consumer(destination, run.destination.group)
+    ordering = driver.capabilities.ordering(run.destination.ordered)
+    received = foreign = 0
+    next_report = time.monotonic() + 1.0
+    _report(kind="ready", consumer=plan.consumer_id)
+    try:
+        while not stop.is_set():
+            batch = consumer.poll(plan.poll_batch, 0.5)
+            now = time.time_ns()
+            for message in batch:
+                decoded = decode(message.payload)
+                if decoded is None or decoded[0].run_id != run.run_id:
+                    foreign += 1
+                    continue
+                envelope = decoded[0]
+                recorder.received(
+                    consumer_id=plan.consumer_id,
+                    producer_id=envelope.producer_id,
+                    key_id=envelope.key_id,
+                    seq=envelope.seq,
+                    intended_ns=envelope.intended_ns,
+                    receive_ns=now,
+                    partition=-1 if message.partition is None else message.partition,
+                    offset=-1 if message.offset is None else message.offset,
+                    message_id=None if message.offset is not None else message.message_id,
+                    delivery_attempt=message.delivery_attempt or 0,
+                    disposition=Disposition.ACKED,
+                    scope=scope_of(message, ordering),
+                )
+                received += 1
+            consumer.ack(batch)
+            if time.monotonic() >= next_report:
+                _report(kind="progress", consumer=plan.consumer_id, received=received)
+                next_report += 1.0
+    finally:
+        consumer.close()
+        driver.close()
+        recorder.close()
+    _report(kind="done", consumer=plan.consumer_id, received=received, foreign=foreign)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,120 @@
+"""Producers as Locust users that follow an open-loop schedule.
+
+Each user owns one driver producer and a share of the schedule. It sleeps until a message's
+intended time, or sends at once if it is already late; the lateness is the *publish delay*,
+recorded with every send. Locust's request events carry each completed send, so Locust's own
+stats and web UI show the load, and its master/worker mode can spread users across machines.
+
+Import this module only in a process meant to run gevent (Locust patches the standard library
+on import); brokerbench runs it in producer processes of its own.
+"""
+
+import itertools
+import time
+from collections.abc import Iterator
+from typing import ClassVar
+
+import gevent
+from locust import User, constant, task
+from locust.exception import StopUser
+
+from harness.drivers.base import Destination, Driver, Outcome, Producer, SendResult
+from harness.drivers.targets import open_driver
+from harness.history.envelope import Envelope, encode
+from harness.history.recorder import Recorder
+from harness.history.schema import SendOutcome
+from harness.load.keys import key_ids, key_name
+from harness.load.plan import ProducerPlan
+
+_OUTCOMES = {
+    Outcome.OK: SendOutcome.OK,
+    Outcome.FAIL: SendOutcome.FAIL,
+    Outcome.UNKNOWN: SendOutcome.UNKNOWN,
+}
+
+
+class OpenLoopProducer(User):
+    """Configured by ``configure`` before Locust spawns any user."""
+
+    wait_time = constant(0)
+    plan: ClassVar[ProducerPlan]
+    recorder: ClassVar[Recorder]
+    finished: ClassVar[gevent.event.Event]
+    _indexes: ClassVar[Iterator[int]]
+    _running: ClassVar[int] = 0
+
+    @classmethod
+    def configure(cls, plan: ProducerPlan, recorder: Recorder) -> None:
+        cls.plan = plan
+        cls.recorder = recorder
+        cls.finished = gevent.event.Event()
+        cls._indexes = itertools.count()
+        cls._running = 0
+
+    def on_start(self) -> None:
+        plan = self.plan
+        index = next(self._indexes)
+        type(self)._running += 1
+        self.producer_id = plan.first_producer + index
+        self.driver: Driver = open_driver(
+            plan.run.target, plan.run.settings, via_proxy=plan.run.via_proxy
+        )
+        spec = plan.run.destination.spec()
+        self.destination: Destination = self.driver.create_destination(spec)
+        self.producer: Producer = self.driver.producer(self.destination)
+        self.times = plan.schedule().intended_times(
+            plan.start_ns, self.producer_id, plan.total_producers
+        )
+        self.keys = key_ids(
+            plan.key_distribution,
+            plan.keys,
+            seed=plan.run.run_id ^ self.producer_id,
+            zipf_exponent=plan.zipf_exponent,
+            start=self.producer_id,
+        )
+        self.sequences: dict[int, int] = {}
+        self.request_type = plan.run.target
+
+    @task
+    def send_next(self) -> None:
+        intended = next(self.times, None)
+        if intended is None:
+            raise StopUser
+        wait = intended - time.time_ns()
+        if wait > 0:
+            gevent.sleep(wait / 1e9)
+        key_id = next(self.keys)
+        seq = self.sequences.get(key_id, 0)
+        self.sequences[key_id] = seq + 1
+        envelope = Envelope(self.plan.run.run_id, self.producer_id, key_id, seq, intended)
+        payload = encode(envelope, self.plan.message_size)
+        invoke_ns = time.time_ns()
+        token = self.recorder.send_invoked(self.producer_id, key_id, seq, intended, invoke_ns)
+
+        def completed(result: SendResult) -> None:
+            complete_ns = time.time_ns()
+            self.recorder.send_completed(
+                token,
+                _OUTCOMES[result.outcome],
+                complete_ns,
+                partition=-1 if result.partition is None else result.partition,
+                offset=-1 if result.offset is None else result.offset,
+            )
+            self.environment.events.request.fire(
+                request_type=self.request_type,
+                name="send",
+                response_time=(complete_ns - invoke_ns) / 1e6,
+                response_length=len(payload),
+                exception=None if result.ok else RuntimeError(f"{result.outcome}: {result.error}"),
+                context={},
+            )
+
+        self.producer.send(key_name(key_id), payload, completed)
+
+    def on_stop(self) -> None:
+        self.producer.flush(60)
+        self.producer.close()
+        self.driver.close()
+        type(self)._running -= 1
+        if type(self)._running == 0:
+            self.finished.set()

@@ -1,0 +1,68 @@
+"""What the orchestrator hands to each load process (as JSON): one run's shared facts plus the
+process's own share."""
+
+from pydantic import Field
+
+from harness.drivers.base import DeadLetterPolicy, DestinationSpec
+from harness.load.keys import KeyDistribution
+from harness.load.schedule import Schedule, Step
+from harness.settings import FrozenModel, Settings
+
+
+class DestinationPlan(FrozenModel):
+    name: str
+    partitions: int = 1
+    ordered: bool = False
+    group: str = "default"
+    max_deliveries: int | None = None
+
+    def spec(self) -> DestinationSpec:
+        dead_letter = None if self.max_deliveries is None else DeadLetterPolicy(self.max_deliveries)
+        return DestinationSpec(
+            self.name,
+            partitions=self.partitions,
+            ordered=self.ordered,
+            groups=(self.group,),
+            dead_letter=dead_letter,
+        )
+
+
+class StepPlan(FrozenModel):
+    rate: float = Field(ge=0)
+    seconds: float = Field(gt=0)
+
+
+class RunShared(FrozenModel):
+    """Facts every process of one run shares."""
+
+    run_dir: str
+    run_id: int
+    target: str
+    via_proxy: bool
+    settings: Settings
+    destination: DestinationPlan
+
+
+class ProducerPlan(FrozenModel):
+    run: RunShared
+    process_index: int
+    first_producer: int
+    """Producer ids of this process: first_producer .. first_producer + producers - 1."""
+    producers: int
+    total_producers: int
+    start_ns: int
+    """Wall-clock time the schedule starts (the same for every producer process)."""
+    steps: list[StepPlan]
+    message_size: int
+    keys: int
+    key_distribution: KeyDistribution = "round_robin"
+    zipf_exponent: float = 1.1
+
+    def schedule(self) -> Schedule:
+        return Schedule(tuple(Step(step.rate, step.seconds) for step in self.steps))
+
+
+class ConsumerPlan(FrozenModel):
+    run: RunShared
+    consumer_id: int
+    poll_batch: int = 100

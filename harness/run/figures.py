@@ -1,0 +1,83 @@
+"""Performance figures from a run's history: throughput and the latency histograms.
+
+Computed after the run from the recorded history (exactly, every message counted), over the
+measured window: messages whose intended send time falls after the warm-up and before the end
+of the schedule.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
+
+from harness.collectors.latency import LatencyKind, LatencyRecorder
+from harness.collectors.summary import latency_summaries
+from harness.collectors.throughput import series_from_ns
+from harness.history.schema import SendOutcome
+from harness.history.store import History
+
+IDENTITY = ["producer_id", "key_id", "seq"]
+
+
+@dataclass(frozen=True)
+class Window:
+    start_ns: int
+    """End of the warm-up."""
+    end_ns: int
+    """End of the schedule (start of the drain)."""
+
+    def mask(self, table: pa.Table) -> pa.ChunkedArray:
+        intended = table["intended_ns"]
+        return pc.and_(pc.greater_equal(intended, self.start_ns), pc.less(intended, self.end_ns))
+
+
+def _ns(column: pa.ChunkedArray) -> np.ndarray[Any, np.dtype[np.int64]]:
+    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def latency_figures(history: History, window: Window) -> dict[str, Any]:
+    """Publish latency, publish delay, end-to-end corrected and uncorrected, as summaries."""
+    sends = history.sends.filter(window.mask(history.sends))
+    ok = sends.filter(pc.equal(sends["outcome"], int(SendOutcome.OK)))
+    receives = history.receives.filter(window.mask(history.receives))
+    recorder = LatencyRecorder()
+    recorder.record_many(LatencyKind.PUBLISH, _ns(ok["complete_ns"]) - _ns(ok["invoke_ns"]))
+    recorder.record_many(
+        LatencyKind.PUBLISH_DELAY, _ns(sends["invoke_ns"]) - _ns(sends["intended_ns"])
+    )
+    recorder.record_many(
+        LatencyKind.E2E, _ns(receives["receive_ns"]) - _ns(receives["intended_ns"])
+    )
+    joined = receives.select([*IDENTITY, "receive_ns"]).join(
+        sends.select([*IDENTITY, "invoke_ns"]), keys=IDENTITY, join_type="inner"
+    )
+    recorder.record_many(
+        LatencyKind.E2E_UNCORRECTED, _ns(joined["receive_ns"]) - _ns(joined["invoke_ns"])
+    )
+    return {kind: summary.to_dict() for kind, summary in latency_summaries(recorder).items()}
+
+
+def throughput_figures(history: History, window: Window, message_size: int) -> dict[str, Any]:
+    """Messages and MB per second: sends acknowledged, and deliveries, within the window."""
+    sends = history.sends.filter(window.mask(history.sends))
+    ok = sends.filter(pc.equal(sends["outcome"], int(SendOutcome.OK)))
+    receives = history.receives.filter(window.mask(history.receives))
+    sent = series_from_ns(_ns(ok["complete_ns"]), message_size)
+    received = series_from_ns(_ns(receives["receive_ns"]), message_size)
+    return {
+        "sent": sent.summary(start_ns=window.start_ns, end_ns=window.end_ns).to_dict(),
+        "received": received.summary(start_ns=window.start_ns, end_ns=window.end_ns).to_dict(),
+    }
+
+
+def counts(history: History) -> dict[str, int]:
+    outcomes = history.sends["outcome"]
+    return {
+        "sent": history.sends.num_rows,
+        "ok": int(pc.sum(pc.equal(outcomes, int(SendOutcome.OK))).as_py() or 0),
+        "failed": int(pc.sum(pc.equal(outcomes, int(SendOutcome.FAIL))).as_py() or 0),
+        "unknown": int(pc.sum(pc.equal(outcomes, int(SendOutcome.UNKNOWN))).as_py() or 0),
+        "received": history.receives.num_rows,
+    }

@@ -1,0 +1,78 @@
+"""``result.json``: one run's outcome in a versioned schema (documented in docs/result.md).
+
+``analyze`` rebuilds everything below ``figures`` and ``checks`` from the stored history, so a
+result can be re-checked, and re-checked with newer checkers, without brokers.
+"""
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+from harness.atomic import write_text_atomically
+from harness.checkers import HistoryIndex, all_valid, check_all, derive_backlog
+from harness.drivers.base import Capabilities, OrderingScope
+from harness.history.store import History, load
+from harness.run.figures import Window, counts, latency_figures, throughput_figures
+
+SCHEMA = "brokerbench.result/1"
+RESULT_FILE = "result.json"
+LAG_FILE = "lag.parquet"
+
+
+def capabilities_dict(capabilities: Capabilities) -> dict[str, Any]:
+    raw = asdict(capabilities)
+    raw["exactly_once"] = sorted(capabilities.exactly_once)
+    return raw
+
+
+def lag_series(lag: pa.Table) -> dict[str, Any]:
+    """The sampled backlog as [seconds since the first sample, messages or null] pairs."""
+    times = lag["time_ns"].to_pylist()
+    backlogs = lag["backlog"].to_pylist()
+    sources = set(lag["source"].to_pylist())
+    first = times[0] if times else 0
+    known = [b for b in backlogs if b is not None]
+    return {
+        "source": sources.pop() if len(sources) == 1 else sorted(sources),
+        "samples": [[round((t - first) / 1e9, 3), b] for t, b in zip(times, backlogs, strict=True)],
+        "max": max(known) if known else None,
+        "final": known[-1] if known else None,
+    }
+
+
+def evaluate(
+    run_dir: Path, ordering: OrderingScope, window: Window, message_size: int, broker_lag: bool
+) -> dict[str, Any]:
+    """Figures and verdicts from the run's stored history (and lag samples)."""
+    history: History = load(run_dir)
+    lag_path = run_dir / LAG_FILE
+    if broker_lag and lag_path.exists():
+        lag = pq.read_table(lag_path)
+    else:
+        lag = derive_backlog(HistoryIndex(history.sends, history.receives))
+    verdicts = check_all(history.sends, history.receives, history.events, ordering, lag=lag)
+    return {
+        "counts": counts(history),
+        "figures": {
+            "throughput": throughput_figures(history, window, message_size),
+            "latency": latency_figures(history, window),
+            "lag": lag_series(lag),
+        },
+        "valid": all_valid(verdicts),
+        "checks": [asdict(verdict) for verdict in verdicts],
+    }
+
+
+def write_result(run_dir: Path, result: dict[str, Any]) -> Path:
+    path = run_dir / RESULT_FILE
+    write_text_atomically(path, json.dumps(result, indent=2, default=str) + "\n")
+    return path
+
+
+def read_result(run_dir: Path) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))
+    return loaded

@@ -1,0 +1,246 @@
+"""One run: one broker target x one workload x one repeat.
+
+Phases, in order (each recorded as an event in the history):
+1. create the destination; start the consumer processes and wait until they are ready
+   (unless backlog build is asked, then they start later);
+2. start the producer processes, all on one shared schedule start time;
+3. warm-up ends ``warmup`` seconds after the start (only the figures exclude it);
+4. when every producer finished its schedule: drain until the consumers received everything
+   acknowledged (or ``drain_timeout`` passes);
+5. stop the consumers, compact the history, run the checkers, write ``result.json``.
+
+The load processes are always stopped, on success, error or Ctrl-C.
+"""
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.collectors.lag import LagSampler
+from harness.drivers.base import Driver
+from harness.drivers.targets import open_driver
+from harness.errors import UserError
+from harness.history.recorder import Recorder
+from harness.history.schema import EventKind
+from harness.load.plan import ConsumerPlan, DestinationPlan, ProducerPlan, RunShared
+from harness.run.children import Children
+from harness.settings import Settings
+from workloads.throughput import ThroughputConfig
+
+NS_PER_S = 1_000_000_000
+SCHEDULE_LEAD_SECONDS = 3.0
+"""Time between starting the producer processes and their shared schedule start."""
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    suite: str
+    workload: str
+    target: str
+    repeat: int
+    config: ThroughputConfig
+    settings: Settings
+    via_proxy: bool
+    run_dir: Path
+
+
+@dataclass
+class Progress:
+    """What the run reports while it goes (for a progress bar)."""
+
+    phase: str = "starting"
+    sent: int = 0
+    failed: int = 0
+    received: int = 0
+    expected: int = 0
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: int
+    start_ns: int
+    warmup_end_ns: int
+    end_ns: int
+    drain_end_ns: int
+    drained: bool
+    sent: int
+    failed: int
+    received: int
+    driver: Driver
+    lag: LagSampler
+
+
+def _producer_shares(config: ThroughputConfig) -> list[int]:
+    base, extra = divmod(config.producers, config.processes)
+    return [base + (1 if index < extra else 0) for index in range(config.processes)]
+
+
+def _start_producers(
+    children: Children, shared: RunShared, config: ThroughputConfig, start_ns: int
+) -> list[str]:
+    """One producer process per share; all follow one schedule from ``start_ns``."""
+    labels = []
+    first = 0
+    for index, count in enumerate(_producer_shares(config)):
+        label = f"producer-{index}"
+        plan = ProducerPlan(
+            run=shared,
+            process_index=index,
+            first_producer=first,
+            producers=count,
+            total_producers=config.producers,
+            start_ns=start_ns,
+            steps=config.load_steps(),
+            message_size=config.message_size,
+            keys=config.keys,
+            key_distribution=config.key_distribution,
+            zipf_exponent=config.zipf_exponent,
+        )
+        children.start(label, "harness.load.producer_process", plan)
+        labels.append(label)
+        first += count
+    return labels
+
+
+def execute(  # noqa: PLR0915 - the phases read best in one sequence
+    request: RunRequest, progress: Callable[[Progress], None]
+) -> RunOutcome:
+    config = request.config
+    run_id = secrets.randbits(63)
+    run_dir = request.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    driver = open_driver(request.target, request.settings, via_proxy=request.via_proxy)
+    destination_plan = DestinationPlan(
+        name=f"bb-{request.workload}-{run_id:016x}"[:80],
+        partitions=config.partitions,
+        ordered=config.ordered,
+    )
+    destination = driver.create_destination(destination_plan.spec())
+    shared = RunShared(
+        run_dir=str(run_dir),
+        run_id=run_id,
+        target=request.target,
+        via_proxy=request.via_proxy,
+        settings=request.settings,
+        destination=destination_plan,
+    )
+    events = Recorder(run_dir, "runner")
+    children = Children(run_dir)
+    state = Progress(expected=sum(round(s.rate * s.seconds) for s in config.load_steps()))
+    lag = LagSampler(lambda: driver.backlog(destination, destination_plan.group), interval=1.0)
+    consumers = [f"consumer-{index}" for index in range(config.consumers)]
+
+    def start_consumers() -> None:
+        for index, label in enumerate(consumers):
+            children.start(
+                label, "harness.load.consumer_process", ConsumerPlan(run=shared, consumer_id=index)
+            )
+
+    monitor = _Monitor(children, state, progress)
+    try:
+        if config.backlog_build == 0:
+            start_consumers()
+            if not monitor.wait_for(lambda: monitor.said(consumers, "ready"), 60):
+                raise UserError(f"{request.target}: consumers not ready within 60 s")
+        lag.start()
+        start_ns = time.time_ns() + round(SCHEDULE_LEAD_SECONDS * NS_PER_S)
+        schedule_seconds = sum(step.seconds for step in config.load_steps())
+        producers = _start_producers(children, shared, config, start_ns)
+        events.event(EventKind.RUN_START, "schedule", time_ns=start_ns)
+        warmup_end_ns = start_ns + round(config.warmup * NS_PER_S)
+        events.event(EventKind.WARMUP_END, "warmup", time_ns=warmup_end_ns)
+        state.phase = "load"
+        if config.backlog_build > 0:
+            build_end = start_ns + round(config.backlog_build * NS_PER_S)
+            monitor.wait_for(lambda: time.time_ns() >= build_end, config.backlog_build + 60)
+            start_consumers()
+        if not monitor.wait_for(lambda: monitor.exited(producers), schedule_seconds + 120):
+            raise UserError(
+                f"{request.target}: producers still sending {schedule_seconds + 120:.0f} s after "
+                "the schedule started (broker too slow for this rate?)"
+            )
+        for label in producers:
+            if children.children[label].process.returncode != 0:
+                raise UserError(children.failure(label))
+        end_ns = time.time_ns()
+        events.event(EventKind.DRAIN_START, "drain", time_ns=end_ns)
+        state.phase = "drain"
+        drained = monitor.wait_for(
+            lambda: state.received >= state.sent - state.failed,
+            config.drain_timeout,
+            settle_seconds=1.0,
+        )
+        drain_end_ns = time.time_ns()
+        events.event(EventKind.DRAIN_END, "drain", time_ns=drain_end_ns)
+        state.phase = "stopping"
+        progress(state)
+        children.stop(consumers)
+        monitor.refresh()
+    finally:
+        lag.stop()
+        children.stop_all()
+        events.close()
+    return RunOutcome(
+        run_id=run_id,
+        start_ns=start_ns,
+        warmup_end_ns=warmup_end_ns,
+        end_ns=end_ns,
+        drain_end_ns=drain_end_ns,
+        drained=drained,
+        sent=state.sent,
+        failed=state.failed,
+        received=state.received,
+        driver=driver,
+        lag=lag,
+    )
+
+
+class _Monitor:
+    """Folds the children's progress lines into ``state``, reports it, and fails fast when a
+    consumer dies."""
+
+    def __init__(
+        self, children: Children, state: Progress, report: Callable[[Progress], None]
+    ) -> None:
+        self.children = children
+        self.state = state
+        self.report = report
+
+    def refresh(self) -> None:
+        lasts = {label: child.last for label, child in self.children.children.items()}
+        producers = [last for label, last in lasts.items() if label.startswith("producer")]
+        consumers = [last for label, last in lasts.items() if label.startswith("consumer")]
+        self.state.sent = sum(int(last.get("sent", 0)) for last in producers)
+        self.state.failed = sum(int(last.get("failed", 0)) for last in producers)
+        self.state.received = sum(int(last.get("received", 0)) for last in consumers)
+        self.report(self.state)
+
+    def said(self, labels: list[str], kind: str) -> bool:
+        return all(
+            self.children.children[label].last.get("kind") in (kind, "progress") for label in labels
+        )
+
+    def exited(self, labels: list[str]) -> bool:
+        return all(self.children.children[label].exited for label in labels)
+
+    def wait_for(
+        self, condition: Callable[[], bool], timeout: float, settle_seconds: float = 0.0
+    ) -> bool:
+        """Wait until ``condition`` has held for ``settle_seconds``; False on timeout."""
+        deadline = time.monotonic() + timeout
+        held_since: float | None = None
+        while time.monotonic() < deadline:
+            self.refresh()
+            for label, child in self.children.children.items():
+                if label.startswith("consumer") and child.exited:
+                    raise UserError(self.children.failure(label))
+            if condition():
+                held_since = held_since or time.monotonic()
+                if time.monotonic() - held_since >= settle_seconds:
+                    return True
+            else:
+                held_since = None
+            time.sleep(0.2)
+        return False

@@ -1,0 +1,147 @@
+"""``brokerbench run SUITE.yaml``: broker x workload x repeat, one run directory each."""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
+
+from harness.drivers.base import LagProbe
+from harness.errors import UserError
+from harness.history.store import compact
+from harness.run.figures import Window
+from harness.run.fingerprint import fingerprint
+from harness.run.result import LAG_FILE, SCHEMA, capabilities_dict, evaluate, write_result
+from harness.run.single import Progress, RunOutcome, RunRequest, execute
+from harness.settings import Settings
+from harness.suite import Suite, load_suite
+from harness.yamlconfig import validate_part
+from workloads.throughput import ThroughputConfig
+
+WORKLOAD_GROUP = "brokerbench.workloads"
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    broker: str
+    workload: str
+    repeat: int
+    config: ThroughputConfig
+    run_dir: Path
+
+
+def _workload_model(kind: str) -> type[ThroughputConfig]:
+    for entry in entry_points(group=WORKLOAD_GROUP):
+        if entry.name == kind:
+            model: type[ThroughputConfig] = entry.load()
+            return model
+    known = ", ".join(sorted(e.name for e in entry_points(group=WORKLOAD_GROUP)))
+    raise UserError(f"unknown workload kind {kind!r}: choose from {known}")
+
+
+def plan_suite(path: Path, settings: Settings, output: Path) -> tuple[Suite, list[PlannedRun]]:
+    """Validate the suite (file, line and field in every error) before any broker I/O."""
+    suite = load_suite(path, settings)
+    configs = {
+        entry.name: validate_part(
+            path, ("workloads", index, "params"), entry.params, _workload_model(entry.kind)
+        )
+        for index, entry in enumerate(suite.workloads)
+    }
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    root = output / f"{suite.name}-{stamp}"
+    runs = [
+        PlannedRun(
+            broker,
+            entry.name,
+            repeat,
+            configs[entry.name],
+            root / broker / entry.name / f"r{repeat}",
+        )
+        for entry in suite.workloads
+        for broker in suite.brokers
+        for repeat in range(suite.repeats)
+    ]
+    return suite, runs
+
+
+def finish_run(
+    suite: Suite, planned: PlannedRun, outcome: RunOutcome, wall_seconds: float
+) -> dict[str, Any]:
+    """Compact the history, check it and write result.json."""
+    run_dir = planned.run_dir
+    capabilities = outcome.driver.capabilities
+    broker_lag = capabilities.lag_probe is not LagProbe.DERIVED
+    if broker_lag:
+        pq.write_table(outcome.lag.table(), run_dir / LAG_FILE)
+    compact(run_dir)
+    ordering = capabilities.ordering(planned.config.ordered)
+    window = Window(outcome.warmup_end_ns, outcome.end_ns)
+    result = {
+        "schema": SCHEMA,
+        "run_id": f"{outcome.run_id:016x}",
+        "suite": suite.name,
+        "broker": planned.broker,
+        "driver": outcome.driver.name,
+        "via_proxy": suite.via_proxy,
+        "repeat": planned.repeat,
+        "workload": {
+            "name": planned.workload,
+            "kind": "throughput",
+            "params": planned.config.model_dump(mode="json"),
+        },
+        "phases": {
+            "start_ns": outcome.start_ns,
+            "warmup_end_ns": outcome.warmup_end_ns,
+            "end_ns": outcome.end_ns,
+            "drain_end_ns": outcome.drain_end_ns,
+            "drained": outcome.drained,
+            "wall_seconds": round(wall_seconds, 1),
+        },
+        "ordering_scope": ordering.value,
+        "capabilities": capabilities_dict(capabilities),
+        "environment": fingerprint(broker_version=None),
+        **evaluate(run_dir, ordering, window, planned.config.message_size, broker_lag),
+    }
+    write_result(run_dir, result)
+    return result
+
+
+def run_suite(
+    path: Path,
+    settings: Settings,
+    output: Path,
+    *,
+    on_progress: Callable[[PlannedRun, Progress], None],
+    on_result: Callable[[PlannedRun, dict[str, Any]], None],
+) -> list[PlannedRun]:
+    suite, runs = plan_suite(path, settings, output)
+    for planned in runs:
+        started = time.monotonic()
+        request = RunRequest(
+            suite=suite.name,
+            workload=planned.workload,
+            target=planned.broker,
+            repeat=planned.repeat,
+            config=planned.config,
+            settings=settings,
+            via_proxy=suite.via_proxy,
+            run_dir=planned.run_dir,
+        )
+        outcome = execute(request, _bind(on_progress, planned))
+        result = finish_run(suite, planned, outcome, time.monotonic() - started)
+        on_result(planned, result)
+    return runs
+
+
+def _bind(
+    on_progress: Callable[[PlannedRun, Progress], None], planned: PlannedRun
+) -> Callable[[Progress], None]:
+    def report(progress: Progress) -> None:
+        on_progress(planned, progress)
+
+    return report

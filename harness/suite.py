@@ -1,0 +1,48 @@
+"""Suite files: which brokers, which workloads, how many repeats. Validated before any broker
+I/O; every error names the file, line and field."""
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from harness.drivers.targets import target_names
+from harness.settings import FrozenModel, Settings
+from harness.yamlconfig import load_model
+
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")]
+
+
+class WorkloadEntry(FrozenModel):
+    """One workload of the suite: a registered workload kind and its parameters."""
+
+    name: Name
+    kind: str = "throughput"
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Validated by the workload's own model (see ``workloads/``)."""
+
+
+class Suite(FrozenModel):
+    name: Name
+    brokers: Annotated[list[str], Field(min_length=1)]
+    """Targets: the local stack's brokers or ones defined under ``targets:`` in brokerbench.yaml."""
+    via_proxy: bool = False
+    """Send every broker's traffic through its toxiproxy proxy (needed for network faults)."""
+    repeats: Annotated[int, Field(ge=1, le=100)] = 1
+    workloads: Annotated[list[WorkloadEntry], Field(min_length=1)]
+
+    @field_validator("brokers")
+    @classmethod
+    def _known_brokers(cls, brokers: list[str], info: ValidationInfo) -> list[str]:
+        known: list[str] | None = (info.context or {}).get("targets")
+        if known is not None:
+            for broker in brokers:
+                if broker not in known:
+                    raise ValueError(f"unknown broker {broker!r}: choose from {', '.join(known)}")
+        if len(set(brokers)) != len(brokers):
+            raise ValueError("a broker is listed twice")
+        return brokers
+
+
+def load_suite(path: Path, settings: Settings) -> Suite:
+    return load_model(path, Suite, context={"targets": target_names(settings)})

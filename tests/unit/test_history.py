@@ -1,0 +1,314 @@
+import random
+import threading
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
+import pytest
+
+from harness.history.recorder import Recorder
+from harness.history.schema import (
+    EVENTS,
+    RECEIVES,
+    SENDS,
+    Disposition,
+    EventKind,
+    SendOutcome,
+)
+from harness.history.shards import ShardWriter, read_shard, shard_path, shard_paths
+from harness.history.store import SORT_KEYS, compact, load, parquet_path, read_shards
+
+Row = dict[str, Any]
+
+
+def _rows(table: pa.Table) -> list[Row]:
+    """The rows in a canonical order, to compare tables regardless of row order."""
+    return sorted(table.to_pylist(), key=lambda row: repr(sorted(row.items())))
+
+
+def _record_producer(run_dir: Path, producer_id: int, messages: int) -> tuple[list[Row], list[Row]]:
+    """Sends of one producer process, completed from a second ("delivery callback") thread,
+    and the receives of a consumer process; returns the rows it expects in the history."""
+    rng = random.Random(producer_id)
+    sends: list[Row] = []
+    receives: list[Row] = []
+    recorder = Recorder(run_dir, f"producer-{producer_id}", batch_rows=50)
+    consumer = Recorder(run_dir, f"consumer-{producer_id}", batch_rows=64)
+    completions: list[tuple[int, Row]] = []
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def complete() -> None:
+        while not done.is_set() or completions:
+            with lock:
+                batch = completions[:]
+                completions.clear()
+            for token, row in batch:
+                recorder.send_completed(
+                    token, SendOutcome(row["outcome"]), row["complete_ns"], row["partition"], 5
+                )
+
+    callback_thread = threading.Thread(target=complete)
+    callback_thread.start()
+    seqs: dict[int, int] = {}
+    for index in range(messages):
+        key_id = rng.randrange(20)
+        seq = seqs.get(key_id, 0)
+        seqs[key_id] = seq + 1
+        intended = 1_000 * index
+        token = recorder.send_invoked(producer_id, key_id, seq, intended, intended + 7)
+        row = {
+            "producer_id": producer_id,
+            "key_id": key_id,
+            "seq": seq,
+            "intended_ns": intended,
+            "invoke_ns": intended + 7,
+            "complete_ns": intended + 100,
+            "outcome": rng.choice(list(SendOutcome)),
+            "partition": key_id % 3,
+            "offset": 5,
+        }
+        sends.append(row)
+        with lock:
+            completions.append((token, row))
+        receive: Row = {
+            "consumer_id": producer_id,
+            "producer_id": producer_id,
+            "key_id": key_id,
+            "seq": seq,
+            "intended_ns": intended,
+            "receive_ns": intended + 500,
+            "partition": -1,
+            "offset": -1,
+            "message_id": f"m-{index}" if index % 2 else None,
+            "delivery_attempt": 1 + index % 3,
+            "disposition": rng.choice(list(Disposition)),
+            "scope": f"k-{key_id}" if index % 5 else None,
+        }
+        consumer.received(**receive)
+        receives.append(receive)
+    done.set()
+    callback_thread.join()
+    recorder.close()
+    consumer.close()
+    return sends, receives
+
+
+def _record_run(run_dir: Path, producers: int = 4, messages: int = 300) -> tuple[list[Row], ...]:
+    results: dict[int, tuple[list[Row], list[Row]]] = {}
+
+    def produce(producer_id: int) -> None:
+        results[producer_id] = _record_producer(run_dir, producer_id, messages)
+
+    threads = [threading.Thread(target=produce, args=(index,)) for index in range(producers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with Recorder(run_dir, "nemesis") as nemesis:
+        nemesis.event(EventKind.FAULT_START, "partition", "kafka", {"drop": 1.0}, time_ns=20)
+        nemesis.event(EventKind.FAULT_END, "partition", "kafka", time_ns=30)
+        nemesis.event(EventKind.WARMUP_END, "warmup", time_ns=10)
+    sends = [row for sent, _ in results.values() for row in sent]
+    receives = [row for _, received in results.values() for row in received]
+    return sends, receives
+
+
+def test_recorders_in_threads_round_trip_through_the_shards(tmp_path: Path) -> None:
+    sends, receives = _record_run(tmp_path)
+
+    history = load(tmp_path)
+
+    assert history.sends.schema.equals(SENDS)
+    assert history.receives.schema.equals(RECEIVES)
+    assert history.events.schema.equals(EVENTS)
+    assert _rows(history.sends) == _rows(pa.Table.from_pylist(sends, schema=SENDS))
+    assert _rows(history.receives) == _rows(pa.Table.from_pylist(receives, schema=RECEIVES))
+    assert history.events.num_rows == 3
+    assert history.events.column("detail").to_pylist().count('{"drop": 1.0}') == 1
+    assert len(shard_paths(tmp_path, "sends")) == 4 + 4 + 1  # producers, consumers, nemesis
+
+
+def test_compaction_sorts_keeps_content_and_removes_shards(tmp_path: Path) -> None:
+    _record_run(tmp_path)
+    before = load(tmp_path)
+
+    compact(tmp_path)
+
+    assert not (tmp_path / "history" / "shards").exists()
+    after = load(tmp_path)
+    for table in ("sends", "receives", "events"):
+        assert parquet_path(tmp_path, table).exists()
+        compacted = getattr(after, table)
+        assert compacted.schema.equals(getattr(before, table).schema)
+        assert _rows(compacted) == _rows(getattr(before, table))
+        keys = list(
+            zip(*(compacted.column(key).to_pylist() for key in SORT_KEYS[table]), strict=True)
+        )
+        assert keys == sorted(keys)
+    assert after.events.column("kind").to_pylist() == ["warmup-end", "fault-start", "fault-end"]
+    metadata = pq.ParquetFile(parquet_path(tmp_path, "sends")).metadata
+    assert metadata.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_compacting_again_keeps_the_compacted_history(tmp_path: Path) -> None:
+    sends, _ = _record_run(tmp_path, producers=1, messages=10)
+    compact(tmp_path)
+
+    compact(tmp_path)
+
+    assert load(tmp_path).sends.num_rows == len(sends)
+
+
+def test_pending_sends_are_written_as_unknown_on_close(tmp_path: Path) -> None:
+    recorder = Recorder(tmp_path, "producer-0")
+    done = recorder.send_invoked(1, 2, 0, 100, 110)
+    pending = recorder.send_invoked(1, 2, 1, 200, 210)
+    recorder.send_completed(done, SendOutcome.OK, 150, partition=3, offset=9)
+
+    recorder.close()
+    recorder.send_completed(pending, SendOutcome.OK, 999)  # too late: ignored
+
+    assert _rows(load(tmp_path).sends) == _rows(
+        pa.Table.from_pylist(
+            [
+                {"producer_id": 1, "key_id": 2, "seq": 0, "intended_ns": 100, "invoke_ns": 110,
+                 "complete_ns": 150, "outcome": 0, "partition": 3, "offset": 9},
+                {"producer_id": 1, "key_id": 2, "seq": 1, "intended_ns": 200, "invoke_ns": 210,
+                 "complete_ns": None, "outcome": 2, "partition": -1, "offset": -1},
+            ],
+            schema=SENDS,
+        )
+    )  # fmt: skip
+
+
+def test_completing_a_send_twice_is_a_bug(tmp_path: Path) -> None:
+    with Recorder(tmp_path, "p") as recorder:
+        token = recorder.send_invoked(1, 2, 0, 100, 110)
+        recorder.send_completed(token, SendOutcome.OK, 150)
+        with pytest.raises(KeyError):
+            recorder.send_completed(token, SendOutcome.OK, 160)
+
+
+def test_recording_after_close_fails(tmp_path: Path) -> None:
+    recorder = Recorder(tmp_path, "p")
+    recorder.close()
+    recorder.close()
+    with pytest.raises(RuntimeError):
+        recorder.send_invoked(1, 2, 0, 100, 110)
+    with pytest.raises(RuntimeError):
+        recorder.received(
+            consumer_id=1,
+            producer_id=1,
+            key_id=2,
+            seq=0,
+            intended_ns=100,
+            receive_ns=120,
+            disposition=Disposition.ACKED,
+        )
+
+
+def test_two_processes_with_one_label_are_refused(tmp_path: Path) -> None:
+    with Recorder(tmp_path, "consumer-1"), pytest.raises(FileExistsError):
+        Recorder(tmp_path, "consumer-1")
+
+
+@pytest.mark.parametrize("label", ["", "a/b", "../x", "-x"])
+def test_unsafe_labels_are_refused(tmp_path: Path, label: str) -> None:
+    with pytest.raises(ValueError, match="label"):
+        Recorder(tmp_path, label)
+
+
+def test_events_are_flushed_at_once(tmp_path: Path) -> None:
+    with Recorder(tmp_path, "nemesis") as nemesis:
+        nemesis.event(EventKind.DRAIN_START, "drain")
+        assert load(tmp_path).events.column("kind").to_pylist() == ["drain-start"]
+
+
+def _write_shard(path: Path, batches: int, rows_per_batch: int) -> list[int]:
+    """Write a sends shard; returns the file size after each batch (where each batch ends)."""
+    writer = ShardWriter(path, SENDS, batch_rows=rows_per_batch)
+    ends = []
+    for row in range(batches * rows_per_batch):
+        writer.append((1, 2, row, row, row, None if row % 7 else row, 2, -1, row))
+        if (row + 1) % rows_per_batch == 0:
+            ends.append(path.stat().st_size)
+    writer.close()
+    return ends
+
+
+def test_shard_writer_writes_a_batch_every_batch_rows(tmp_path: Path) -> None:
+    path = tmp_path / "sends-x.arrow"
+    writer = ShardWriter(path, SENDS, batch_rows=10)
+    for row in range(25):
+        writer.append((1, 2, row, row, row, row, 0, -1, -1))
+    assert [batch.num_rows for batch in read_shard(path)] == [10, 10]
+    writer.flush()
+    writer.flush()
+    assert [batch.num_rows for batch in read_shard(path)] == [10, 10, 5]
+    writer.close()
+
+
+def test_a_rejected_row_leaves_the_buffers_aligned(tmp_path: Path) -> None:
+    path = tmp_path / "sends-x.arrow"
+    writer = ShardWriter(path, SENDS)
+    writer.append((1, 2, 0, 0, 0, 0, 0, -1, -1))
+    with pytest.raises(OverflowError):
+        writer.append((1, 2, 1, 0, 0, 0, -1, -1, -1))  # outcome is a uint8
+    writer.append((1, 2, 2, 0, 0, 0, 0, -1, -1))
+    writer.close()
+    assert pa.Table.from_batches(read_shard(path)).column("seq").to_pylist() == [0, 2]
+
+
+def test_a_shard_truncated_mid_batch_keeps_its_complete_batches(tmp_path: Path) -> None:
+    path = shard_path(tmp_path, "sends", "crashed")
+    batch_ends = _write_shard(path, batches=3, rows_per_batch=100)
+    # Cut inside the third batch: the crash happened while it was being written.
+    path.write_bytes(path.read_bytes()[: (batch_ends[1] + batch_ends[2]) // 2])
+    _write_shard(shard_path(tmp_path, "sends", "healthy"), batches=1, rows_per_batch=50)
+
+    sends = read_shards(tmp_path, "sends")
+
+    assert sends.num_rows == 200 + 50
+    assert sorted(sends.column("seq").to_pylist()) == sorted([*range(200), *range(50)])
+
+
+@pytest.mark.parametrize("keep", [0, 10])
+def test_a_shard_cut_inside_its_schema_has_no_rows(tmp_path: Path, keep: int) -> None:
+    path = shard_path(tmp_path, "receives", "crashed")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\xff\xff\xff\xff\x00\x01\x00\x00\x10\x00"[:keep])
+    assert read_shards(tmp_path, "receives").num_rows == 0
+
+
+def test_load_without_any_history_gives_empty_tables(tmp_path: Path) -> None:
+    history = load(tmp_path)
+    assert history.sends.num_rows == history.receives.num_rows == history.events.num_rows == 0
+    assert history.sends.schema.equals(SENDS)
+
+
+def test_schema_matches_the_spec() -> None:
+    expected = {
+        "sends": "producer_id:uint32 key_id:uint32 seq:uint64 intended_ns:int64 invoke_ns:int64 "
+        "complete_ns:int64 outcome:uint8 partition:int32 offset:int64",
+        "receives": "consumer_id:uint32 producer_id:uint32 key_id:uint32 seq:uint64 "
+        "intended_ns:int64 receive_ns:int64 partition:int32 offset:int64 "
+        "message_id:dictionary<values=string, indices=int32, ordered=0> delivery_attempt:int16 "
+        "disposition:uint8 scope:dictionary<values=string, indices=int32, ordered=0>",
+        "events": "time_ns:int64 kind:string name:string target:string detail:string",
+    }
+    for schema, name in ((SENDS, "sends"), (RECEIVES, "receives"), (EVENTS, "events")):
+        assert " ".join(f"{field.name}:{field.type}" for field in schema) == expected[name]
+    nullable = {f.name for schema in (SENDS, RECEIVES, EVENTS) for f in schema if f.nullable}
+    assert nullable == {"complete_ns", "message_id", "scope", "target", "detail"}
+    assert [int(value) for value in SendOutcome] == [0, 1, 2]
+    assert [int(value) for value in Disposition] == [0, 1, 2]
+    assert [str(kind) for kind in EventKind] == [
+        "run-start",
+        "fault-start",
+        "fault-end",
+        "warmup-end",
+        "drain-start",
+        "drain-end",
+    ]

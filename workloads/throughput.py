@@ -1,0 +1,52 @@
+"""The raw-throughput workload (OpenMessaging-style): keyed messages of a fixed size at an
+open-loop rate, N producers and M consumer processes, warm-up, optional backlog build-and-drain."""
+
+from typing import Annotated, Self
+
+from pydantic import Field, model_validator
+
+from harness.history.envelope import HEADER_SIZE
+from harness.load.keys import KeyDistribution
+from harness.load.plan import StepPlan
+from harness.settings import FrozenModel
+
+Seconds = Annotated[float, Field(ge=0)]
+
+
+class ThroughputConfig(FrozenModel):
+    partitions: Annotated[int, Field(ge=1, le=1000)] = 6
+    """Kafka partitions (other brokers have none)."""
+    keys: Annotated[int, Field(ge=1, le=1_000_000)] = 100
+    key_distribution: KeyDistribution = "round_robin"
+    zipf_exponent: Annotated[float, Field(gt=0)] = 1.1
+    message_size: Annotated[int, Field(ge=HEADER_SIZE, le=1_000_000)] = 200
+    producers: Annotated[int, Field(ge=1, le=1000)] = 1
+    processes: Annotated[int, Field(ge=1, le=64)] = 1
+    """Producer OS processes (each runs its share of the producers as Locust users)."""
+    consumers: Annotated[int, Field(ge=1, le=64)] = 1
+    rate: Annotated[float | None, Field(gt=0)] = None
+    """Messages per second across all producers, for ``duration`` seconds."""
+    duration: Annotated[float, Field(gt=0)] = 10.0
+    steps: list[StepPlan] | None = None
+    """Instead of rate and duration: successive (rate, seconds) steps."""
+    warmup: Seconds = 2.0
+    """Leading seconds excluded from throughput and latency figures (not from the checks)."""
+    drain_timeout: Annotated[float, Field(gt=0)] = 60.0
+    ordered: bool = False
+    """SQS FIFO queue / Pub/Sub ordering keys; Kafka orders per partition anyway."""
+    backlog_build: Seconds = 0.0
+    """Start the consumers this many seconds after the producers (backlog build-and-drain)."""
+
+    @model_validator(mode="after")
+    def _one_load_shape(self) -> Self:
+        if (self.rate is None) == (self.steps is None):
+            raise ValueError("give either rate (with duration) or steps, not both or neither")
+        if self.producers < self.processes:
+            raise ValueError("producers must be at least processes (each process runs >= 1)")
+        return self
+
+    def load_steps(self) -> list[StepPlan]:
+        if self.steps is not None:
+            return self.steps
+        assert self.rate is not None
+        return [StepPlan(rate=self.rate, seconds=self.duration)]
