@@ -205,6 +205,10 @@ def run(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where run folders go.")] = Path(
         "runs"
     ),
+    metrics_port: Annotated[
+        int,
+        typer.Option(help="Live Prometheus metrics on 127.0.0.1:PORT during runs (0: off)."),
+    ] = 9464,
 ) -> None:
     """Run a suite: every broker x workload x repeat, one folder with result.json each."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -250,8 +254,17 @@ def run(
         summary.add_row(*_summary_row(planned.broker, planned.workload, planned.repeat, result))
         console.print(f"{planned.broker}: {planned.run_dir / 'result.json'}")
 
+    if metrics_port:
+        console.print(f"live metrics: http://127.0.0.1:{metrics_port}/metrics")
     with bars:
-        run_suite(suite, settings, output, on_progress=on_progress, on_result=on_result)
+        run_suite(
+            suite,
+            settings,
+            output,
+            metrics_port=metrics_port or None,
+            on_progress=on_progress,
+            on_result=on_result,
+        )
     console.print(summary)
 
 

@@ -4,7 +4,7 @@ The history is the ``sends`` and ``receives`` tables of ``docs/history.md`` (plu
 and, for lag, the sampled backlog). Wrap the two tables in a ``HistoryIndex`` once, then call
 any ``check_*`` on it, or call ``check_all`` on the tables. Each checker returns a ``Verdict``
 with ``valid`` True / False / None (unknown), counts and a few examples; the module docstrings
-define each anomaly precisely (after ``/work/shared/notes/checks.md``).
+define each anomaly precisely.
 
 Everything is vectorised (numpy, pyarrow): a 10-million-message history checks in seconds.
 """

@@ -100,18 +100,19 @@ class LiveMetrics:
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
-    def record_send(self, outcome: str, size: int) -> None:
-        """One send completed with ``outcome`` (an ``Outcome`` or its value)."""
+    def record_send(self, outcome: str, size: int, count: int = 1) -> None:
+        """``count`` sends of ``size`` bytes completed with ``outcome`` (an ``Outcome`` or its
+        value)."""
         child = self._sent.get(outcome)
         if child is None:
             child = self._sent_family.labels(*self._labels, outcome)
-        child.inc()
+        child.inc(count)
         if outcome == "ok":
-            self._bytes_sent.inc(size)
+            self._bytes_sent.inc(size * count)
 
-    def record_receive(self, e2e_seconds: float | None = None) -> None:
-        """One delivery, with its end-to-end latency (``receive - intended``) if known."""
-        self._received.inc()
+    def record_receive(self, e2e_seconds: float | None = None, count: int = 1) -> None:
+        """``count`` deliveries, with one end-to-end latency (``receive - intended``) if known."""
+        self._received.inc(count)
         if e2e_seconds is not None:
             if e2e_seconds <= 0:
                 self._e2e_clamped.inc()

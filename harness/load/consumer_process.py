@@ -19,6 +19,10 @@ from harness.history.recorder import Recorder
 from harness.history.schema import Disposition
 from harness.load.plan import ConsumerPlan
 
+# Live metrics get a sample of end-to-end latencies (the history keeps every one).
+E2E_SAMPLE_EVERY = 10
+E2E_SAMPLES_PER_LINE = 200
+
 
 def _report(**fields: object) -> None:
     sys.stdout.write(json.dumps(fields) + "\n")
@@ -45,14 +49,15 @@ def main(plan_path: str) -> None:
     destination = driver.create_destination(run.destination.spec())
     consumer = driver.consumer(destination, run.destination.group)
     ordering = driver.capabilities.ordering(run.destination.ordered)
-    received = foreign = 0
+    received = foreign = tick = 0
+    e2e_samples: list[float] = []
     next_report = time.monotonic() + 1.0
     _report(kind="ready", consumer=plan.consumer_id)
     try:
         while not stop.is_set():
             batch = consumer.poll(plan.poll_batch, 0.5)
             now = time.time_ns()
-            for message in batch:
+            for position, message in enumerate(batch):
                 decoded = decode(message.payload)
                 if decoded is None or decoded[0].run_id != run.run_id:
                     foreign += 1
@@ -64,7 +69,9 @@ def main(plan_path: str) -> None:
                     key_id=envelope.key_id,
                     seq=envelope.seq,
                     intended_ns=envelope.intended_ns,
-                    receive_ns=now,
+                    # +1 ns per position keeps the delivery order of one poll batch in the
+                    # history, whose compacted form is sorted by identity and time.
+                    receive_ns=now + position,
                     partition=-1 if message.partition is None else message.partition,
                     offset=-1 if message.offset is None else message.offset,
                     message_id=None if message.offset is not None else message.message_id,
@@ -73,9 +80,19 @@ def main(plan_path: str) -> None:
                     scope=scope_of(message, ordering),
                 )
                 received += 1
+                if received % E2E_SAMPLE_EVERY == 0 and len(e2e_samples) < E2E_SAMPLES_PER_LINE:
+                    e2e_samples.append(round((now - envelope.intended_ns) / 1e6, 3))
             consumer.ack(batch)
             if time.monotonic() >= next_report:
-                _report(kind="progress", consumer=plan.consumer_id, received=received)
+                tick += 1
+                _report(
+                    kind="progress",
+                    consumer=plan.consumer_id,
+                    received=received,
+                    tick=tick,
+                    e2e_ms=e2e_samples,
+                )
+                e2e_samples = []
                 next_report += 1.0
     finally:
         consumer.close()

@@ -17,8 +17,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.collectors.lag import LagSampler
+from harness.collectors.live import LiveMetrics
 from harness.drivers.base import Driver
 from harness.drivers.targets import open_driver
 from harness.errors import UserError
@@ -44,6 +46,8 @@ class RunRequest:
     settings: Settings
     via_proxy: bool
     run_dir: Path
+    metrics_port: int | None = None
+    """Serve live Prometheus metrics on 127.0.0.1:port during the run (0: any free port)."""
 
 
 @dataclass
@@ -70,6 +74,34 @@ class RunOutcome:
     received: int
     driver: Driver
     lag: LagSampler
+
+
+class LiveFeed:
+    """Feeds the run's Prometheus metrics from the progress lines (deltas since last time)."""
+
+    def __init__(self, metrics: LiveMetrics, message_size: int, lag: LagSampler) -> None:
+        self.metrics = metrics
+        self.message_size = message_size
+        self.lag = lag
+        self._seen = Progress()
+        self._ticks: dict[str, int] = {}
+
+    def update(self, state: Progress, consumers: dict[str, dict[str, Any]]) -> None:
+        ok, seen_ok = state.sent - state.failed, self._seen.sent - self._seen.failed
+        self.metrics.record_send("ok", self.message_size, max(0, ok - seen_ok))
+        self.metrics.record_send(
+            "fail", self.message_size, max(0, state.failed - self._seen.failed)
+        )
+        self.metrics.record_receive(count=max(0, state.received - self._seen.received))
+        self._seen = Progress(sent=state.sent, failed=state.failed, received=state.received)
+        for label, last in consumers.items():
+            tick = int(last.get("tick", 0))
+            if tick > self._ticks.get(label, 0):
+                self._ticks[label] = tick
+                for e2e_ms in last.get("e2e_ms", []):
+                    self.metrics.record_receive(e2e_ms / 1000, count=0)
+        if self.lag.samples:
+            self.metrics.set_backlog(self.lag.samples[-1].backlog)
 
 
 def _producer_shares(config: ThroughputConfig) -> list[int]:
@@ -138,7 +170,10 @@ def execute(  # noqa: PLR0915 - the phases read best in one sequence
                 label, "harness.load.consumer_process", ConsumerPlan(run=shared, consumer_id=index)
             )
 
-    monitor = _Monitor(children, state, progress)
+    metrics = LiveMetrics(f"{run_id:016x}", request.target, request.workload)
+    if request.metrics_port is not None:
+        metrics.serve(request.metrics_port)
+    monitor = _Monitor(children, state, progress, LiveFeed(metrics, config.message_size, lag))
     try:
         if config.backlog_build == 0:
             start_consumers()
@@ -182,6 +217,7 @@ def execute(  # noqa: PLR0915 - the phases read best in one sequence
         lag.stop()
         children.stop_all()
         events.close()
+        metrics.close()
     return RunOutcome(
         run_id=run_id,
         start_ns=start_ns,
@@ -198,23 +234,29 @@ def execute(  # noqa: PLR0915 - the phases read best in one sequence
 
 
 class _Monitor:
-    """Folds the children's progress lines into ``state``, reports it, and fails fast when a
-    consumer dies."""
+    """Folds the children's progress lines into ``state`` and the live metrics, reports it,
+    and fails fast when a consumer dies."""
 
     def __init__(
-        self, children: Children, state: Progress, report: Callable[[Progress], None]
+        self,
+        children: Children,
+        state: Progress,
+        report: Callable[[Progress], None],
+        live: "LiveFeed",
     ) -> None:
         self.children = children
         self.state = state
         self.report = report
+        self.live = live
 
     def refresh(self) -> None:
         lasts = {label: child.last for label, child in self.children.children.items()}
         producers = [last for label, last in lasts.items() if label.startswith("producer")]
-        consumers = [last for label, last in lasts.items() if label.startswith("consumer")]
+        consumers = {label: last for label, last in lasts.items() if label.startswith("consumer")}
         self.state.sent = sum(int(last.get("sent", 0)) for last in producers)
         self.state.failed = sum(int(last.get("failed", 0)) for last in producers)
-        self.state.received = sum(int(last.get("received", 0)) for last in consumers)
+        self.state.received = sum(int(last.get("received", 0)) for last in consumers.values())
+        self.live.update(self.state, consumers)
         self.report(self.state)
 
     def said(self, labels: list[str], kind: str) -> bool:

@@ -116,6 +116,7 @@ def run_suite(
     settings: Settings,
     output: Path,
     *,
+    metrics_port: int | None = None,
     on_progress: Callable[[PlannedRun, Progress], None],
     on_result: Callable[[PlannedRun, dict[str, Any]], None],
 ) -> list[PlannedRun]:
@@ -131,6 +132,7 @@ def run_suite(
             settings=settings,
             via_proxy=suite.via_proxy,
             run_dir=planned.run_dir,
+            metrics_port=metrics_port,
         )
         outcome = execute(request, _bind(on_progress, planned))
         result = finish_run(suite, planned, outcome, time.monotonic() - started)

@@ -100,3 +100,29 @@ def test_bad_port_variable_is_one_line(tmp_path: Path) -> None:
     env = environment(tmp_path, BROKERBENCH_PORT_KAFKA="ninety")
     line = one_line_error(brokerbench("status", env=env))
     assert "BROKERBENCH_PORT_KAFKA=ninety" in line
+
+
+def test_a_suite_with_an_unknown_broker_names_file_line_and_field(tmp_path: Path) -> None:
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        "name: s\nbrokers:\n  - kafka\n  - nats\nworkloads:\n  - name: w\n    params: {rate: 1}\n"
+    )
+    line = one_line_error(brokerbench("run", str(suite), env=environment(tmp_path)))
+    assert f"{suite}:2: brokers: Value error, unknown broker 'nats'" in line
+
+
+def test_a_bad_workload_parameter_names_file_line_and_field(tmp_path: Path) -> None:
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        "name: s\nbrokers: [kafka]\nworkloads:\n  - name: w\n    params:\n"
+        "      rate: -5\n      duration: 3\n"
+    )
+    line = one_line_error(brokerbench("run", str(suite), env=environment(tmp_path)))
+    assert f"{suite}:6: workloads.0.params.rate: Input should be greater than 0" in line
+
+
+def test_a_missing_suite_file_is_one_line(tmp_path: Path) -> None:
+    line = one_line_error(
+        brokerbench("run", str(tmp_path / "nope.yaml"), env=environment(tmp_path))
+    )
+    assert "nope.yaml: cannot read" in line

@@ -1,0 +1,165 @@
+"""`brokerbench run` end to end against the real brokers, then `analyze` and planted anomalies
+in the real histories it wrote."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
+import pytest
+
+from harness.checkers import HistoryIndex, check_all, derive_backlog
+from harness.drivers.base import OrderingScope
+from harness.history.store import load
+from harness.stack.manager import Stack
+
+pytestmark = pytest.mark.broker
+
+SUITE = Path(__file__).with_name("suite.yaml")
+BROKERS = ("kafka", "elasticmq", "pubsub")
+PERCENTILES = {"p50", "p75", "p90", "p95", "p99", "p99.9", "p99.99", "max", "mean"}
+
+
+@pytest.fixture(scope="module")
+def runs(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    output = tmp_path_factory.mktemp("runs")
+    completed = subprocess.run(
+        [sys.executable, "-m", "harness", "run", str(SUITE), "-o", str(output),
+         "--metrics-port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
+    found = {path.parts[-4]: path.parent for path in output.glob("e2e-*/*/*/r0/result.json")}
+    assert sorted(found) == sorted(BROKERS)
+    return found
+
+
+def result_of(run_dir: Path) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((run_dir / "result.json").read_text())
+    return loaded
+
+
+@pytest.mark.parametrize("broker", BROKERS)
+def test_a_healthy_run_is_complete_and_valid(runs: dict[str, Path], broker: str) -> None:
+    result = result_of(runs[broker])
+    assert result["schema"] == "brokerbench.result/1"
+    assert result["broker"] == broker
+    assert result["valid"] is True, [c for c in result["checks"] if c["valid"] is not True]
+    counts = result["counts"]
+    assert counts["sent"] == counts["ok"] == 300 * 4
+    assert counts["received"] == counts["ok"]
+    figures = result["figures"]
+    assert figures["throughput"]["sent"]["mean_msgs_per_s"] > 0
+    for kind in ("publish", "publish_delay", "e2e", "e2e_uncorrected"):
+        assert set(figures["latency"][kind]["stats"]) == PERCENTILES
+    assert figures["latency"]["e2e"]["count"] > 0
+    lag = figures["lag"]
+    assert lag["samples"]
+    assert lag["source"] == ("derived" if broker == "pubsub" else "broker")
+    assert result["environment"]["git_commit"]
+    assert result["workload"]["params"]["rate"] == 300
+    assert (runs[broker] / "history" / "sends.parquet").exists()
+    assert not (runs[broker] / "history" / "shards").exists()
+
+
+def test_analyze_recomputes_the_same_verdicts_without_brokers(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(runs["kafka"], copy)
+    before = result_of(copy)
+    completed = subprocess.run(
+        [sys.executable, "-m", "harness", "analyze", str(copy)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    after = result_of(copy)
+    assert after["checks"] == before["checks"]
+    assert after["counts"] == before["counts"]
+
+
+# --- anomalies planted into a real history -----------------------------------------------------
+
+
+def verdicts(sends: pa.Table, receives: pa.Table, events: pa.Table) -> dict[str, dict[str, Any]]:
+    lag = derive_backlog(HistoryIndex(sends, receives))
+    checked = check_all(sends, receives, events, OrderingScope.PARTITION, lag=lag)
+    return {verdict.name: {"valid": verdict.valid, **verdict.counts} for verdict in checked}
+
+
+def invalid(found: dict[str, dict[str, Any]]) -> set[str]:
+    return {name for name, verdict in found.items() if verdict["valid"] is not True}
+
+
+def kafka_history(runs: dict[str, Path]) -> tuple[pa.Table, pa.Table, pa.Table]:
+    history = load(runs["kafka"])
+    return history.sends, history.receives, history.events
+
+
+def test_the_real_history_is_clean(runs: dict[str, Path]) -> None:
+    assert invalid(verdicts(*kafka_history(runs))) == set()
+
+
+def test_a_dropped_acked_message_is_a_lost_write(runs: dict[str, Path]) -> None:
+    sends, receives, events = kafka_history(runs)
+    victim = receives.sort_by([("partition", "ascending"), ("offset", "ascending")]).slice(5, 1)
+    keep = pc.invert(
+        pc.and_(
+            pc.equal(receives["partition"], victim["partition"][0]),
+            pc.equal(receives["offset"], victim["offset"][0]),
+        )
+    )
+    found = verdicts(sends, receives.filter(keep), events)
+    assert invalid(found) == {"lost"}
+    assert (found["lost"]["lost"], found["lost"]["lost_write"]) == (1, 1)
+
+
+def test_a_republished_message_is_a_duplicate_publish(runs: dict[str, Path]) -> None:
+    sends, receives, events = kafka_history(runs)
+    copy = receives.slice(10, 1)
+    republished = copy.set_column(
+        copy.schema.get_field_index("offset"),
+        copy.schema.field("offset"),
+        pa.array([10_000_000], pa.int64()),
+    )
+    found = verdicts(sends, pa.concat_tables([receives, republished]), events)
+    assert invalid(found) == {"duplicates"}
+    assert found["duplicates"]["duplicate_publish"] == 1
+
+
+def test_a_redelivered_message_is_counted_but_allowed(runs: dict[str, Path]) -> None:
+    sends, receives, events = kafka_history(runs)
+    found = verdicts(sends, pa.concat_tables([receives, receives.slice(10, 1)]), events)
+    assert invalid(found) == set()
+    assert found["duplicates"]["redelivery"] == 1
+
+
+def test_a_key_consumed_out_of_order_is_a_reorder(runs: dict[str, Path]) -> None:
+    sends, receives, events = kafka_history(runs)
+    ordered = receives.sort_by([("receive_ns", "ascending")])
+    first = ordered.slice(0, 1)
+    stream = pc.and_(
+        pc.and_(
+            pc.equal(ordered["producer_id"], first["producer_id"][0]),
+            pc.equal(ordered["key_id"], first["key_id"][0]),
+        ),
+        pc.equal(ordered["consumer_id"], first["consumer_id"][0]),
+    )
+    rows = pc.indices_nonzero(stream).to_pylist()[:2]
+    times = ordered["receive_ns"].to_pylist()
+    times[rows[0]], times[rows[1]] = times[rows[1]], times[rows[0]]
+    swapped = ordered.set_column(
+        ordered.schema.get_field_index("receive_ns"),
+        ordered.schema.field("receive_ns"),
+        pa.array(times, pa.int64()),
+    )
+    found = verdicts(sends, swapped, events)
+    assert invalid(found) == {"ordering"}
+    assert found["ordering"]["reorder"] == 1
