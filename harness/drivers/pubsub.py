@@ -35,6 +35,7 @@ from harness.errors import BrokerUnreachableError, UserError
 from harness.settings import FrozenModel
 
 KEY_ATTRIBUTE = "bb-key"
+_EMPTY_PULL_BACKOFF = 0.005
 # Errors after which a published message may or may not have been stored.
 _UNKNOWN_ERRORS = (google_errors.DeadlineExceeded, google_errors.ServiceUnavailable)
 # What the client library retries by default for Publish.
@@ -251,6 +252,7 @@ class PubSubConsumer:
                 return []
             if answer.received_messages or time.monotonic() >= deadline:
                 return [_received(message) for message in answer.received_messages]
+            time.sleep(_EMPTY_PULL_BACKOFF)  # the emulator answers an empty pull at once
 
     def ack(self, messages: Sequence[Received]) -> None:
         if messages:
