@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -18,6 +19,8 @@ from typing import Any, TypeAlias
 import pyarrow as pa  # type: ignore[import-untyped]
 
 BATCH_ROWS = 65_536
+FLUSH_SECONDS = 2.0
+"""A batch is also written once it is this old, so a crash at a low rate loses little."""
 """Rows per record batch; also the most a crashed process loses per table."""
 
 _IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="zstd")
@@ -63,10 +66,10 @@ class ShardWriter:
     """Appends rows of one table to one shard file.
 
     ``append`` only adds Python values to per-column buffers (it sits on the load generators'
-    hot path); every ``batch_rows`` rows, and on ``flush``/``close``, the buffers become one
-    record batch written to the file, so memory stays bounded however long the run. Thread-safe.
-    The file is created at construction and must not exist yet: two processes with the same
-    label would otherwise overwrite each other's history.
+    hot path); every ``batch_rows`` rows or ``FLUSH_SECONDS``, and on ``flush``/``close``, the
+    buffers become one record batch written to the file, so memory stays bounded however long
+    the run. Thread-safe. The file is created at construction and must not exist yet: two
+    processes with the same label would otherwise overwrite each other's history.
     """
 
     def __init__(self, path: Path, schema: pa.Schema, *, batch_rows: int = BATCH_ROWS) -> None:
@@ -89,6 +92,7 @@ class ShardWriter:
             self._sink.close()
             raise
         self._rows = 0
+        self._flush_due = time.monotonic() + FLUSH_SECONDS
         self._buffers: list[_Buffer] = []
         self._appends: list[Callable[[Any], None]] = []
         self._new_buffers()
@@ -107,7 +111,7 @@ class ShardWriter:
                     del buffer[self._rows :]
                 raise
             self._rows += 1
-            if self._rows >= self._batch_rows:
+            if self._rows >= self._batch_rows or time.monotonic() >= self._flush_due:
                 self._write_batch()
 
     def flush(self) -> None:
@@ -148,6 +152,7 @@ class ShardWriter:
         ]
         self._writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=self._schema))
         self._new_buffers()
+        self._flush_due = time.monotonic() + FLUSH_SECONDS
 
 
 def read_shard(path: Path) -> list[pa.RecordBatch]:

@@ -51,11 +51,18 @@ class OpenLoopProducer(User):
         cls._indexes = itertools.count()
         cls._running = 0
 
+    def global_index(self, local_index: int) -> int:
+        """This user's producer id: its place among all producers of the run."""
+        return self.plan.first_producer + local_index
+
+    def schedule_start_ns(self) -> int:
+        return self.plan.start_ns
+
     def on_start(self) -> None:
         plan = self.plan
         index = next(self._indexes)
         type(self)._running += 1
-        self.producer_id = plan.first_producer + index
+        self.producer_id = self.global_index(index)
         self.driver: Driver = open_driver(
             plan.run.target, plan.run.settings, via_proxy=plan.run.via_proxy
         )
@@ -63,7 +70,7 @@ class OpenLoopProducer(User):
         self.destination: Destination = self.driver.create_destination(spec)
         self.producer: Producer = self.driver.producer(self.destination)
         self.times = plan.schedule().intended_times(
-            plan.start_ns, self.producer_id, plan.total_producers
+            self.schedule_start_ns(), self.producer_id, plan.total_producers
         )
         self.keys = key_ids(
             plan.key_distribution,
