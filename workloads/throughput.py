@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 from harness.history.envelope import HEADER_SIZE
 from harness.load.keys import KeyDistribution
 from harness.load.plan import StepPlan
+from harness.run.search import SearchConfig
 from harness.settings import FrozenModel
 
 Seconds = Annotated[float, Field(ge=0)]
@@ -36,11 +37,15 @@ class ThroughputConfig(FrozenModel):
     """SQS FIFO queue / Pub/Sub ordering keys; Kafka orders per partition anyway."""
     backlog_build: Seconds = 0.0
     """Start the consumers this many seconds after the producers (backlog build-and-drain)."""
+    search: SearchConfig | None = None
+    """Instead of rate or steps: find the highest sustained rate (one run of ``duration`` per
+    probed rate)."""
 
     @model_validator(mode="after")
     def _one_load_shape(self) -> Self:
-        if (self.rate is None) == (self.steps is None):
-            raise ValueError("give either rate (with duration) or steps, not both or neither")
+        shapes = sum(shape is not None for shape in (self.rate, self.steps, self.search))
+        if shapes != 1:
+            raise ValueError("give exactly one of rate (with duration), steps or search")
         if self.producers < self.processes:
             raise ValueError("producers must be at least processes (each process runs >= 1)")
         return self

@@ -37,6 +37,7 @@ def lag_series(lag: pa.Table) -> dict[str, Any]:
     first = times[0] if times else 0
     known = [b for b in backlogs if b is not None]
     return {
+        "first_ns": first,
         "source": sources.pop() if len(sources) == 1 else sorted(sources),
         "samples": [[round((t - first) / 1e9, 3), b] for t, b in zip(times, backlogs, strict=True)],
         "max": max(known) if known else None,

@@ -1,8 +1,9 @@
 """``brokerbench run SUITE.yaml``: broker x workload x repeat, one run directory each."""
 
+import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -10,12 +11,14 @@ from typing import Any
 
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
+from harness.atomic import write_text_atomically
 from harness.drivers.base import LagProbe
 from harness.errors import UserError
 from harness.history.store import compact
 from harness.run.figures import Window
 from harness.run.fingerprint import fingerprint
 from harness.run.result import LAG_FILE, SCHEMA, capabilities_dict, evaluate, write_result
+from harness.run.search import Probe, SearchConfig, SearchResult, search_max_rate
 from harness.run.single import Progress, RunOutcome, RunRequest, execute
 from harness.settings import Settings
 from harness.suite import Suite, load_suite
@@ -122,22 +125,66 @@ def run_suite(
 ) -> list[PlannedRun]:
     suite, runs = plan_suite(path, settings, output)
     for planned in runs:
-        started = time.monotonic()
-        request = RunRequest(
-            suite=suite.name,
-            workload=planned.workload,
-            target=planned.broker,
-            repeat=planned.repeat,
-            config=planned.config,
-            settings=settings,
-            via_proxy=suite.via_proxy,
-            run_dir=planned.run_dir,
-            metrics_port=metrics_port,
-        )
-        outcome = execute(request, _bind(on_progress, planned))
-        result = finish_run(suite, planned, outcome, time.monotonic() - started)
-        on_result(planned, result)
+
+        def run_once(
+            config: ThroughputConfig, run_dir: Path, planned: PlannedRun = planned
+        ) -> dict[str, Any]:
+            started = time.monotonic()
+            request = RunRequest(
+                suite=suite.name,
+                workload=planned.workload,
+                target=planned.broker,
+                repeat=planned.repeat,
+                config=config,
+                settings=settings,
+                via_proxy=suite.via_proxy,
+                run_dir=run_dir,
+                metrics_port=metrics_port,
+            )
+            outcome = execute(request, _bind(on_progress, planned))
+            probe = replace(planned, config=config, run_dir=run_dir)
+            result = finish_run(suite, probe, outcome, time.monotonic() - started)
+            on_result(probe, result)
+            return result
+
+        if planned.config.search is None:
+            run_once(planned.config, planned.run_dir)
+        else:
+            search_rate(planned, planned.config.search, run_once)
     return runs
+
+
+def search_rate(
+    planned: PlannedRun,
+    search: SearchConfig,
+    run_once: Callable[[ThroughputConfig, Path], dict[str, Any]],
+) -> SearchResult:
+    """Probe rates (one run folder each, ``rate-<N>``) and write ``search.json``."""
+
+    def probe(rate: float) -> Probe:
+        config = planned.config.model_copy(update={"rate": rate, "search": None})
+        result = run_once(config, planned.run_dir / f"rate-{rate:.0f}")
+        return Probe(
+            rate,
+            result["figures"]["throughput"]["sent"]["mean_msgs_per_s"] or 0.0,
+            _backlog_at(result["figures"]["lag"], result["phases"]["end_ns"]),
+        )
+
+    found = search_max_rate(search, probe)
+    write_text_atomically(
+        planned.run_dir / "search.json", json.dumps(asdict(found), indent=2) + "\n"
+    )
+    return found
+
+
+def _backlog_at(lag: dict[str, Any], time_ns: int) -> int | None:
+    """The last sampled backlog at or before ``time_ns``."""
+    known = [
+        backlog
+        for seconds, backlog in lag["samples"]
+        if backlog is not None and lag["first_ns"] + seconds * 1e9 <= time_ns
+    ]
+    return known[-1] if known else None
 
 
 def _bind(

@@ -1,0 +1,86 @@
+"""Max-rate search: the highest rate a broker sustains without an unbounded backlog.
+
+Each probe is a full run at one constant rate. A rate is *sustained* when the producers kept
+to the schedule (acknowledged throughput within ``tolerance`` of the target) and the consumers
+kept up (the backlog at the end of the schedule is under ``backlog_seconds`` worth of
+messages). The search multiplies the rate by ``factor`` until a probe fails, then bisects
+between the last sustained rate and the first failed one until they are within ``precision``.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import Field
+
+from harness.settings import FrozenModel
+
+
+class SearchConfig(FrozenModel):
+    start: Annotated[float, Field(gt=0)] = 1000.0
+    factor: Annotated[float, Field(gt=1)] = 2.0
+    max_rate: Annotated[float, Field(gt=0)] = 1_000_000.0
+    precision: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    """Stop bisecting when the bounds are within this fraction of each other."""
+    tolerance: Annotated[float, Field(gt=0, lt=1)] = 0.05
+    backlog_seconds: Annotated[float, Field(gt=0)] = 1.0
+
+
+MAX_SHRINK_STEPS = 4
+
+
+@dataclass(frozen=True)
+class Probe:
+    rate: float
+    achieved: float
+    """Acknowledged messages per second over the measured window."""
+    final_backlog: int | None
+    """Messages not yet consumed when the schedule ended (None if unknown)."""
+
+    def sustained(self, config: SearchConfig) -> bool:
+        kept_schedule = self.achieved >= self.rate * (1 - config.tolerance)
+        kept_up = (
+            self.final_backlog is None or self.final_backlog <= self.rate * config.backlog_seconds
+        )
+        return kept_schedule and kept_up
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    max_sustained_rate: float | None
+    probes: list[Probe]
+
+
+def search_max_rate(config: SearchConfig, probe: Callable[[float], Probe]) -> SearchResult:
+    probes: list[Probe] = []
+
+    def sustained(rate: float) -> bool:
+        probes.append(probe(rate))
+        return probes[-1].sustained(config)
+
+    good: float | None = None
+    bad: float | None = None
+    rate = config.start
+    while rate <= config.max_rate:  # grow until a rate fails
+        if not sustained(rate):
+            bad = rate
+            break
+        good, rate = rate, rate * config.factor
+    if bad is None:
+        return SearchResult(good, probes)
+    floor = config.start / config.factor**MAX_SHRINK_STEPS
+    while good is None:  # even the start rate failed: shrink
+        rate = bad / config.factor
+        if rate < floor:
+            return SearchResult(None, probes)
+        if sustained(rate):
+            good = rate
+        else:
+            bad = rate
+    while (bad - good) / bad > config.precision:  # bisect
+        middle = (good + bad) / 2
+        if sustained(middle):
+            good = middle
+        else:
+            bad = middle
+    return SearchResult(good, probes)
