@@ -21,6 +21,7 @@ from harness.run.result import LAG_FILE, SCHEMA, capabilities_dict, evaluate, wr
 from harness.run.search import Probe, SearchConfig, SearchResult, search_max_rate
 from harness.run.single import Progress, RunOutcome, RunRequest, execute
 from harness.settings import Settings
+from harness.stack.services import local_broker_version
 from harness.suite import Suite, load_suite
 from harness.yamlconfig import validate_part
 from workloads.throughput import ThroughputConfig
@@ -73,7 +74,11 @@ def plan_suite(path: Path, settings: Settings, output: Path) -> tuple[Suite, lis
 
 
 def finish_run(
-    suite: Suite, planned: PlannedRun, outcome: RunOutcome, wall_seconds: float
+    suite: Suite,
+    planned: PlannedRun,
+    outcome: RunOutcome,
+    wall_seconds: float,
+    suite_settings: Settings,
 ) -> dict[str, Any]:
     """Compact the history, check it and write result.json."""
     run_dir = planned.run_dir
@@ -107,7 +112,11 @@ def finish_run(
         },
         "ordering_scope": ordering.value,
         "capabilities": capabilities_dict(capabilities),
-        "environment": fingerprint(broker_version=None),
+        "environment": fingerprint(
+            broker_version=None
+            if planned.broker in suite_settings.targets
+            else local_broker_version(planned.broker, suite_settings)
+        ),
         **evaluate(run_dir, ordering, window, planned.config.message_size, broker_lag),
     }
     write_result(run_dir, result)
@@ -143,7 +152,7 @@ def run_suite(
             )
             outcome = execute(request, _bind(on_progress, planned))
             probe = replace(planned, config=config, run_dir=run_dir)
-            result = finish_run(suite, probe, outcome, time.monotonic() - started)
+            result = finish_run(suite, probe, outcome, time.monotonic() - started, settings)
             on_result(probe, result)
             return result
 

@@ -304,3 +304,11 @@ def all_services(settings: Settings) -> list[Service]:
         Moto(settings),
         PubSubEmulator(settings),
     ]
+
+
+def local_broker_version(name: str, settings: Settings) -> str | None:
+    """The version of a local-stack broker (None for anything else, e.g. external targets)."""
+    for service in all_services(settings):
+        if service.name == name and not isinstance(service, Toxiproxy):
+            return service.version()
+    return None
