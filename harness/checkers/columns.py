@@ -1,13 +1,13 @@
-"""Column names and codes of the history tables the checkers read.
-
-A local copy of ``docs/history.md`` (schema version 1), kept here so the checkers depend on the
-documented format only, not on the recorder's code. Only the columns a checker reads are listed;
-extra columns are ignored.
-"""
-
-from enum import IntEnum
+"""The history columns the checkers read (``docs/history.md``, schema version 1); the codes
+come from the history's own schema module. Extra columns are ignored."""
 
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
+
+from harness.collectors.lag import LAG_SCHEMA
+from harness.history.schema import Disposition, EventKind
+from harness.history.schema import SendOutcome as Outcome
+
+__all__ = ["LAG_SCHEMA", "Disposition", "Outcome"]
 
 SEND_COLUMNS = ("producer_id", "key_id", "seq", "complete_ns", "outcome", "partition", "offset")
 RECEIVE_COLUMNS = (
@@ -25,36 +25,9 @@ RECEIVE_COLUMNS = (
 EVENT_COLUMNS = ("time_ns", "kind")
 LAG_COLUMNS = ("time_ns", "backlog", "source")
 
-LAG_SCHEMA = pa.schema(
-    [
-        pa.field("time_ns", pa.int64(), nullable=False),
-        pa.field("backlog", pa.int64()),
-        pa.field("source", pa.string(), nullable=False),
-        pa.field("error", pa.string()),
-    ]
-)
-"""The lag samples table, as ``harness/collectors/lag.py`` writes it (``error`` is optional)."""
-
-
-class Outcome(IntEnum):
-    """``sends.outcome``."""
-
-    OK = 0
-    FAIL = 1
-    UNKNOWN = 2
-
-
-class Disposition(IntEnum):
-    """``receives.disposition``."""
-
-    ACKED = 0
-    NACKED = 1
-    NONE = 2
-
-
-FAULT_START = "fault-start"
-FAULT_END = "fault-end"
-WARMUP_END = "warmup-end"
+FAULT_START = EventKind.FAULT_START.value
+FAULT_END = EventKind.FAULT_END.value
+WARMUP_END = EventKind.WARMUP_END.value
 
 
 def require_columns(table: pa.Table, names: tuple[str, ...], what: str) -> None:
