@@ -12,6 +12,7 @@ Phases, in order (each recorded as an event in the history):
 The load processes are always stopped, on success, error or Ctrl-C.
 """
 
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from typing import Any
 
 from harness.collectors.lag import LagSampler
 from harness.collectors.live import LiveMetrics
-from harness.drivers.base import Driver
+from harness.drivers.base import Destination, Driver
 from harness.drivers.targets import open_driver
 from harness.errors import UserError
 from harness.history.recorder import Recorder
@@ -218,6 +219,7 @@ def execute(  # noqa: PLR0915 - the phases read best in one sequence
         children.stop_all()
         events.close()
         metrics.close()
+        _delete_quietly(driver, destination)
     return RunOutcome(
         run_id=run_id,
         start_ns=start_ns,
@@ -231,6 +233,15 @@ def execute(  # noqa: PLR0915 - the phases read best in one sequence
         driver=driver,
         lag=lag,
     )
+
+
+def _delete_quietly(driver: Driver, destination: Destination) -> None:
+    """The history holds every message; the broker need not keep the run's topic or queue."""
+    try:
+        driver.delete_destination(destination)
+        driver.close()
+    except Exception as exc:
+        logging.getLogger(__name__).warning("could not delete %s: %s", destination.address, exc)
 
 
 class _Monitor:

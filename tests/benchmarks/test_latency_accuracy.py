@@ -1,12 +1,14 @@
 """Latency accuracy: how much a 50 ms toxiproxy latency toxic on the ``kafka`` proxy raises the
 measured end-to-end p50 (target from the issue: 50 ms +- 2 ms).
 
-Three runs through the proxy (200 msg/s for 10 s, 2 s warm-up, 1 producer, 1 consumer,
-1 partition): no toxic, then the toxic on the downstream stream (broker -> client: produce acks
-and fetch responses), then on the upstream stream (client -> broker: produce and fetch
-requests). Both directions are reported, with the publish p50 (send -> ack), which one 50 ms
-delay lands on exactly once; docs/benchmarks.md explains why e2e rises by more than 50 ms.
-The toxic is always removed.
+Runs through the proxy (10 s, 2 s warm-up, 1 producer, 1 consumer, 1 partition) at 200 msg/s:
+no toxic, the toxic on the downstream stream (broker -> client: produce acks and fetch
+responses), on the upstream stream (client -> broker: produce and fetch requests); and at
+10 msg/s: no toxic and downstream. Each reports the e2e and the publish (send -> ack) p50. At
+200 msg/s the e2e rise is about 75 ms, not 50: messages also wait at the broker for the
+consumer's next fetch request, which the toxic holds back too (docs/benchmarks.md explains);
+at 10 msg/s, and for publish latency at any rate, the rise is the toxic's 50 ms. The toxic is
+always removed.
 
     BROKERBENCH_BENCHMARKS=1 .venv/bin/python -m pytest tests/benchmarks/test_latency_accuracy.py \\
         --benchmark-only -s
@@ -31,20 +33,32 @@ PROXY = "kafka"
 TOXIC = "bench-latency"
 LATENCY_MS = 50
 TOLERANCE_MS = 2
-CONFIG = ThroughputConfig(
-    rate=200, duration=10, warmup=2, producers=1, processes=1, consumers=1, partitions=1
-)
+RATE, LOW_RATE = 200, 10
 Stream = Literal["upstream", "downstream"]
+RUNS: list[tuple[int, Stream | None]] = [
+    (RATE, None),
+    (RATE, "downstream"),
+    (RATE, "upstream"),
+    (LOW_RATE, None),
+    (LOW_RATE, "downstream"),
+]
 
 
-def p50s(settings: Settings, run_dir: Path, stream: Stream | None) -> dict[str, float]:
+def label(rate: int, stream: Stream | None) -> str:
+    return f"{rate}/s {stream or 'no toxic'}"
+
+
+def p50s(settings: Settings, run_dir: Path, rate: int, stream: Stream | None) -> dict[str, float]:
     """e2e and publish p50 (ms) of one run through the proxy, with the toxic on ``stream``."""
+    config = ThroughputConfig(
+        rate=rate, duration=10, warmup=2, producers=1, processes=1, consumers=1, partitions=1
+    )
     client = Toxiproxy(settings).client()
     if stream is not None:
         attributes = {"latency": LATENCY_MS, "jitter": 0}
         client.add_toxic(PROXY, Toxic("latency", TOXIC, stream=stream, attributes=attributes))
     try:
-        _, result = run_and_evaluate(settings, CONFIG, run_dir, via_proxy=True)
+        _, result = run_and_evaluate(settings, config, run_dir, via_proxy=True)
     finally:
         if stream is not None:
             client.remove_toxic(PROXY, TOXIC)
@@ -60,30 +74,39 @@ def test_bench_latency_accuracy(
     tmp_path: Path,
 ) -> None:
     require_service("kafka")
-    streams: list[Stream | None] = [None, "downstream", "upstream"]
 
     def measure() -> dict[str, dict[str, float]]:
-        return {str(s or "none"): p50s(settings, tmp_path / str(s), s) for s in streams}
+        return {
+            label(rate, stream): p50s(settings, tmp_path / f"{rate}-{stream}", rate, stream)
+            for rate, stream in RUNS
+        }
 
-    runs = benchmark.pedantic(measure, rounds=1, iterations=1)
-    base = runs["none"]
+    runs: dict[str, dict[str, float]] = benchmark.pedantic(  # type: ignore[no-untyped-call]
+        measure, rounds=1, iterations=1
+    )
     rises = {
-        stream: {kind: p50 - base[kind] for kind, p50 in runs[stream].items()}
-        for stream in ("downstream", "upstream")
+        label(rate, stream): {
+            kind: p50 - runs[label(rate, None)][kind]
+            for kind, p50 in runs[label(rate, stream)].items()
+        }
+        for rate, stream in RUNS
+        if stream is not None
     }
-    rise = rises["downstream"]["e2e"]
+    rise = rises[label(RATE, "downstream")]["e2e"]
     benchmark.extra_info.update(
-        p50_ms={stream: {k: round(v, 2) for k, v in r.items()} for stream, r in runs.items()},
-        rise_ms={stream: {k: round(v, 2) for k, v in r.items()} for stream, r in rises.items()},
+        p50_ms={run: {k: round(v, 2) for k, v in p.items()} for run, p in runs.items()},
+        rise_ms={run: {k: round(v, 2) for k, v in r.items()} for run, r in rises.items()},
         e2e_rise_ms=round(rise, 2),
         within_target=abs(rise - LATENCY_MS) <= TOLERANCE_MS,
     )
-    print(f"\ne2e / publish p50 without toxic: {base['e2e']:.2f} / {base['publish']:.2f} ms")
-    for stream, rise_of in rises.items():
-        print(
-            f"{LATENCY_MS} ms {stream}: e2e p50 {runs[stream]['e2e']:.2f} ms "
-            f"(+{rise_of['e2e']:.2f}), publish p50 {runs[stream]['publish']:.2f} ms "
-            f"(+{rise_of['publish']:.2f})"
-        )
-    verdict = "within" if abs(rise - LATENCY_MS) <= TOLERANCE_MS else "outside"
-    print(f"downstream e2e rise {rise:.2f} ms: {verdict} {LATENCY_MS} +- {TOLERANCE_MS} ms")
+    print()
+    for run, p50 in runs.items():
+        rise_of = rises.get(run)
+        shown = {
+            kind: f"{p50[kind]:.2f} ms" + (f" (+{rise_of[kind]:.2f})" if rise_of else "")
+            for kind in p50
+        }
+        print(f"{run}: e2e p50 {shown['e2e']}, publish p50 {shown['publish']}")
+    for run, rise_of in rises.items():
+        verdict = "within" if abs(rise_of["e2e"] - LATENCY_MS) <= TOLERANCE_MS else "outside"
+        print(f"{run}: e2e rise {rise_of['e2e']:.2f} ms, {verdict} {LATENCY_MS} +- {TOLERANCE_MS}")
