@@ -25,7 +25,8 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Benchmark and chaos-test event-driven systems on Kafka, SQS and Pub/Sub.",
 )
-console = Console()
+# Rich wraps at 80 columns when output is not a terminal (CI logs, files): tables need more.
+console = Console(width=None if sys.stdout.isatty() else 140)
 errors = Console(stderr=True)
 
 OnlyOption = Annotated[
