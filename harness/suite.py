@@ -2,7 +2,7 @@
 I/O; every error names the file, line and field."""
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
@@ -10,6 +10,7 @@ from harness.drivers.targets import target_names
 from harness.settings import FrozenModel, Settings
 from harness.yamlconfig import load_model
 
+ProxyPath = Literal["none", "all", "producers", "consumers"]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")]
 
 
@@ -26,8 +27,9 @@ class Suite(FrozenModel):
     name: Name
     brokers: Annotated[list[str], Field(min_length=1)]
     """Targets: the local stack's brokers or ones defined under ``targets:`` in brokerbench.yaml."""
-    via_proxy: bool = False
-    """Send every broker's traffic through its toxiproxy proxy (needed for network faults)."""
+    proxy: ProxyPath = "none"
+    """Whose traffic goes through the broker's toxiproxy proxy (where network faults act):
+    ``all``, only the ``producers``, only the ``consumers``, or ``none``."""
     repeats: Annotated[int, Field(ge=1, le=100)] = 1
     workloads: Annotated[list[WorkloadEntry], Field(min_length=1)]
 

@@ -45,7 +45,7 @@ def main(plan_path: str) -> None:
         signal.signal(signum, lambda *_: stop.set())
     run = plan.run
     recorder = Recorder(Path(run.run_dir), f"consumer-{plan.consumer_id}")
-    driver = open_driver(run.target, run.settings, via_proxy=run.via_proxy)
+    driver = open_driver(run.target, run.settings, via_proxy=run.consumers_via_proxy)
     destination = driver.create_destination(run.destination.spec())
     consumer = driver.consumer(destination, run.destination.group)
     ordering = driver.capabilities.ordering(run.destination.ordered)

@@ -67,7 +67,7 @@ class OpenLoopProducer(User):
         type(self)._running += 1
         self.producer_id = self.global_index(index)
         self.driver: Driver = open_driver(
-            plan.run.target, plan.run.settings, via_proxy=plan.run.via_proxy
+            plan.run.target, plan.run.settings, via_proxy=plan.run.producers_via_proxy
         )
         spec = plan.run.destination.spec()
         self.destination: Destination = self.driver.create_destination(spec)

@@ -38,7 +38,8 @@ class RunShared(FrozenModel):
     run_dir: str
     run_id: int
     target: str
-    via_proxy: bool
+    producers_via_proxy: bool = False
+    consumers_via_proxy: bool = False
     settings: Settings
     destination: DestinationPlan
 

@@ -30,6 +30,7 @@ from harness.history.schema import EventKind
 from harness.load.plan import ConsumerPlan, DestinationPlan, ProducerPlan, RunShared
 from harness.run.children import Children
 from harness.settings import Settings
+from harness.suite import ProxyPath
 from workloads.throughput import ThroughputConfig
 
 NS_PER_S = 1_000_000_000
@@ -45,7 +46,7 @@ class RunRequest:
     repeat: int
     config: ThroughputConfig
     settings: Settings
-    via_proxy: bool
+    proxy: ProxyPath
     run_dir: Path
     metrics_port: int | None = None
     """Serve live Prometheus metrics on 127.0.0.1:port during the run (0: any free port)."""
@@ -144,7 +145,9 @@ def execute(  # noqa: PLR0915 - the phases read best in one sequence
     run_id = secrets.randbits(63)
     run_dir = request.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    driver = open_driver(request.target, request.settings, via_proxy=request.via_proxy)
+    # The orchestrator's own client (destination, lag probe) goes direct: faults on the proxy
+    # path must not blind the observer.
+    driver = open_driver(request.target, request.settings)
     destination_plan = DestinationPlan(
         name=f"bb-{request.workload}-{run_id:016x}"[:80],
         partitions=config.partitions,
@@ -155,7 +158,8 @@ def execute(  # noqa: PLR0915 - the phases read best in one sequence
         run_dir=str(run_dir),
         run_id=run_id,
         target=request.target,
-        via_proxy=request.via_proxy,
+        producers_via_proxy=request.proxy in ("all", "producers"),
+        consumers_via_proxy=request.proxy in ("all", "consumers"),
         settings=request.settings,
         destination=destination_plan,
     )

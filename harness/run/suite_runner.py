@@ -95,7 +95,7 @@ def finish_run(
         "suite": suite.name,
         "broker": planned.broker,
         "driver": outcome.driver.name,
-        "via_proxy": suite.via_proxy,
+        "proxy": suite.proxy,
         "repeat": planned.repeat,
         "workload": {
             "name": planned.workload,
@@ -146,7 +146,7 @@ def run_suite(
                 repeat=planned.repeat,
                 config=config,
                 settings=settings,
-                via_proxy=suite.via_proxy,
+                proxy=suite.proxy,
                 run_dir=run_dir,
                 metrics_port=metrics_port,
             )

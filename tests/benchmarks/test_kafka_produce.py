@@ -38,6 +38,7 @@ from harness.run.single import RunOutcome, RunRequest, execute
 from harness.settings import Settings
 from harness.setup import artifacts
 from harness.setup.prerequisites import JAVA
+from harness.suite import ProxyPath
 from tests.conftest import RequireService
 from workloads.throughput import ThroughputConfig
 
@@ -66,11 +67,11 @@ class Variant:
 
 
 def run_and_evaluate(
-    settings: Settings, config: ThroughputConfig, run_dir: Path, *, via_proxy: bool
+    settings: Settings, config: ThroughputConfig, run_dir: Path, *, proxy: ProxyPath
 ) -> tuple[RunOutcome, dict[str, Any]]:
     """One run on the local Kafka, evaluated as ``finish_run`` does; its topic is deleted."""
     outcome = execute(
-        RunRequest("bench", "bench", "kafka", 0, config, settings, via_proxy, run_dir),
+        RunRequest("bench", "bench", "kafka", 0, config, settings, proxy, run_dir),
         lambda _: None,
     )
     try:
@@ -155,7 +156,7 @@ def harness_rates(settings: Settings, variant: Variant, run_dir: Path) -> dict[s
             "consumers": 1,
         }
     )
-    outcome, result = run_and_evaluate(settings, config, run_dir, via_proxy=False)
+    outcome, result = run_and_evaluate(settings, config, run_dir, proxy="none")
     assert result["valid"], result["checks"]
     throughput = result["figures"]["throughput"]
     return {

@@ -40,7 +40,6 @@ def test_a_master_and_two_workers_share_one_schedule(
         run_dir=str(tmp_path),
         run_id=run_id,
         target="kafka",
-        via_proxy=False,
         settings=settings,
         destination=DestinationPlan(name=destination, partitions=4),
     )

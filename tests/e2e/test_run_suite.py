@@ -51,6 +51,7 @@ def test_a_healthy_run_is_complete_and_valid(runs: dict[str, Path], broker: str)
     result = result_of(runs[broker])
     assert result["schema"] == "brokerbench.result/1"
     assert result["broker"] == broker
+    assert result["proxy"] == "all"
     assert result["valid"] is True, [c for c in result["checks"] if c["valid"] is not True]
     counts = result["counts"]
     assert counts["sent"] == counts["ok"] == 300 * 4

@@ -74,7 +74,7 @@ def _plan(options: Any, users: int) -> ProducerPlan:
         run_dir=options.bb_run_dir,
         run_id=options.bb_run_id,
         target=options.bb_target,
-        via_proxy=options.bb_via_proxy,
+        producers_via_proxy=options.bb_via_proxy,
         settings=load_settings(),
         destination=DestinationPlan(name=options.bb_destination, partitions=options.bb_partitions),
     )
