@@ -322,6 +322,9 @@ def analyze(
     console.print(table)
 
 
+INTERRUPTED = 130
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -340,8 +343,10 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except (KeyboardInterrupt, click.exceptions.Abort):
         errors.print("interrupted")
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
+    if code == INTERRUPTED:  # typer turns Ctrl-C into this exit code, after our clean-up ran
+        errors.print("interrupted")
     sys.exit(code if isinstance(code, int) else 0)
