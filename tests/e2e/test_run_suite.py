@@ -164,3 +164,44 @@ def test_a_key_consumed_out_of_order_is_a_reorder(runs: dict[str, Path]) -> None
     found = verdicts(sends, swapped, events)
     assert invalid(found) == {"ordering"}
     assert found["ordering"]["reorder"] == 1
+
+
+def with_column(table: pa.Table, name: str, values: list[Any]) -> pa.Table:
+    index = table.schema.get_field_index(name)
+    field = table.schema.field(name)
+    return table.set_column(index, field, pa.array(values, field.type))
+
+
+def test_the_last_message_of_a_partition_never_read_is_unseen(runs: dict[str, Path]) -> None:
+    sends, receives, events = kafka_history(runs)
+    last = receives.sort_by([("partition", "ascending"), ("offset", "descending")]).slice(0, 1)
+    keep = pc.invert(
+        pc.and_(
+            pc.equal(receives["partition"], last["partition"][0]),
+            pc.equal(receives["offset"], last["offset"][0]),
+        )
+    )
+    found = verdicts(sends, receives.filter(keep), events)
+    assert invalid(found) == {"lost"}
+    assert found["lost"]["valid"] is None  # unseen: lost, or merely late
+    assert (found["lost"]["unseen"], found["lost"]["lost_write"]) == (1, 0)
+
+
+def test_sends_that_failed_or_ended_unknown_are_judged_by_their_fate(
+    runs: dict[str, Path],
+) -> None:
+    sends, receives, events = kafka_history(runs)
+    outcomes = sends["outcome"].to_pylist()
+    outcomes[3], outcomes[4] = 1, 2  # fail, unknown; both were in fact delivered
+    found = verdicts(with_column(sends, "outcome", outcomes), receives, events)
+    assert invalid(found) == {"failed-but-delivered"}
+    assert found["failed-but-delivered"]["failed_but_delivered"] == 1
+    assert found["unknown-outcome"]["delivered"] == 1
+
+
+def test_a_message_nobody_sent_is_a_phantom(runs: dict[str, Path]) -> None:
+    sends, receives, events = kafka_history(runs)
+    phantom = with_column(receives.slice(0, 1), "seq", [10**9])
+    found = verdicts(sends, pa.concat_tables([receives, phantom]), events)
+    assert "phantom" in invalid(found)
+    assert found["phantom"]["phantom"] == 1
