@@ -104,6 +104,15 @@ def kafka_history(runs: dict[str, Path]) -> tuple[pa.Table, pa.Table, pa.Table]:
     return history.sends, history.receives, history.events
 
 
+def without(receives: pa.Table, victim: pa.Table) -> pa.Table:
+    """``receives`` less the delivery at ``victim``'s partition and offset."""
+    same = pc.and_(
+        pc.equal(receives["partition"], victim["partition"][0]),
+        pc.equal(receives["offset"], victim["offset"][0]),
+    )
+    return receives.filter(pc.invert(same))
+
+
 def test_the_real_history_is_clean(runs: dict[str, Path]) -> None:
     assert invalid(verdicts(*kafka_history(runs))) == set()
 
@@ -111,13 +120,7 @@ def test_the_real_history_is_clean(runs: dict[str, Path]) -> None:
 def test_a_dropped_acked_message_is_a_lost_write(runs: dict[str, Path]) -> None:
     sends, receives, events = kafka_history(runs)
     victim = receives.sort_by([("partition", "ascending"), ("offset", "ascending")]).slice(5, 1)
-    keep = pc.invert(
-        pc.and_(
-            pc.equal(receives["partition"], victim["partition"][0]),
-            pc.equal(receives["offset"], victim["offset"][0]),
-        )
-    )
-    found = verdicts(sends, receives.filter(keep), events)
+    found = verdicts(sends, without(receives, victim), events)
     assert invalid(found) == {"lost"}
     assert (found["lost"]["lost"], found["lost"]["lost_write"]) == (1, 1)
 
@@ -175,13 +178,7 @@ def with_column(table: pa.Table, name: str, values: list[Any]) -> pa.Table:
 def test_the_last_message_of_a_partition_never_read_is_unseen(runs: dict[str, Path]) -> None:
     sends, receives, events = kafka_history(runs)
     last = receives.sort_by([("partition", "ascending"), ("offset", "descending")]).slice(0, 1)
-    keep = pc.invert(
-        pc.and_(
-            pc.equal(receives["partition"], last["partition"][0]),
-            pc.equal(receives["offset"], last["offset"][0]),
-        )
-    )
-    found = verdicts(sends, receives.filter(keep), events)
+    found = verdicts(sends, without(receives, last), events)
     assert invalid(found) == {"lost"}
     assert found["lost"]["valid"] is None  # unseen: lost, or merely late
     assert (found["lost"]["unseen"], found["lost"]["lost_write"]) == (1, 0)
