@@ -15,6 +15,8 @@ from harness.errors import UserError
 from harness.yamlconfig import load_model
 
 Port = Annotated[int, Field(ge=1, le=65535)]
+LOOPBACK = "127.0.0.1"
+"""Every local service binds here, and only here."""
 
 
 class FrozenModel(BaseModel):

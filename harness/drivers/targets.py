@@ -12,10 +12,9 @@ from pydantic import ValidationError
 from harness.drivers.base import Driver
 from harness.drivers.registry import driver_class
 from harness.errors import UserError
-from harness.settings import Settings
+from harness.settings import LOOPBACK, Settings
 
 LOCAL_DRIVERS = {"kafka": "kafka", "elasticmq": "sqs", "moto": "sqs", "pubsub": "pubsub"}
-LOOPBACK = "127.0.0.1"
 
 
 def target_names(settings: Settings) -> list[str]:

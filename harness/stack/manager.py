@@ -15,9 +15,9 @@ from typing import Literal
 import psutil
 
 from harness.errors import UserError
-from harness.settings import Settings
+from harness.settings import LOOPBACK, Settings
 from harness.stack import processes
-from harness.stack.services import LOOPBACK, Service, Toxiproxy, all_services
+from harness.stack.services import Service, Toxiproxy, all_services
 from harness.stack.toxiproxy import Proxy, ProxySpec
 
 State = Literal["healthy", "unhealthy", "stopped", "crashed"]

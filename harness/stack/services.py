@@ -14,12 +14,11 @@ from pathlib import Path
 
 from harness import paths
 from harness.errors import UserError
-from harness.settings import Settings
+from harness.settings import LOOPBACK, Settings
 from harness.setup import artifacts
 from harness.setup.prerequisites import JAVA
 from harness.stack.toxiproxy import Client as ToxiproxyClient
 
-LOOPBACK = "127.0.0.1"
 PROBE_TIMEOUT = 2.0
 
 
@@ -113,7 +112,7 @@ class Kafka(Service):
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         completed = subprocess.run(
             [
-                *self._java_prefix(lib),
+                *self._java(lib),
                 "kafka.tools.StorageTool",
                 "format",
                 "--standalone",
@@ -130,9 +129,11 @@ class Kafka(Service):
             last = (completed.stderr or completed.stdout).strip().splitlines()[-1:]
             raise UserError(f"formatting Kafka storage failed: {' '.join(last)}")
 
-    def _java_prefix(self, lib: Path) -> list[str]:
+    def _java(self, lib: Path, *jvm_options: str) -> list[str]:
+        """``java [options]`` with Kafka's jars and our log4j2 config, before the main class."""
         return [
             _java(),
+            *jvm_options,
             f"-Dlog4j2.configurationFile={self.directory / 'log4j2.properties'}",
             "-cp",
             f"{lib}/*",
@@ -140,13 +141,8 @@ class Kafka(Service):
 
     def command(self) -> list[str]:
         lib = artifacts.require(artifacts.kafka())
-        prefix = self._java_prefix(lib)
         return [
-            prefix[0],
-            "-Xms256m",
-            "-Xmx768m",
-            "-XX:+UseG1GC",
-            *prefix[1:],
+            *self._java(lib, "-Xms256m", "-Xmx768m", "-XX:+UseG1GC"),
             "kafka.Kafka",
             str(self.directory / "server.properties"),
         ]

@@ -7,12 +7,11 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.settings import Ports, Settings
+from harness.settings import LOOPBACK, Ports, Settings
 from harness.stack.manager import BROKERS, proxy_specs
 from harness.stack.services import Kafka, Service, all_services
 
 COMPOSE_DIR = Path(__file__).resolve().parents[2] / "compose"
-LOOPBACK = "127.0.0.1"
 
 # Properties whose value legitimately differs in the container (bind addresses, paths, quorum).
 CONTAINER_SPECIFIC = {
