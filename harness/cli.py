@@ -301,6 +301,7 @@ def analyze(
     from harness.drivers.base import OrderingScope
     from harness.run.figures import Window
     from harness.run.result import evaluate, read_result, write_result
+    from harness.run.suite_runner import flow_checks
 
     if not (run_dir / "result.json").is_file():
         raise UserError(f"{run_dir}: no result.json here (give a run folder written by `run`)")
@@ -313,6 +314,12 @@ def analyze(
             Window(phases["warmup_end_ns"], phases["end_ns"]),
             result["workload"]["params"]["message_size"],
             broker_lag=result["capabilities"]["lag_probe"] != "derived",
+            flow_checks=flow_checks(
+                result["workload"]["kind"],
+                result["workload"]["params"],
+                run_dir,
+                int(result["run_id"], 16),
+            ),
         )
     )
     write_result(run_dir, result)

@@ -11,7 +11,7 @@ on import); brokerbench runs it in producer processes of its own.
 
 import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import ClassVar
 
 import gevent
@@ -34,6 +34,27 @@ _OUTCOMES = {
     Outcome.FAIL: SendOutcome.FAIL,
     Outcome.UNKNOWN: SendOutcome.UNKNOWN,
 }
+
+
+BodyMaker = Callable[[int, int, int], bytes]
+
+
+def _body_maker(plan: ProducerPlan) -> BodyMaker:
+    """Empty bodies (padding only), or the plan's flow generator's."""
+    if plan.flow is None:
+        return lambda producer_id, key_id, seq: b""
+    from workloads.flows.api import event_rng
+    from workloads.flows.registry import flow_class
+
+    flow = flow_class(plan.flow)
+    config = flow.config_model.model_validate(plan.flow_params)
+    run_id = plan.run.run_id
+
+    def make(producer_id: int, key_id: int, seq: int) -> bytes:
+        rng = event_rng(run_id, producer_id, key_id, seq)
+        return flow.generate(config, key_id, seq, rng)
+
+    return make
 
 
 class OpenLoopProducer(User):
@@ -85,6 +106,7 @@ class OpenLoopProducer(User):
         self.sequences: dict[int, int] = {}
         self._peeked: int | None = None
         self.request_type = plan.run.target
+        self.body = _body_maker(plan)
 
     @task
     def send_due(self) -> None:
@@ -119,7 +141,7 @@ class OpenLoopProducer(User):
         seq = self.sequences.get(key_id, 0)
         self.sequences[key_id] = seq + 1
         envelope = Envelope(self.plan.run.run_id, self.producer_id, key_id, seq, intended)
-        payload = encode(envelope, self.plan.message_size)
+        payload = encode(envelope, self.plan.message_size, self.body(self.producer_id, key_id, seq))
         invoke_ns = time.time_ns()
         token = self.recorder.send_invoked(self.producer_id, key_id, seq, intended, invoke_ns)
 

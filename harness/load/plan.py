@@ -1,6 +1,8 @@
 """What the orchestrator hands to each load process (as JSON): one run's shared facts plus the
 process's own share."""
 
+from typing import Any
+
 from pydantic import Field
 
 from harness.drivers.base import DeadLetterPolicy, DestinationSpec
@@ -58,6 +60,9 @@ class ProducerPlan(FrozenModel):
     keys: int
     key_distribution: KeyDistribution = "round_robin"
     zipf_exponent: float = 1.1
+    flow: str | None = None
+    """A business flow's workload kind: its generator makes each message's body."""
+    flow_params: dict[str, Any] = Field(default_factory=dict)
 
     def schedule(self) -> Schedule:
         return Schedule(tuple(Step(step.rate, step.seconds) for step in self.steps))

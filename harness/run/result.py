@@ -5,6 +5,7 @@ result can be re-checked, and re-checked with newer checkers, without brokers.
 """
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from harness.atomic import write_text_atomically
 from harness.checkers import HistoryIndex, all_valid, check_all, derive_backlog
+from harness.checkers.verdict import Verdict
 from harness.drivers.base import Capabilities, OrderingScope
 from harness.history.store import History, load
 from harness.run.figures import Window, counts, latency_figures, throughput_figures
@@ -46,9 +48,16 @@ def lag_series(lag: pa.Table) -> dict[str, Any]:
 
 
 def evaluate(
-    run_dir: Path, ordering: OrderingScope, window: Window, message_size: int, broker_lag: bool
+    run_dir: Path,
+    ordering: OrderingScope,
+    window: Window,
+    message_size: int,
+    broker_lag: bool,
+    *,
+    flow_checks: Callable[[History], list[Verdict]] | None = None,
 ) -> dict[str, Any]:
-    """Figures and verdicts from the run's stored history (and lag samples)."""
+    """Figures and verdicts from the run's stored history (and lag samples); a business
+    flow's invariant checks (``flow_checks``) join the log-level ones."""
     history: History = load(run_dir)
     lag_path = run_dir / LAG_FILE
     if broker_lag and lag_path.exists():
@@ -56,6 +65,8 @@ def evaluate(
     else:
         lag = derive_backlog(HistoryIndex(history.sends, history.receives))
     verdicts = check_all(history.sends, history.receives, history.events, ordering, lag=lag)
+    if flow_checks is not None:
+        verdicts += flow_checks(history)
     return {
         "counts": counts(history),
         "figures": {

@@ -29,8 +29,11 @@ from harness.history.recorder import Recorder
 from harness.history.schema import EventKind
 from harness.load.plan import ConsumerPlan, DestinationPlan, ProducerPlan, RunShared
 from harness.run.children import Children
-from harness.settings import Settings
+from harness.settings import FrozenModel, Settings
 from harness.suite import ProxyPath
+from workloads.flows.api import Flow, FlowConfig
+from workloads.flows.database import database_url
+from workloads.flows.plan import DEAD_LETTER_SERVICE, ServicePlan
 from workloads.throughput import ThroughputConfig
 
 NS_PER_S = 1_000_000_000
@@ -50,6 +53,8 @@ class RunRequest:
     run_dir: Path
     metrics_port: int | None = None
     """Serve live Prometheus metrics on 127.0.0.1:port during the run (0: any free port)."""
+    flow: type[Flow] | None = None
+    """A business flow (``config`` is then its ``FlowConfig``); None: raw throughput."""
 
 
 @dataclass
@@ -112,7 +117,11 @@ def _producer_shares(config: ThroughputConfig) -> list[int]:
 
 
 def _start_producers(
-    children: Children, shared: RunShared, config: ThroughputConfig, start_ns: int
+    children: Children,
+    shared: RunShared,
+    config: ThroughputConfig,
+    start_ns: int,
+    flow: type[Flow] | None,
 ) -> list[str]:
     """One producer process per share; all follow one schedule from ``start_ns``."""
     labels = []
@@ -131,6 +140,8 @@ def _start_producers(
             keys=config.keys,
             key_distribution=config.key_distribution,
             zipf_exponent=config.zipf_exponent,
+            flow=None if flow is None else flow.kind,
+            flow_params={} if flow is None else config.model_dump(mode="json"),
         )
         children.start(label, "harness.load.producer_process", plan)
         labels.append(label)
@@ -148,12 +159,10 @@ def execute(  # noqa: PLR0915 - the phases read best in one sequence
     # The orchestrator's own client (destination, lag probe) goes direct: faults on the proxy
     # path must not blind the observer.
     driver = open_driver(request.target, request.settings)
-    destination_plan = DestinationPlan(
-        name=f"bb-{request.workload}-{run_id:016x}"[:80],
-        partitions=config.partitions,
-        ordered=config.ordered,
-    )
-    destination = driver.create_destination(destination_plan.spec())
+    topics = _topic_plans(request, run_id)
+    destination_plan = next(iter(topics.values()))
+    created = [driver.create_destination(plan.spec()) for plan in topics.values()]
+    destination = created[0]
     shared = RunShared(
         run_dir=str(run_dir),
         run_id=run_id,
@@ -167,18 +176,23 @@ def execute(  # noqa: PLR0915 - the phases read best in one sequence
     children = Children(run_dir)
     state = Progress(expected=sum(round(s.rate * s.seconds) for s in config.load_steps()))
     lag = LagSampler(lambda: driver.backlog(destination, destination_plan.group), interval=1.0)
-    consumers = [f"consumer-{index}" for index in range(config.consumers)]
+    consumer_plans = _consumer_plans(request, shared, topics)
+    consumers = list(consumer_plans)
 
     def start_consumers() -> None:
-        for index, label in enumerate(consumers):
-            children.start(
-                label, "harness.load.consumer_process", ConsumerPlan(run=shared, consumer_id=index)
-            )
+        for label, (module, plan) in consumer_plans.items():
+            children.start(label, module, plan)
 
     metrics = LiveMetrics(f"{run_id:016x}", request.target, request.workload)
     if request.metrics_port is not None:
         metrics.serve(request.metrics_port)
-    monitor = _Monitor(children, state, progress, LiveFeed(metrics, config.message_size, lag))
+    monitor = _Monitor(
+        children,
+        state,
+        progress,
+        LiveFeed(metrics, config.message_size, lag),
+        entry_topic=None if request.flow is None else request.flow.entry_topic,
+    )
     try:
         if config.backlog_build == 0:
             start_consumers()
@@ -187,7 +201,7 @@ def execute(  # noqa: PLR0915 - the phases read best in one sequence
         lag.start()
         start_ns = time.time_ns() + round(SCHEDULE_LEAD_SECONDS * NS_PER_S)
         schedule_seconds = sum(step.seconds for step in config.load_steps())
-        producers = _start_producers(children, shared, config, start_ns)
+        producers = _start_producers(children, shared, config, start_ns, request.flow)
         events.event(EventKind.RUN_START, "schedule", time_ns=start_ns)
         warmup_end_ns = start_ns + round(config.warmup * NS_PER_S)
         events.event(EventKind.WARMUP_END, "warmup", time_ns=warmup_end_ns)
@@ -208,7 +222,7 @@ def execute(  # noqa: PLR0915 - the phases read best in one sequence
         events.event(EventKind.DRAIN_START, "drain", time_ns=end_ns)
         state.phase = "drain"
         drained = monitor.wait_for(
-            lambda: state.received >= state.sent - state.failed,
+            monitor.quiescent,
             config.drain_timeout,
             settle_seconds=1.0,
         )
@@ -223,7 +237,7 @@ def execute(  # noqa: PLR0915 - the phases read best in one sequence
         children.stop_all()
         events.close()
         metrics.close()
-        _delete_quietly(driver, destination)
+        _delete_quietly(driver, created)
     return RunOutcome(
         run_id=run_id,
         start_ns=start_ns,
@@ -239,13 +253,82 @@ def execute(  # noqa: PLR0915 - the phases read best in one sequence
     )
 
 
-def _delete_quietly(driver: Driver, destination: Destination) -> None:
-    """The history holds every message; the broker need not keep the run's topic or queue."""
-    try:
-        driver.delete_destination(destination)
-        driver.close()
-    except Exception as exc:
-        logging.getLogger(__name__).warning("could not delete %s: %s", destination.address, exc)
+def _delete_quietly(driver: Driver, destinations: list[Destination]) -> None:
+    """The history holds every message; the broker need not keep the run's topics or queues."""
+    for destination in destinations:
+        try:
+            driver.delete_destination(destination)
+        except Exception as exc:
+            logging.getLogger(__name__).warning("could not delete %s: %s", destination.address, exc)
+    driver.close()
+
+
+def _topic_plans(request: RunRequest, run_id: int) -> dict[str, DestinationPlan]:
+    """The run's destinations by logical name, the one the producers send to first."""
+    config, flow = request.config, request.flow
+    prefix = f"bb-{request.workload}-{run_id:016x}"[:70]
+    if flow is None:
+        plan = DestinationPlan(name=prefix, partitions=config.partitions, ordered=config.ordered)
+        return {request.workload: plan}
+    assert isinstance(config, FlowConfig)
+    ordered = [t for t in flow.topics if t.name == flow.entry_topic] + [
+        t for t in flow.topics if t.name != flow.entry_topic
+    ]
+    return {
+        topic.name: DestinationPlan(
+            name=f"{prefix}-{topic.name}",
+            partitions=config.partitions,
+            ordered=config.ordered,
+            max_deliveries=config.max_deliveries if topic.dead_letter else None,
+        )
+        for topic in ordered
+    }
+
+
+def _consumer_plans(
+    request: RunRequest, shared: RunShared, topics: dict[str, DestinationPlan]
+) -> dict[str, tuple[str, FrozenModel]]:
+    """Label -> (module, plan) of every consuming process: plain consumers for raw throughput,
+    each service's consumers per topic (and dead-letter readers) for a flow."""
+    config, flow = request.config, request.flow
+    if flow is None:
+        return {
+            f"consumer-{index}": (
+                "harness.load.consumer_process",
+                ConsumerPlan(run=shared, consumer_id=index),
+            )
+            for index in range(config.consumers)
+        }
+    assert isinstance(config, FlowConfig)
+    module = "workloads.flows.service_process"
+    params = config.model_dump(mode="json")
+    plans: dict[str, tuple[str, FrozenModel]] = {}
+
+    def add(service: str, topic: str, dead_letter_of: str | None = None) -> None:
+        consumer_id = len(plans)
+        plans[f"consumer-{service}-{topic}-{consumer_id}"] = (
+            module,
+            ServicePlan(
+                run=shared,
+                flow=flow.kind,
+                params=params,
+                service=service,
+                topic=topic,
+                consumer_id=consumer_id,
+                database_url=database_url(config.database, request.run_dir, service, shared.run_id),
+                topics=topics,
+                dead_letter_of=dead_letter_of,
+            ),
+        )
+
+    for service in flow.services:
+        for topic in service.topics:
+            for _ in range(config.consumers):
+                add(service.name, topic)
+    for declared in flow.topics:
+        if declared.dead_letter:
+            add(DEAD_LETTER_SERVICE, declared.name, dead_letter_of=declared.name)
+    return plans
 
 
 class _Monitor:
@@ -258,11 +341,15 @@ class _Monitor:
         state: Progress,
         report: Callable[[Progress], None],
         live: "LiveFeed",
+        entry_topic: str | None = None,
     ) -> None:
         self.children = children
         self.state = state
         self.report = report
         self.live = live
+        self.entry_topic = entry_topic
+        self.handled: dict[str, int] = {}
+        self.published: dict[str, int] = {}
 
     def refresh(self) -> None:
         lasts = {label: child.last for label, child in self.children.children.items()}
@@ -271,8 +358,26 @@ class _Monitor:
         self.state.sent = sum(int(last.get("sent", 0)) for last in producers)
         self.state.failed = sum(int(last.get("failed", 0)) for last in producers)
         self.state.received = sum(int(last.get("received", 0)) for last in consumers.values())
+        self.handled = {}
+        self.published = {}
+        for last in consumers.values():
+            for topic, count in last.get("handled", {}).items():
+                self.handled[topic] = self.handled.get(topic, 0) + int(count)
+            for topic, count in last.get("published", {}).items():
+                self.published[topic] = self.published.get(topic, 0) + int(count)
+        self.state.received += sum(self.handled.values())
         self.live.update(self.state, consumers)
         self.report(self.state)
+
+    def quiescent(self) -> bool:
+        """Everything acknowledged was consumed: plain consumers received every ok send; for
+        a flow, each topic's events were handled (or dead-lettered) as often as published."""
+        entry_ok = self.state.sent - self.state.failed
+        if self.entry_topic is None:
+            return self.state.received >= entry_ok
+        return self.handled.get(self.entry_topic, 0) >= entry_ok and all(
+            self.handled.get(topic, 0) >= count for topic, count in self.published.items()
+        )
 
     def said(self, labels: list[str], kind: str) -> bool:
         return all(

@@ -12,9 +12,10 @@ from typing import Any
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from harness.atomic import write_text_atomically
+from harness.checkers.verdict import Verdict
 from harness.drivers.base import LagProbe
 from harness.errors import UserError
-from harness.history.store import compact
+from harness.history.store import History, compact
 from harness.run.figures import Window
 from harness.run.fingerprint import fingerprint
 from harness.run.result import LAG_FILE, SCHEMA, capabilities_dict, evaluate, write_result
@@ -24,6 +25,9 @@ from harness.settings import Settings
 from harness.stack.services import local_broker_version
 from harness.suite import Suite, load_suite
 from harness.yamlconfig import validate_part
+from workloads.flows.api import Flow
+from workloads.flows.evaluate import flow_verdicts
+from workloads.flows.registry import flow_class
 from workloads.throughput import ThroughputConfig
 
 WORKLOAD_GROUP = "brokerbench.workloads"
@@ -36,13 +40,21 @@ class PlannedRun:
     repeat: int
     config: ThroughputConfig
     run_dir: Path
+    kind: str = "throughput"
+
+    @property
+    def flow(self) -> type[Flow] | None:
+        return None if self.kind == "throughput" else flow_class(self.kind)
 
 
 def _workload_model(kind: str) -> type[ThroughputConfig]:
-    for entry in entry_points(group=WORKLOAD_GROUP):
-        if entry.name == kind:
-            model: type[ThroughputConfig] = entry.load()
-            return model
+    """The config model of a workload kind: the raw-throughput config, or a flow's."""
+    for entry in entry_points(group=WORKLOAD_GROUP, name=kind):
+        loaded = entry.load()
+        model: type[ThroughputConfig] = (
+            loaded.config_model if isinstance(loaded, type) and issubclass(loaded, Flow) else loaded
+        )
+        return model
     known = ", ".join(sorted(e.name for e in entry_points(group=WORKLOAD_GROUP)))
     raise UserError(f"unknown workload kind {kind!r}: choose from {known}")
 
@@ -65,12 +77,26 @@ def plan_suite(path: Path, settings: Settings, output: Path) -> tuple[Suite, lis
             repeat,
             configs[entry.name],
             root / broker / entry.name / f"r{repeat}",
+            kind=entry.kind,
         )
         for entry in suite.workloads
         for broker in suite.brokers
         for repeat in range(suite.repeats)
     ]
     return suite, runs
+
+
+def flow_checks(
+    kind: str, params: dict[str, Any], run_dir: Path, run_id: int
+) -> Callable[[History], list[Verdict]] | None:
+    """The flow's invariant checks for ``evaluate`` (None for raw throughput)."""
+    if kind == "throughput":
+        return None
+
+    def check(history: History) -> list[Verdict]:
+        return flow_verdicts(kind, params, run_dir, run_id, history)
+
+    return check
 
 
 def finish_run(
@@ -99,9 +125,10 @@ def finish_run(
         "repeat": planned.repeat,
         "workload": {
             "name": planned.workload,
-            "kind": "throughput",
+            "kind": planned.kind,
             "params": planned.config.model_dump(mode="json"),
         },
+        "semantics": getattr(planned.config, "semantics", "at-least-once"),
         "phases": {
             "start_ns": outcome.start_ns,
             "warmup_end_ns": outcome.warmup_end_ns,
@@ -117,7 +144,16 @@ def finish_run(
             if planned.broker in suite_settings.targets
             else local_broker_version(planned.broker, suite_settings)
         ),
-        **evaluate(run_dir, ordering, window, planned.config.message_size, broker_lag),
+        **evaluate(
+            run_dir,
+            ordering,
+            window,
+            planned.config.message_size,
+            broker_lag,
+            flow_checks=flow_checks(
+                planned.kind, planned.config.model_dump(mode="json"), run_dir, outcome.run_id
+            ),
+        ),
     }
     write_result(run_dir, result)
     return result
@@ -149,6 +185,7 @@ def run_suite(
                 proxy=suite.proxy,
                 run_dir=run_dir,
                 metrics_port=metrics_port,
+                flow=planned.flow,
             )
             outcome = execute(request, _bind(on_progress, planned))
             probe = replace(planned, config=config, run_dir=run_dir)

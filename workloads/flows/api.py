@@ -1,0 +1,142 @@
+"""What a business flow is made of, and what the runtime does for it.
+
+A flow (tracker, saga, eventsourcing) declares:
+
+- its **topics** (logical destinations; each becomes a Kafka topic, an SQS queue or a Pub/Sub
+  topic with one subscription). Each topic is consumed by exactly one service, so a flow works
+  the same on brokers without fan-out (SQS): a service that must hear of an event gets it in
+  its own topic (its inbox);
+- its **entry topic**, fed by the open-loop generator (Locust users): ``generate`` turns the
+  identity of an entry event (key, per-key sequence, seeded random source) into its body,
+  deterministically, so that checkers can regenerate every event from the history alone;
+- its **services**: each consumes some topics, handles each event in one database transaction
+  (``handle``; idempotent by event id where the flow requires it) and may emit events to other
+  topics. The runtime writes emitted events to an outbox in the same transaction and publishes
+  them after commit (transactional outbox), so a crash between commit and publish delays an
+  event but never drops it;
+- its **invariant checks**: pure functions of the recorded history and the services'
+  databases at quiescence, returning verdicts like the log-level checkers.
+"""
+
+import random
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import Field
+from sqlalchemy import Connection, MetaData
+
+from harness.checkers.verdict import Verdict
+from harness.history.envelope import HEADER_SIZE
+from workloads.throughput import ThroughputConfig
+
+Semantics = Literal["at-least-once", "exactly-once"]
+
+
+class FlowConfig(ThroughputConfig):
+    """The load shape of the raw-throughput workload (rate or steps, producers, consumers per
+    service, warm-up, drain) plus what every flow shares. Bodies are JSON: no padding."""
+
+    message_size: Annotated[int, Field(ge=HEADER_SIZE, le=1_000_000)] = HEADER_SIZE
+    key_distribution: Literal["round_robin", "uniform", "zipf"] = "zipf"
+    semantics: Semantics = "at-least-once"
+    """At-least-once with idempotent services (the default) or the broker's exactly-once."""
+    database: str | None = None
+    """A SQLAlchemy URL (``postgresql+psycopg://...``) for the services' state; default: one
+    SQLite file per service in the run directory."""
+    max_deliveries: Annotated[int, Field(ge=2, le=100)] = 5
+    """Deliveries of an unprocessable event before the broker (or client) dead-letters it."""
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    dead_letter: bool = False
+    """Nacked events go to a dead-letter destination after ``max_deliveries``."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """One delivered event, as a service sees it."""
+
+    topic: str
+    key: str
+    event_id: str
+    """Unique per published event (the envelope's producer, key and sequence)."""
+    body: bytes
+    attempt: int
+    """Delivery attempt where the broker counts them (1 = first), else 0."""
+    intended_ns: int
+
+
+@dataclass(frozen=True)
+class Emit:
+    """An event a handler asks to publish once its transaction commits."""
+
+    topic: str
+    key: str
+    body: bytes
+
+
+class PoisonError(Exception):
+    """Raised by a handler for an event it can never process: the runtime rolls the
+    transaction back and nacks the event, so the broker dead-letters it."""
+
+
+class Service(ABC):
+    """A consumer with its own database. One instance per consumer process."""
+
+    name: ClassVar[str]
+    topics: ClassVar[tuple[str, ...]]
+    metadata: ClassVar[MetaData]
+    """The service's tables (SQLAlchemy Core), created once per run in its own database."""
+
+    def __init__(self, config: FlowConfig) -> None:
+        self.config = config
+
+    @abstractmethod
+    def handle(self, db: Connection, event: Event) -> list[Emit]:
+        """Apply ``event`` inside the open transaction ``db``; return what to emit."""
+
+
+@dataclass
+class FlowState:
+    """What a flow's checks read: the history's entry sends and every service's database."""
+
+    run_id: int
+    databases: dict[str, Connection]
+    """Service name -> an open connection to its database (the dead-letter reader's included,
+    under ``dead-letters``)."""
+    sends: list[tuple[int, int, int, str]]
+    """Entry events whose send was acknowledged (``ok``) or of unknown outcome (``unknown``):
+    (producer_id, key_id, seq, outcome); failed sends are left out."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Flow(ABC):
+    """A business flow (registered under the ``brokerbench.workloads`` entry point group)."""
+
+    kind: ClassVar[str]
+    config_model: ClassVar[type[FlowConfig]]
+    entry_topic: ClassVar[str]
+    topics: ClassVar[tuple[Topic, ...]]
+    services: ClassVar[tuple[type[Service], ...]]
+
+    @classmethod
+    @abstractmethod
+    def generate(cls, config: FlowConfig, key_id: int, seq: int, rng: random.Random) -> bytes:
+        """The body of entry event (key_id, seq); only ``rng`` may supply randomness."""
+
+    @classmethod
+    @abstractmethod
+    def check(cls, config: FlowConfig, state: FlowState) -> list[Verdict]:
+        """The flow's invariants at quiescence."""
+
+
+def event_rng(run_id: int, producer_id: int, key_id: int, seq: int) -> random.Random:
+    """The random source of one entry event: the same in the generator and in the checkers."""
+    return random.Random(f"{run_id}:{producer_id}:{key_id}:{seq}")
+
+
+def event_id(producer_id: int, key_id: int, seq: int) -> str:
+    return f"{producer_id}-{key_id}-{seq}"

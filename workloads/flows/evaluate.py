@@ -1,0 +1,52 @@
+"""A flow's invariant checks over a stored run: its history plus its services' databases.
+
+Used when a run ends and by ``brokerbench analyze`` (the databases stay in the run folder)."""
+
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from harness.checkers.verdict import Verdict
+from harness.history.schema import SendOutcome
+from harness.history.store import History
+from workloads.flows.api import FlowState
+from workloads.flows.database import create_tables, database_url, open_engine
+from workloads.flows.dead_letters import DeadLetterReader
+from workloads.flows.plan import DEAD_LETTER_SERVICE, EMITTER_ID_BASE
+from workloads.flows.registry import flow_class
+
+
+def entry_sends(history: History) -> list[tuple[int, int, int, str]]:
+    """The generator's sends that may have reached the broker: (producer, key, seq, outcome)."""
+    sends = history.sends
+    producer = sends["producer_id"].to_numpy()
+    outcome = sends["outcome"].to_numpy()
+    keep = (producer < EMITTER_ID_BASE) & (outcome != SendOutcome.FAIL)
+    names = {SendOutcome.OK: "ok", SendOutcome.UNKNOWN: "unknown"}
+    rows = zip(
+        producer[keep].tolist(),
+        sends["key_id"].to_numpy()[keep].tolist(),
+        sends["seq"].to_numpy()[keep].tolist(),
+        outcome[keep].tolist(),
+        strict=True,
+    )
+    return [(p, k, s, names[SendOutcome(o)]) for p, k, s, o in rows]
+
+
+def flow_verdicts(
+    kind: str, params: dict[str, Any], run_dir: Path, run_id: int, history: History
+) -> list[Verdict]:
+    flow = flow_class(kind)
+    config = flow.config_model.model_validate(params)
+    services = {service.name: service for service in flow.services}
+    if any(topic.dead_letter for topic in flow.topics):
+        services[DEAD_LETTER_SERVICE] = DeadLetterReader
+    with ExitStack() as stack:
+        databases = {}
+        for name, service in services.items():
+            engine = open_engine(database_url(config.database, run_dir, name, run_id))
+            stack.callback(engine.dispose)
+            create_tables(engine, service.metadata)  # a service that never started: empty
+            databases[name] = stack.enter_context(engine.connect())
+        state = FlowState(run_id=run_id, databases=databases, sends=entry_sends(history))
+        return flow.check(config, state)

@@ -1,0 +1,132 @@
+"""The transactional outbox: events a handler emits are stored in the same transaction as its
+state change and published after commit; a row is deleted once the broker acknowledged it."""
+
+import threading
+import time
+import zlib
+from collections.abc import Callable
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    delete,
+    insert,
+    select,
+)
+
+from harness.drivers.base import Producer, SendResult
+from harness.history.envelope import Envelope, encode
+from harness.history.recorder import Recorder
+from harness.history.schema import SendOutcome
+from workloads.flows.api import Emit
+
+OUTBOX_METADATA = MetaData()
+OUTBOX = Table(
+    "bb_outbox",
+    OUTBOX_METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("owner", Integer, nullable=False, index=True),
+    Column("topic", String(200), nullable=False),
+    Column("key", String(200), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("created_ns", BigInteger, nullable=False),
+)
+PUBLISH_BATCH = 500
+FLUSH_SECONDS = 30.0
+
+
+def store(db: Connection, owner: int, emits: list[Emit]) -> None:
+    """Inside the handler's transaction."""
+    if emits:
+        now = time.time_ns()
+        db.execute(
+            insert(OUTBOX),
+            [
+                {"owner": owner, "topic": e.topic, "key": e.key, "body": e.body, "created_ns": now}
+                for e in emits
+            ],
+        )
+
+
+def key_id_of(key: str) -> int:
+    return zlib.crc32(key.encode())
+
+
+class OutboxPublisher:
+    """Publishes one owner's outbox rows, recording each send in the history like a producer
+    (producer id ``emitter_id``, sequence = the row id)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        owner: int,
+        run_id: int,
+        emitter_id: int,
+        producers: Callable[[str], Producer],
+        recorder: Recorder,
+        partition_number: Callable[[str, int | None], int],
+    ) -> None:
+        self.engine = engine
+        self.owner = owner
+        self.run_id = run_id
+        self.emitter_id = emitter_id
+        self.producers = producers
+        self.recorder = recorder
+        self.partition_number = partition_number
+        self.published: dict[str, int] = {}
+
+    def publish_pending(self) -> int:
+        """Send every stored row of this owner, wait for the acks, delete the acked rows."""
+        with self.engine.connect() as db:
+            rows = db.execute(
+                select(OUTBOX)
+                .where(OUTBOX.c.owner == self.owner)
+                .order_by(OUTBOX.c.id)
+                .limit(PUBLISH_BATCH)
+            ).all()
+        if not rows:
+            return 0
+        acked: list[int] = []
+        lock = threading.Lock()
+        used: set[str] = set()
+        for row in rows:
+            producer = self.producers(row.topic)
+            used.add(row.topic)
+            key_id = key_id_of(row.key)
+            envelope = Envelope(self.run_id, self.emitter_id, key_id, row.id, row.created_ns)
+            token = self.recorder.send_invoked(
+                self.emitter_id, key_id, row.id, row.created_ns, time.time_ns()
+            )
+
+            def completed(
+                result: SendResult, token: int = token, row_id: int = row.id, topic: str = row.topic
+            ) -> None:
+                self.recorder.send_completed(
+                    token,
+                    SendOutcome[result.outcome.name],
+                    time.time_ns(),
+                    partition=self.partition_number(topic, result.partition),
+                    offset=-1 if result.offset is None else result.offset,
+                )
+                if result.ok:
+                    with lock:
+                        acked.append(row_id)
+                        self.published[topic] = self.published.get(topic, 0) + 1
+
+            producer.send(row.key, encode(envelope, 0, row.body), completed)
+        for topic in used:
+            self.producers(topic).flush(FLUSH_SECONDS)
+        with lock:
+            done = list(acked)
+        if done:
+            with self.engine.begin() as db:
+                db.execute(delete(OUTBOX).where(OUTBOX.c.id.in_(done)))
+        return len(done)

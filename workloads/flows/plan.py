@@ -1,0 +1,42 @@
+"""What the orchestrator hands to a flow's service process (as JSON)."""
+
+from typing import Any
+
+from harness.load.plan import DestinationPlan, RunShared
+from harness.settings import FrozenModel
+
+DEAD_LETTER_SERVICE = "dead-letters"
+"""The runtime's own service that reads a topic's dead-letter destination into a table."""
+TOPIC_PARTITION_STRIDE = 10_000
+"""Kafka partition ``p`` of the flow's topic number ``t`` is recorded as ``t * stride + p``, so
+one history holds every topic without two partitions sharing a number."""
+EMITTER_ID_BASE = 1 << 24
+"""Producer ids of events emitted by services start here (the generator's are below)."""
+
+
+class ServicePlan(FrozenModel):
+    run: RunShared
+    flow: str
+    """The flow's workload kind (entry point name)."""
+    params: dict[str, Any]
+    """The flow's config, as validated from the suite."""
+    service: str
+    topic: str
+    """The logical topic this process consumes (a service consuming several runs one process
+    per topic and consumer)."""
+    consumer_id: int
+    """Unique within the run: recorded in the history, and owner of this process's outbox rows."""
+    database_url: str
+    topics: dict[str, DestinationPlan]
+    """Every topic of the flow, by logical name, in the flow's order (history numbering)."""
+    dead_letter_of: str | None = None
+    """For the dead-letter reader: the topic whose dead letters it reads."""
+    poll_batch: int = 100
+
+    @property
+    def emitter_id(self) -> int:
+        return EMITTER_ID_BASE + self.consumer_id
+
+
+def partition_number(topic_index: int, partition: int | None) -> int:
+    return -1 if partition is None else topic_index * TOPIC_PARTITION_STRIDE + partition
