@@ -7,6 +7,7 @@ JSON progress line a second; stops cleanly on SIGTERM or SIGINT.
 """
 
 import json
+import random
 import signal
 import sys
 import threading
@@ -172,11 +173,13 @@ def _handler(
     destinations: _Destinations,
     ordering: OrderingScope,
 ) -> Callable[[Received, int], bool | None]:
-    """Handles one delivery: True when handled (ack), False for poison (nack), None when the
-    payload is not this run's."""
+    """Handles one delivery: True when handled (ack), False to nack it (poison, or a redelivery
+    asked for by ``redeliver_rate``), None when the payload is not this run's."""
     run_id = plan.run.run_id
     topic = plan.topic
     record = plan.dead_letter_of is None
+    redeliver_rate = 0.0 if plan.dead_letter_of else service.config.redeliver_rate
+    redeliver = random.Random(plan.consumer_id)
 
     def handle(message: Received, receive_ns: int) -> bool | None:
         decoded = decode(message.payload)
@@ -194,7 +197,7 @@ def _handler(
         try:
             with engine.begin() as db:
                 outbox.store(db, plan.consumer_id, service.handle(db, event))
-            ok = True
+            ok = redeliver_rate == 0 or redeliver.random() >= redeliver_rate
         except PoisonError:
             ok = False
         if record:

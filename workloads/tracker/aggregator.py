@@ -39,11 +39,13 @@ class Aggregator(Service):
     metadata: ClassVar[MetaData] = METADATA
 
     def handle(self, db: Connection, event: Event) -> list[Emit]:
+        assert isinstance(self.config, TrackerConfig)
         try:
             click = parse(event.body)
         except MalformedEventError as exc:
+            if not self.config.dead_letter_poison:
+                return []
             raise PoisonError(str(exc)) from exc
-        assert isinstance(self.config, TrackerConfig)
         if self.config.dedup:
             seen = db.execute(
                 select(PROCESSED.c.event_id).where(PROCESSED.c.event_id == event.event_id)

@@ -22,9 +22,9 @@ class TrackerConfig(FlowConfig):
     dedup: bool = True
     """Dedup by event id in the update's transaction. ``false`` builds the aggregator without
     it (for showing what the check catches); never turn it off for a real measurement."""
-    redeliver_rate: Annotated[float, Field(ge=0, le=0.5)] = 0.0
-    """Fraction of handled events nacked after commit, as if the consumer died before acking:
-    the broker delivers them again (the dedup step must make that harmless)."""
+    dead_letter_poison: bool = True
+    """``false`` builds an aggregator that drops malformed events (acks them) instead of
+    rejecting them to the dead-letter destination: for demonstrating the poison check only."""
     storage: Literal["sqlite"] = "sqlite"
 
 

@@ -1,0 +1,110 @@
+"""The tracker flow on every broker: healthy runs hold every invariant; an aggregator built
+without its dedup step, fed real redeliveries, over-counts (and only that check fails); one
+that drops poison pills instead of dead-lettering them fails only the poison check."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.stack.manager import Stack
+from tests.flows.runs import by_broker_and_workload, check, invalid_checks, result_of, run_suite
+
+pytestmark = pytest.mark.broker
+
+BROKERS = ("kafka", "elasticmq", "pubsub")
+LOAD = {"rate": 150, "duration": 4, "warmup": 1, "keys": 200, "poison_rate": 0.03}
+
+
+@pytest.fixture(scope="module")
+def healthy(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    suite = {
+        "name": "tracker-healthy",
+        "brokers": list(BROKERS),
+        "workloads": [{"name": "tracker", "kind": "tracker", "params": LOAD}],
+    }
+    run_dirs = run_suite(suite, tmp_path_factory.mktemp("tracker"))
+    return {result_of(run_dir)["broker"]: run_dir for run_dir in run_dirs}
+
+
+@pytest.fixture(scope="module")
+def broken(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    redelivered = LOAD | {"redeliver_rate": 0.1}
+    suite = {
+        "name": "tracker-broken",
+        "brokers": ["kafka"],
+        "workloads": [
+            {"name": "redelivered", "kind": "tracker", "params": redelivered},
+            {"name": "no-dedup", "kind": "tracker", "params": redelivered | {"dedup": False}},
+            {"name": "drops-poison", "kind": "tracker",
+             "params": LOAD | {"dead_letter_poison": False}},
+        ],
+    }  # fmt: skip
+    results = by_broker_and_workload(run_suite(suite, tmp_path_factory.mktemp("broken")))
+    return {workload: result for (_, workload), result in results.items()}
+
+
+@pytest.mark.parametrize("broker", BROKERS)
+def test_a_healthy_tracker_run_holds_every_invariant(healthy: dict[str, Path], broker: str) -> None:
+    result = result_of(healthy[broker])
+    assert result["workload"]["kind"] == "tracker"
+    assert result["semantics"] == "at-least-once"
+    assert result["valid"] is True, [c for c in result["checks"] if c["valid"] is not True]
+    aggregates = check(result, "tracker-aggregates")["counts"]
+    poison = check(result, "tracker-poison")["counts"]
+    assert result["counts"]["ok"] == 150 * 4
+    assert aggregates["acked_clicks"] + poison["poison_acked"] == result["counts"]["ok"]
+    assert poison["poison_acked"] > 0
+    assert poison["dead_lettered"] == poison["poison_acked"]
+    assert aggregates["users"] > 10
+    assert result["figures"]["latency"]["e2e"]["count"] > 0
+    assert (healthy[broker] / "db" / "aggregator.sqlite").exists()
+
+
+def test_real_redeliveries_change_nothing_when_the_aggregator_dedups(
+    broken: dict[str, dict[str, Any]],
+) -> None:
+    result = broken["redelivered"]
+    assert check(result, "duplicates")["counts"]["redelivery"] > 0
+    assert result["valid"] is True, invalid_checks(result)
+
+
+def test_an_aggregator_without_dedup_over_counts_and_only_that_is_reported(
+    broken: dict[str, dict[str, Any]],
+) -> None:
+    result = broken["no-dedup"]
+    assert check(result, "duplicates")["counts"]["redelivery"] > 0
+    assert invalid_checks(result) == ["tracker-aggregates"]
+    aggregates = check(result, "tracker-aggregates")
+    assert aggregates["counts"]["over_counted"] > 0
+    assert aggregates["counts"]["under_counted"] == 0
+    assert {e["kind"] for e in aggregates["examples"]} == {"over-counted"}
+
+
+def test_an_aggregator_that_drops_poison_fails_only_the_poison_check(
+    broken: dict[str, dict[str, Any]],
+) -> None:
+    result = broken["drops-poison"]
+    assert invalid_checks(result) == ["tracker-poison"]
+    poison = check(result, "tracker-poison")["counts"]
+    assert poison["not_dead_lettered"] == poison["poison_acked"] > 0
+    assert poison["wrongly_dead_lettered"] == 0
+
+
+def test_analyze_recomputes_the_flow_checks_from_the_run_folder(
+    healthy: dict[str, Path], tmp_path: Path
+) -> None:
+    copy = tmp_path / "run"
+    shutil.copytree(healthy["kafka"], copy)
+    before = result_of(copy)
+    completed = subprocess.run(
+        [sys.executable, "-m", "harness", "analyze", str(copy)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    after = result_of(copy)
+    assert after["checks"] == before["checks"]
+    assert "tracker-aggregates" in completed.stdout
