@@ -27,13 +27,12 @@ from harness.drivers.targets import open_driver
 from harness.errors import UserError
 from harness.history.recorder import Recorder
 from harness.history.schema import EventKind
-from harness.load.plan import ConsumerPlan, DestinationPlan, ProducerPlan, RunShared
+from harness.load.plan import ProducerPlan, RunShared
 from harness.run.children import Children
-from harness.settings import FrozenModel, Settings
+from harness.run.topology import consumer_plans_of, topic_plans
+from harness.settings import Settings
 from harness.suite import ProxyPath
-from workloads.flows.api import Flow, FlowConfig
-from workloads.flows.database import database_url
-from workloads.flows.plan import DEAD_LETTER_SERVICE, ServicePlan
+from workloads.flows.api import Flow
 from workloads.throughput import ThroughputConfig
 
 NS_PER_S = 1_000_000_000
@@ -159,7 +158,7 @@ def execute(  # noqa: PLR0915 - the phases read best in one sequence
     # The orchestrator's own client (destination, lag probe) goes direct: faults on the proxy
     # path must not blind the observer.
     driver = open_driver(request.target, request.settings)
-    topics = _topic_plans(request, run_id)
+    topics = topic_plans(request.workload, request.config, request.flow, run_id)
     destination_plan = next(iter(topics.values()))
     created = [driver.create_destination(plan.spec()) for plan in topics.values()]
     destination = created[0]
@@ -176,7 +175,7 @@ def execute(  # noqa: PLR0915 - the phases read best in one sequence
     children = Children(run_dir)
     state = Progress(expected=sum(round(s.rate * s.seconds) for s in config.load_steps()))
     lag = LagSampler(lambda: driver.backlog(destination, destination_plan.group), interval=1.0)
-    consumer_plans = _consumer_plans(request, shared, topics)
+    consumer_plans = consumer_plans_of(request.config, request.flow, shared, topics)
     consumers = list(consumer_plans)
 
     def start_consumers() -> None:
@@ -261,74 +260,6 @@ def _delete_quietly(driver: Driver, destinations: list[Destination]) -> None:
         except Exception as exc:
             logging.getLogger(__name__).warning("could not delete %s: %s", destination.address, exc)
     driver.close()
-
-
-def _topic_plans(request: RunRequest, run_id: int) -> dict[str, DestinationPlan]:
-    """The run's destinations by logical name, the one the producers send to first."""
-    config, flow = request.config, request.flow
-    prefix = f"bb-{request.workload}-{run_id:016x}"[:70]
-    if flow is None:
-        plan = DestinationPlan(name=prefix, partitions=config.partitions, ordered=config.ordered)
-        return {request.workload: plan}
-    assert isinstance(config, FlowConfig)
-    ordered = [t for t in flow.topics if t.name == flow.entry_topic] + [
-        t for t in flow.topics if t.name != flow.entry_topic
-    ]
-    return {
-        topic.name: DestinationPlan(
-            name=f"{prefix}-{topic.name}",
-            partitions=config.partitions,
-            ordered=config.ordered,
-            max_deliveries=config.max_deliveries if topic.dead_letter else None,
-        )
-        for topic in ordered
-    }
-
-
-def _consumer_plans(
-    request: RunRequest, shared: RunShared, topics: dict[str, DestinationPlan]
-) -> dict[str, tuple[str, FrozenModel]]:
-    """Label -> (module, plan) of every consuming process: plain consumers for raw throughput,
-    each service's consumers per topic (and dead-letter readers) for a flow."""
-    config, flow = request.config, request.flow
-    if flow is None:
-        return {
-            f"consumer-{index}": (
-                "harness.load.consumer_process",
-                ConsumerPlan(run=shared, consumer_id=index),
-            )
-            for index in range(config.consumers)
-        }
-    assert isinstance(config, FlowConfig)
-    module = "workloads.flows.service_process"
-    params = config.model_dump(mode="json")
-    plans: dict[str, tuple[str, FrozenModel]] = {}
-
-    def add(service: str, topic: str, dead_letter_of: str | None = None) -> None:
-        consumer_id = len(plans)
-        plans[f"consumer-{service}-{topic}-{consumer_id}"] = (
-            module,
-            ServicePlan(
-                run=shared,
-                flow=flow.kind,
-                params=params,
-                service=service,
-                topic=topic,
-                consumer_id=consumer_id,
-                database_url=database_url(config.database, request.run_dir, service, shared.run_id),
-                topics=topics,
-                dead_letter_of=dead_letter_of,
-            ),
-        )
-
-    for service in flow.services:
-        for topic in service.topics:
-            for _ in range(config.consumers):
-                add(service.name, topic)
-    for declared in flow.topics:
-        if declared.dead_letter:
-            add(DEAD_LETTER_SERVICE, declared.name, dead_letter_of=declared.name)
-    return plans
 
 
 class _Monitor:

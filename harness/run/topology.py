@@ -1,0 +1,85 @@
+"""Which destinations and consuming processes one run has: one destination and N plain
+consumers for raw throughput; for a business flow, a destination per topic and a service
+process per (service, topic, consumer), plus dead-letter readers."""
+
+from pathlib import Path
+
+from harness.load.plan import ConsumerPlan, DestinationPlan, RunShared
+from harness.settings import FrozenModel
+from workloads.flows.api import Flow, FlowConfig
+from workloads.flows.database import database_url
+from workloads.flows.plan import DEAD_LETTER_SERVICE, ServicePlan
+from workloads.throughput import ThroughputConfig
+
+
+def topic_plans(
+    workload: str, config: ThroughputConfig, flow: type[Flow] | None, run_id: int
+) -> dict[str, DestinationPlan]:
+    """The run's destinations by logical name, the one the producers send to first."""
+    prefix = f"bb-{workload}-{run_id:016x}"[:70]
+    if flow is None:
+        plan = DestinationPlan(name=prefix, partitions=config.partitions, ordered=config.ordered)
+        return {workload: plan}
+    assert isinstance(config, FlowConfig)
+    ordered = [t for t in flow.topics if t.name == flow.entry_topic] + [
+        t for t in flow.topics if t.name != flow.entry_topic
+    ]
+    return {
+        topic.name: DestinationPlan(
+            name=f"{prefix}-{topic.name}",
+            partitions=config.partitions,
+            ordered=config.ordered,
+            max_deliveries=config.max_deliveries if topic.dead_letter else None,
+        )
+        for topic in ordered
+    }
+
+
+def consumer_plans_of(
+    config: ThroughputConfig,
+    flow: type[Flow] | None,
+    shared: RunShared,
+    topics: dict[str, DestinationPlan],
+) -> dict[str, tuple[str, FrozenModel]]:
+    """Label -> (module, plan) of every consuming process: plain consumers for raw throughput,
+    each service's consumers per topic (and dead-letter readers) for a flow."""
+    if flow is None:
+        return {
+            f"consumer-{index}": (
+                "harness.load.consumer_process",
+                ConsumerPlan(run=shared, consumer_id=index),
+            )
+            for index in range(config.consumers)
+        }
+    assert isinstance(config, FlowConfig)
+    module = "workloads.flows.service_process"
+    params = config.model_dump(mode="json")
+    plans: dict[str, tuple[str, FrozenModel]] = {}
+
+    def add(service: str, topic: str, dead_letter_of: str | None = None) -> None:
+        consumer_id = len(plans)
+        plans[f"consumer-{service}-{topic}-{consumer_id}"] = (
+            module,
+            ServicePlan(
+                run=shared,
+                flow=flow.kind,
+                params=params,
+                service=service,
+                topic=topic,
+                consumer_id=consumer_id,
+                database_url=database_url(
+                    config.database, Path(shared.run_dir), service, shared.run_id
+                ),
+                topics=topics,
+                dead_letter_of=dead_letter_of,
+            ),
+        )
+
+    for service in flow.services:
+        for topic in service.topics:
+            for _ in range(config.consumers):
+                add(service.name, topic)
+    for declared in flow.topics:
+        if declared.dead_letter:
+            add(DEAD_LETTER_SERVICE, declared.name, dead_letter_of=declared.name)
+    return plans
