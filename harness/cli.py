@@ -320,6 +320,7 @@ def analyze(
                 run_dir,
                 int(result["run_id"], 16),
             ),
+            exactly_once=result.get("semantics") == "exactly-once",
         )
     )
     write_result(run_dir, result)

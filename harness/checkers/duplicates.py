@@ -14,7 +14,8 @@ For an identity delivered ``n`` times as ``m`` distinct known broker messages,
 
 ``valid`` (at-least-once, the default): False if any duplicate publish, else None if any
 unclassified, else True: redeliveries are the contract, not a violation.
-With ``exactly_once=True`` any extra delivery is invalid.
+With ``exactly_once=True`` any extra delivery is invalid, except one that follows a nack of the
+same message (``redelivery_after_nack``: the consumer asked for it).
 """
 
 import numpy as np
@@ -22,7 +23,7 @@ import numpy.typing as npt
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.compute as pc  # type: ignore[import-untyped, unused-ignore]
 
-from harness.checkers.columns import Outcome
+from harness.checkers.columns import Disposition, Outcome
 from harness.checkers.identity import U64
 from harness.checkers.index import I64, HistoryIndex, column_at, run_starts
 from harness.checkers.verdict import MAX_EXAMPLES, Verdict
@@ -75,6 +76,18 @@ def _classify(history: HistoryIndex, rows: I64, local: I64, sizes: I64) -> tuple
     return publish, redelivery, sizes - 1 - publish - redelivery
 
 
+def _requested(history: HistoryIndex, rows: I64, local: I64, sizes: I64) -> I64:
+    """Per repeated identity: its deliveries that follow a nacked one (in time order). The
+    consumer asked for those (a poison pill retried until dead-lettered, say); under
+    exactly-once they are not the broker's duplicates."""
+    disposition = column_at(history.receives, "disposition", rows, np.int64)
+    order = np.lexsort((history.receive_time[rows], local))
+    nacked_before = np.zeros(rows.size, dtype=np.bool_)
+    same = local[order][1:] == local[order][:-1]
+    nacked_before[1:] = same & (disposition[order][:-1] == Disposition.NACKED)
+    return np.bincount(local[order][nacked_before], minlength=sizes.size)
+
+
 def _send_outcomes(history: HistoryIndex, keys: U64) -> npt.NDArray[np.uint8]:
     """The send outcome of each of the sorted ``keys`` (``_NEVER_SENT`` for phantoms)."""
     outcome = np.full(keys.size, _NEVER_SENT, dtype=np.uint8)
@@ -94,6 +107,7 @@ def check_duplicates(history: HistoryIndex, *, exactly_once: bool = False) -> Ve
         "duplicated": int(repeated.size),
         "extra_deliveries": int((sizes - 1).sum()),
         "redelivery": 0,
+        "redelivery_after_nack": 0,
         "duplicate_publish": 0,
         "duplicate_publish_after_unknown": 0,
         "unclassified": 0,
@@ -107,6 +121,7 @@ def check_duplicates(history: HistoryIndex, *, exactly_once: bool = False) -> Ve
     publish, redelivery, unclassified = _classify(history, rows, local, sizes)
     outcome = _send_outcomes(history, history.receive_keys[repeated])
     counts["redelivery"] = int(redelivery.sum())
+    counts["redelivery_after_nack"] = int(_requested(history, rows, local, sizes).sum())
     counts["duplicate_publish"] = int(publish.sum())
     counts["duplicate_publish_after_unknown"] = int(publish[outcome == Outcome.UNKNOWN].sum())
     counts["unclassified"] = int(unclassified.sum())
@@ -139,7 +154,7 @@ def check_duplicates(history: HistoryIndex, *, exactly_once: bool = False) -> Ve
 
     extra = counts["extra_deliveries"]
     if exactly_once:
-        valid: bool | None = extra == 0
+        valid: bool | None = extra == counts["redelivery_after_nack"]
     elif counts["duplicate_publish"]:
         valid = False
     else:
@@ -150,7 +165,7 @@ def check_duplicates(history: HistoryIndex, *, exactly_once: bool = False) -> Ve
         f"({counts['duplicate_publish_after_unknown']} after an unknown outcome), "
         f"{counts['unclassified']} unclassified; "
         + (
-            "exactly-once: any extra delivery is invalid"
+            "exactly-once: any extra delivery not asked for by a nack is invalid"
             if exactly_once
             else "at-least-once: redeliveries are expected"
         )

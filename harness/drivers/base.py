@@ -82,6 +82,10 @@ class DestinationSpec:
     groups: tuple[str, ...] = ("default",)
     """Consumer groups (Pub/Sub subscriptions) created with the destination."""
     dead_letter: DeadLetterPolicy | None = None
+    exactly_once: bool = False
+    """Use the broker's exactly-once options: Kafka's idempotent producer and read_committed
+    consumers, SQS FIFO deduplication (by the ``dedup_id`` each send passes), Pub/Sub's
+    exactly-once delivery on the subscriptions."""
 
 
 @dataclass(frozen=True)

@@ -110,11 +110,21 @@ class KafkaDriver:
                     raise
 
     def producer(self, destination: Destination) -> "KafkaProducer":
-        return KafkaProducer({**self._base, **self.endpoint.producer_config}, destination.address)
+        exactly_once = {"enable.idempotence": True} if destination.spec.exactly_once else {}
+        return KafkaProducer(
+            {**self._base, **exactly_once, **self.endpoint.producer_config}, destination.address
+        )
 
     def consumer(self, destination: Destination, group: str) -> "KafkaConsumer":
         return KafkaConsumer(
-            {**self._base, **self.endpoint.consumer_config, "group.id": group}, destination, self
+            {
+                **self._base,
+                "isolation.level": "read_committed",
+                **self.endpoint.consumer_config,
+                "group.id": group,
+            },
+            destination,
+            self,
         )
 
     def backlog(self, destination: Destination, group: str) -> int | None:
@@ -207,11 +217,18 @@ class KafkaConsumer:
         self._consumer.subscribe([destination.address])
         self._attempts: dict[tuple[int, int], int] = {}
         self._stored: dict[int, int] = {}
+        # A nack rewinds its partition, so messages after it that were acked come back from
+        # the broker: acked offsets are kept (since the last poll, and while a partition has a
+        # nacked message pending) and dropped when they come back, instead of redelivered.
+        self._acked: dict[int, set[int]] = {}
         self._dead_letters: KafkaProducer | None = None
 
     def poll(self, max_messages: int, timeout: float) -> list[Received]:
         # consume(n, timeout) waits for n messages or the timeout, which would add up to
         # ``timeout`` of latency at low rates: wait for the first, then take what is buffered.
+        pending = {partition for partition, _ in self._attempts}
+        for settled in [p for p in self._acked if p not in pending]:
+            del self._acked[settled]
         first = self._consumer.poll(timeout)
         if first is None:
             return []
@@ -225,6 +242,8 @@ class KafkaConsumer:
                 continue
             partition, offset = message.partition(), message.offset()
             assert partition is not None and offset is not None, "consumed messages have both"
+            if offset in self._acked.get(partition, ()):
+                continue
             key = message.key()
             received.append(
                 Received(
@@ -243,6 +262,7 @@ class KafkaConsumer:
         for message in messages:
             partition, offset = _position(message)
             self._attempts.pop((partition, offset), None)
+            self._acked.setdefault(partition, set()).add(offset)
             if offset + 1 <= self._stored.get(partition, -1):
                 continue
             try:

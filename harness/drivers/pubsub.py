@@ -132,7 +132,10 @@ class PubSubDriver:
     def create_destination(self, spec: DestinationSpec) -> Destination:
         topic = self._topic(spec.name)
         self._create_topic(topic)
-        settings: dict[str, Any] = {"enable_message_ordering": spec.ordered}
+        settings: dict[str, Any] = {
+            "enable_message_ordering": spec.ordered,
+            "enable_exactly_once_delivery": spec.exactly_once,
+        }
         dead_letter = None
         if spec.dead_letter is not None:
             if not 5 <= spec.dead_letter.max_deliveries <= 100:
@@ -233,6 +236,13 @@ class PubSubProducer:
         self._publisher.transport.close()
 
 
+_TRANSIENT_PULL_ERRORS = (
+    google_errors.DeadlineExceeded,
+    google_errors.Cancelled,  # the emulator (or a proxy) reset the stream
+    google_errors.ServiceUnavailable,
+)
+
+
 class PubSubConsumer:
     def __init__(self, subscriber: pubsub_v1.SubscriberClient, subscription: str) -> None:
         self._subscriber = subscriber
@@ -248,7 +258,7 @@ class PubSubConsumer:
                     timeout=max(remaining, 0.5),
                     retry=None,
                 )
-            except google_errors.DeadlineExceeded:
+            except _TRANSIENT_PULL_ERRORS:  # the caller polls again
                 return []
             if answer.received_messages or time.monotonic() >= deadline:
                 return [_received(message) for message in answer.received_messages]

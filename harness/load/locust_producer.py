@@ -107,6 +107,7 @@ class OpenLoopProducer(User):
         self._peeked: int | None = None
         self.request_type = plan.run.target
         self.body = _body_maker(plan)
+        self.exactly_once = plan.run.destination.exactly_once
 
     @task
     def send_due(self) -> None:
@@ -163,7 +164,8 @@ class OpenLoopProducer(User):
                 context={},
             )
 
-        self.producer.send(key_name(key_id), payload, completed)
+        dedup_id = f"{self.producer_id}-{key_id}-{seq}" if self.exactly_once else None
+        self.producer.send(key_name(key_id), payload, completed, dedup_id=dedup_id)
 
     def on_stop(self) -> None:
         self.producer.flush(60)

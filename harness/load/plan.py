@@ -17,6 +17,7 @@ class DestinationPlan(FrozenModel):
     ordered: bool = False
     group: str = "default"
     max_deliveries: int | None = None
+    exactly_once: bool = False
 
     def spec(self) -> DestinationSpec:
         dead_letter = None if self.max_deliveries is None else DeadLetterPolicy(self.max_deliveries)
@@ -26,6 +27,7 @@ class DestinationPlan(FrozenModel):
             ordered=self.ordered,
             groups=(self.group,),
             dead_letter=dead_letter,
+            exactly_once=self.exactly_once,
         )
 
 

@@ -55,6 +55,7 @@ def evaluate(
     broker_lag: bool,
     *,
     flow_checks: Callable[[History], list[Verdict]] | None = None,
+    exactly_once: bool = False,
 ) -> dict[str, Any]:
     """Figures and verdicts from the run's stored history (and lag samples); a business
     flow's invariant checks (``flow_checks``) join the log-level ones."""
@@ -64,7 +65,14 @@ def evaluate(
         lag = pq.read_table(lag_path)
     else:
         lag = derive_backlog(HistoryIndex(history.sends, history.receives))
-    verdicts = check_all(history.sends, history.receives, history.events, ordering, lag=lag)
+    verdicts = check_all(
+        history.sends,
+        history.receives,
+        history.events,
+        ordering,
+        lag=lag,
+        exactly_once=exactly_once,
+    )
     if flow_checks is not None:
         verdicts += flow_checks(history)
     return {

@@ -158,6 +158,7 @@ def execute(  # noqa: PLR0915 - the phases read best in one sequence
     # The orchestrator's own client (destination, lag probe) goes direct: faults on the proxy
     # path must not blind the observer.
     driver = open_driver(request.target, request.settings)
+    _require_exactly_once_support(request, driver)
     topics = topic_plans(request.workload, request.config, request.flow, run_id)
     destination_plan = next(iter(topics.values()))
     created = [driver.create_destination(plan.spec()) for plan in topics.values()]
@@ -260,6 +261,17 @@ def _delete_quietly(driver: Driver, destinations: list[Destination]) -> None:
         except Exception as exc:
             logging.getLogger(__name__).warning("could not delete %s: %s", destination.address, exc)
     driver.close()
+
+
+def _require_exactly_once_support(request: RunRequest, driver: Driver) -> None:
+    config = request.config
+    if getattr(config, "semantics", None) != "exactly-once":
+        return
+    if driver.capabilities.fifo_deduplication and not config.ordered:
+        raise UserError(
+            f"{request.target}: exactly-once on SQS needs FIFO queues: set `ordered: true` in "
+            f"the params of workload {request.workload}"
+        )
 
 
 class _Monitor:

@@ -109,6 +109,7 @@ def finish_run(
     """Compact the history, check it and write result.json."""
     run_dir = planned.run_dir
     capabilities = outcome.driver.capabilities
+    semantics = getattr(planned.config, "semantics", "at-least-once")
     broker_lag = capabilities.lag_probe is not LagProbe.DERIVED
     if broker_lag:
         pq.write_table(outcome.lag.table(), run_dir / LAG_FILE)
@@ -128,7 +129,7 @@ def finish_run(
             "kind": planned.kind,
             "params": planned.config.model_dump(mode="json"),
         },
-        "semantics": getattr(planned.config, "semantics", "at-least-once"),
+        "semantics": semantics,
         "phases": {
             "start_ns": outcome.start_ns,
             "warmup_end_ns": outcome.warmup_end_ns,
@@ -153,6 +154,7 @@ def finish_run(
             flow_checks=flow_checks(
                 planned.kind, planned.config.model_dump(mode="json"), run_dir, outcome.run_id
             ),
+            exactly_once=semantics == "exactly-once",
         ),
     }
     write_result(run_dir, result)

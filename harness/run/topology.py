@@ -30,6 +30,7 @@ def topic_plans(
             partitions=config.partitions,
             ordered=config.ordered,
             max_deliveries=config.max_deliveries if topic.dead_letter else None,
+            exactly_once=config.semantics == "exactly-once",
         )
         for topic in ordered
     }

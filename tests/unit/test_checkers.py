@@ -385,6 +385,28 @@ def test_the_same_broker_message_again_is_a_redelivery(broker: str) -> None:
 
 
 @pytest.mark.parametrize("broker", ["kafka", "fifo"])
+def test_a_redelivery_the_consumer_asked_for_with_a_nack_is_no_exactly_once_violation(
+    broker: str,
+) -> None:
+    history = build(broker)
+    history.receives[history.find(0, 2, 1)]["disposition"] = 1  # nacked
+    again = dict(history.receives[history.find(0, 2, 1)])
+    again["receive_ns"] += 10_000
+    again["delivery_attempt"] = 2
+    again["disposition"] = 0
+    history.receives.append(again)
+    sends, receives, events = history.tables()
+
+    verdicts = check_all(
+        sends, receives, events, ORDERING[broker], healthy_lag(), exactly_once=True
+    )
+
+    duplicates = {v.name: v for v in verdicts}["duplicates"]
+    assert duplicates.valid is True, duplicates
+    assert duplicates.counts["redelivery_after_nack"] == duplicates.counts["redelivery"] == 1
+
+
+@pytest.mark.parametrize("broker", ["kafka", "fifo"])
 def test_a_second_copy_with_a_new_broker_id_is_a_duplicate_publish(broker: str) -> None:
     history = build(broker)
     history.sent(1, 1, 2)["outcome"] = UNKNOWN  # the retry after a timeout

@@ -121,7 +121,12 @@ class OutboxPublisher:
                         acked.append(row_id)
                         self.published[topic] = self.published.get(topic, 0) + 1
 
-            producer.send(row.key, encode(envelope, 0, row.body), completed)
+            producer.send(
+                row.key,
+                encode(envelope, 0, row.body),
+                completed,
+                dedup_id=f"{self.emitter_id}-{key_id}-{row.id}",
+            )
         for topic in used:
             self.producers(topic).flush(FLUSH_SECONDS)
         with lock:
