@@ -29,6 +29,8 @@ class Rendered:
     svgs: int
     console_errors: list[dict[str, Any]]
     title: str
+    planted: Any
+    """``window.planted``: set only if markup planted in the data ran as script."""
 
 
 def render(html: Path, screenshots: list[Path]) -> Rendered:
@@ -61,6 +63,7 @@ def render(html: Path, screenshots: list[Path]) -> Rendered:
             driver.save_screenshot(str(path))
         logs = driver.get_log("browser")
         errors = [entry for entry in logs if entry.get("level") == "SEVERE"]
-        return Rendered(charts, plotted, svgs, errors, driver.title)
+        planted = driver.execute_script("return window.planted === undefined ? null : window.planted")
+        return Rendered(charts, plotted, svgs, errors, driver.title, planted)
     finally:
         driver.quit()
