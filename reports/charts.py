@@ -5,9 +5,9 @@ once."""
 import html
 from typing import Any
 
-import plotly.graph_objects as go  # type: ignore[import-untyped]
-import plotly.io as pio  # type: ignore[import-untyped]
-from plotly.subplots import make_subplots  # type: ignore[import-untyped]
+import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.subplots import make_subplots
 
 from reports.load import RunResult
 from reports.matrix import Row
@@ -45,20 +45,20 @@ def row_figure(row: Row) -> go.Figure:
         times = series.get("t") or []
         name = f"r{run.repeat}"
 
-        def line(y: list[Any], label: str, dash: str = "solid", at: int = 1,
-                 x: list[Any] = times, run_name: str = name, hue: str = colour) -> None:  # fmt: skip
+        traces = (
+            (1, times, series.get("sent"), "sent", "solid"),
+            (1, times, series.get("received"), "received", "dot"),
+            (2, times, series.get("e2e_p50_ms"), "e2e p50", "solid"),
+            (2, times, series.get("e2e_p99_ms"), "e2e p99", "dot"),
+            (3, *_lag_times(run), "lag", "solid"),
+        )
+        for at, x, y, label, dash in traces:
+            line = {"color": colour, "dash": dash, "width": 1.5}
             figure.add_trace(
-                go.Scatter(x=x, y=y, name=f"{run_name} {label}", legendgroup=run_name,
-                           mode="lines", line={"color": hue, "dash": dash, "width": 1.5}),
+                go.Scatter(x=x, y=y or [], name=f"{name} {label}", legendgroup=name,
+                           mode="lines", line=line),
                 row=at, col=1,
             )  # fmt: skip
-
-        line(series.get("sent") or [], "sent")
-        line(series.get("received") or [], "received", "dot")
-        line(series.get("e2e_p50_ms") or [], "e2e p50", at=2)
-        line(series.get("e2e_p99_ms") or [], "e2e p99", "dot", at=2)
-        lag_t, lag_v = _lag_times(run)
-        line(lag_v, "lag", at=3, x=lag_t)
         for fault in run.scenario.faults:
             start, end = _seconds_since(run, fault.start_ns), _seconds_since(run, fault.end_ns)
             if start is None:

@@ -6,9 +6,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
-
 from rich.markup import escape
+from rich.table import Table
 
 from harness.atomic import write_text_atomically
 from reports.load import find_runs
@@ -32,8 +31,12 @@ def report(
         list[Path], typer.Argument(help="Run folders or suite output folders (searched).")
     ],
     html: Annotated[Path | None, typer.Option("--html", help="Self-contained HTML file.")] = None,
-    md: Annotated[Path | None, typer.Option("--md", help="Markdown (PR comment, step summary).")] = None,
-    junit: Annotated[Path | None, typer.Option("--junit", help="JUnit XML: one case per check.")] = None,
+    md: Annotated[
+        Path | None, typer.Option("--md", help="Markdown (PR comment, step summary).")
+    ] = None,
+    junit: Annotated[
+        Path | None, typer.Option("--junit", help="JUnit XML: one case per check.")
+    ] = None,
     csv: Annotated[Path | None, typer.Option("--csv", help="CSV: one row per run.")] = None,
 ) -> None:
     """Compare runs: a broker x workload x scenario matrix, charts, checks, environment.
@@ -60,7 +63,7 @@ def report(
             console.print(f"wrote {target}")
 
 
-def gate(
+def gate(  # noqa: PLR0917 (typer maps parameters to options)
     baseline: Annotated[Path, typer.Option("--baseline", help="Baseline run folder(s) root.")],
     current: Annotated[Path, typer.Option("--current", help="Current run folder(s) root.")],
     policy: Annotated[
@@ -69,7 +72,9 @@ def gate(
     allow_env_mismatch: Annotated[
         bool, typer.Option("--allow-env-mismatch", help="Compare even if environments differ.")
     ] = False,
-    md: Annotated[Path | None, typer.Option("--md", help="Also write the verdict as Markdown.")] = None,
+    md: Annotated[
+        Path | None, typer.Option("--md", help="Also write the verdict as Markdown.")
+    ] = None,
     junit: Annotated[Path | None, typer.Option("--junit", help="Also write JUnit XML.")] = None,
 ) -> None:
     """Fail on correctness violations and significant performance regressions.

@@ -10,8 +10,9 @@ scenario); the repeats of a key are the sample.
 """
 
 import json
+import statistics
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from harness.errors import UserError
 from reports.load import RunKey, RunResult, by_key
@@ -40,6 +41,11 @@ class Outcome:
     baseline: str = "-"
     current: str = "-"
     change: Change | None = None
+
+
+class Shown(NamedTuple):
+    baseline: str
+    current: str
 
 
 @dataclass
@@ -83,7 +89,7 @@ def environment_differences(
 
 
 def _compare_metric(
-    key: RunKey, name: str, rule: MetricRule, base: list[RunResult], cur: list[RunResult],
+    key: RunKey, name: str, rule: MetricRule, *, base: list[RunResult], cur: list[RunResult],
     policy: GatePolicy, result: GateResult,
 ) -> Outcome:  # fmt: skip
     b = [v for v in (run.number(rule.path) for run in base) if v is not None]
@@ -91,13 +97,15 @@ def _compare_metric(
     sizes = f"{len(b)} vs {len(c)} repeats"
     if not b or not c:
         return Outcome(key, name, "undecided", f"{key.label()}: {name} missing ({rule.path})")
-    shown = {"baseline": f"{_median(b):.4g} (n={len(b)})", "current": f"{_median(c):.4g} (n={len(c)})"}
+    shown = Shown(
+        f"{statistics.median(b):.4g} (n={len(b)})", f"{statistics.median(c):.4g} (n={len(c)})"
+    )
     if min(len(b), len(c)) < policy.min_repeats or smallest_p(len(b), len(c)) > policy.alpha:
         why = (
             f"{key.label()}: {name}: {sizes}; needs >= {policy.min_repeats} repeats on each "
             f"side and a sample that can reach p <= {policy.alpha}"
         )
-        return Outcome(key, name, "undecided", why, **shown)
+        return Outcome(key, name, "undecided", why, *shown)
     for side, sample in (("baseline", b), ("current", c)):
         cv = coefficient_of_variation(sample)
         if cv is not None and cv > policy.max_cv:
@@ -107,27 +115,25 @@ def _compare_metric(
             )
     found = change(b, c, rule.better)
     beyond = found.worse_by >= rule.min_effect and found.worse_by_abs >= rule.min_abs
-    effect = f"{found.worse_by:+.0%} worse" if found.worse_by >= 0 else f"{-found.worse_by:.0%} better"
-    limits = f"min effect {rule.min_effect:.0%}" + (f" and {rule.min_abs:g} absolute" if rule.min_abs else "")
+    effect = (
+        f"{found.worse_by:+.0%} worse" if found.worse_by >= 0 else f"{-found.worse_by:.0%} better"
+    )
+    limits = f"min effect {rule.min_effect:.0%}" + (
+        f" and {rule.min_abs:g} absolute" if rule.min_abs else ""
+    )
     if beyond and found.p_worse <= policy.alpha + EPSILON:
         why = f"{effect} ({limits}), p={found.p_worse:.3f} <= {policy.alpha}"
-        return Outcome(key, name, "regression", why, change=found, **shown)
+        return Outcome(key, name, "regression", why, *shown, found)
     if beyond:
         why = f"{effect} but p={found.p_worse:.3f} > {policy.alpha}: too noisy to decide"
         status: Status = "undecided" if policy.noisy == "undecided" else "noisy"
         if status == "noisy":
             result.warnings.append(f"{key.label()}: {name}: {why}")
-        return Outcome(key, name, status, why, change=found, **shown)
+        return Outcome(key, name, status, why, *shown, found)
     better_beyond = -found.worse_by >= rule.min_effect and -found.worse_by_abs >= rule.min_abs
     if better_beyond and found.p_better <= policy.alpha + EPSILON:
-        return Outcome(key, name, "improved", f"{effect}, p={found.p_better:.3f}", change=found, **shown)
-    return Outcome(key, name, "pass", f"{effect} (within {limits})", change=found, **shown)
-
-
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+        return Outcome(key, name, "improved", f"{effect}, p={found.p_better:.3f}", *shown, found)
+    return Outcome(key, name, "pass", f"{effect} (within {limits})", *shown, found)
 
 
 def _correctness(key: RunKey, current: list[RunResult]) -> list[Outcome]:
@@ -141,14 +147,21 @@ def _correctness(key: RunKey, current: list[RunResult]) -> list[Outcome]:
             if check.name == name and check.valid is False
         ]
         unknown = [
-            run for run in current for check in run.checks if check.name == name and check.valid is None
+            run
+            for run in current
+            for check in run.checks
+            if check.name == name and check.valid is None
         ]
         if failed:
             run, check = failed[0]
             why = f"valid false in {len(failed)} run(s), e.g. r{run.repeat}: {check.notes}"
             outcomes.append(Outcome(key, f"check {name}", "violation", why))
         else:
-            note = f"unknown in {len(unknown)} run(s)" if unknown else f"valid in {len(current)} run(s)"
+            note = (
+                f"unknown in {len(unknown)} run(s)"
+                if unknown
+                else f"valid in {len(current)} run(s)"
+            )
             outcomes.append(Outcome(key, f"check {name}", "pass", note))
     return outcomes
 
@@ -184,7 +197,9 @@ def run_gate(
             continue
         for name, rule in policy.metrics.items():
             result.outcomes.append(
-                _compare_metric(key, name, rule, base_keys[key], runs, policy, result)
+                _compare_metric(
+                    key, name, rule, base=base_keys[key], cur=runs, policy=policy, result=result
+                )
             )
     for key in base_keys:
         if key not in cur_keys:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import jinja2
-import plotly.offline  # type: ignore[import-untyped]
+import plotly.offline
 from markupsafe import Markup
 
 from reports.charts import figure_json, row_figure

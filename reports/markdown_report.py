@@ -7,7 +7,7 @@ import html
 
 from reports.gate import GateResult
 from reports.load import RunResult
-from reports.matrix import FIGURE_COLUMNS, Matrix, fmt, verdict_word
+from reports.matrix import FIGURE_COLUMNS, Matrix, fmt
 
 ICON = {True: "✅ pass", False: "❌ FAIL", None: "⚠️ unknown"}
 MAX_FAILED_CHECKS = 20
@@ -32,7 +32,14 @@ def render(runs: list[RunResult], matrix: Matrix) -> str:
         "",
     ]
     source = ["source"] if matrix.several_sources else []
-    header = [*source, "broker", "workload", "scenario", "repeats", *(c.title for c in FIGURE_COLUMNS)]
+    header = [
+        *source,
+        "broker",
+        "workload",
+        "scenario",
+        "repeats",
+        *(c.title for c in FIGURE_COLUMNS),
+    ]
     header += [*matrix.check_names, "verdict"]
     rows = [
         [
@@ -40,10 +47,7 @@ def render(runs: list[RunResult], matrix: Matrix) -> str:
             *(cell(part) for part in row.key),
             str(len(row.runs)),
             *(fmt(row.figures[c.title], c.digits) for c in FIGURE_COLUMNS),
-            *(
-                ICON[row.checks[name]] if name in row.checks else "-"
-                for name in matrix.check_names
-            ),
+            *(ICON[row.checks[name]] if name in row.checks else "-" for name in matrix.check_names),
             ICON[row.valid],
         ]
         for row in matrix.rows

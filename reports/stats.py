@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from scipy import stats  # type: ignore[import-untyped]
+from scipy import stats
 
 PERMUTATIONS = 99_999
 """Enough to enumerate every split exactly up to 9 vs 9 repeats."""
@@ -26,14 +26,14 @@ def smallest_p(n_baseline: int, n_current: int) -> float:
     return 1 / math.comb(n_baseline + n_current, n_current)
 
 
-def p_worse(baseline: Sequence[float], current: Sequence[float], worse: Literal["higher", "lower"]) -> float:
+def p_worse(
+    baseline: Sequence[float], current: Sequence[float], worse: Literal["higher", "lower"]
+) -> float:
     """One-sided p-value that ``current`` tends to be ``worse`` (higher or lower) than
     ``baseline``."""
     alternative = "greater" if worse == "higher" else "less"
     tied = len(set(baseline) | set(current)) < len(baseline) + len(current)
-    method = (
-        stats.PermutationMethod(n_resamples=PERMUTATIONS, rng=0) if tied else "exact"
-    )
+    method = stats.PermutationMethod(n_resamples=PERMUTATIONS, rng=0) if tied else "exact"
     result = stats.mannwhitneyu(current, baseline, alternative=alternative, method=method)
     p = float(result.pvalue)
     return 1.0 if math.isnan(p) else p

@@ -85,7 +85,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if REQUIRE_BROKERS and _skipped_broker_tests:
         terminalreporter.write_line(
-            f"FAILED: {len(_skipped_broker_tests)} broker or browser test(s) skipped, which CI does not "
-            f"allow (first: {_skipped_broker_tests[0]})",
+            f"FAILED: {len(_skipped_broker_tests)} broker or browser test(s) skipped, which CI "
+            f"does not allow (first: {_skipped_broker_tests[0]})",
             red=True,
         )

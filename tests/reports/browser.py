@@ -63,7 +63,9 @@ def render(html: Path, screenshots: list[Path]) -> Rendered:
             driver.save_screenshot(str(path))
         logs = driver.get_log("browser")
         errors = [entry for entry in logs if entry.get("level") == "SEVERE"]
-        planted = driver.execute_script("return window.planted === undefined ? null : window.planted")
+        planted = driver.execute_script(
+            "return window.planted === undefined ? null : window.planted"
+        )
         return Rendered(charts, plotted, svgs, errors, driver.title, planted)
     finally:
         driver.quit()

@@ -62,8 +62,8 @@ def rendered(runs: Runs, tmp_path_factory: pytest.TempPathFactory) -> dict[str, 
 
 
 def matrix_rows(html: str) -> list[str]:
-    body = html.split('<table id="matrix">')[1].split("</tbody>")[0].split("<tbody>")[1]
-    return [row for row in body.split("<tr>")[1:]]
+    body = html.split('<table id="matrix">')[1].split("</tbody>", maxsplit=1)[0].split("<tbody>")[1]
+    return body.split("<tr>")[1:]
 
 
 def test_the_html_matrix_has_a_row_per_broker_and_scenario(rendered: dict[str, Path]) -> None:
@@ -117,9 +117,7 @@ def test_the_series_in_result_json_cover_the_run(runs: Runs) -> None:
 
 
 @pytest.mark.browser
-def test_the_html_renders_in_headless_chromium(
-    rendered: dict[str, Path], tmp_path: Path
-) -> None:
+def test_the_html_renders_in_headless_chromium(rendered: dict[str, Path], tmp_path: Path) -> None:
     reason = browser.missing()
     if reason:
         pytest.skip(reason)

@@ -29,10 +29,14 @@ def test_a_skipped_broker_test_fails_only_in_ci(
     monkeypatch.setenv("CI", ci)
     monkeypatch.delenv("BROKERBENCH_REQUIRE_BROKERS", raising=False)
     pytester.makeconftest("from tests.conftest import *  # noqa: F403\n")
-    pytester.makeini("[pytest]\nmarkers =\n    broker: needs a broker\n    browser: needs chromium\n")
+    pytester.makeini(
+        "[pytest]\nmarkers =\n    broker: needs a broker\n    browser: needs chromium\n"
+    )
     pytester.makepyfile(test_guard=SKIPPING_TEST.replace("{marker}", marker))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     assert result.ret == expected
     result.assert_outcomes(passed=1, skipped=1)
     if expected:
-        result.stdout.fnmatch_lines(["*1 broker or browser test(s) skipped, which CI does not allow*"])
+        result.stdout.fnmatch_lines(
+            ["*1 broker or browser test(s) skipped, which CI does not allow*"]
+        )
