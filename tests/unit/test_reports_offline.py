@@ -81,3 +81,17 @@ def test_runs_that_share_no_key_cannot_be_compared(tmp_path: Path) -> None:
     ]
     with pytest.raises(CannotCompareError, match=r"no \(broker, workload, scenario\)"):
         run_gate(base, other, GatePolicy())
+
+
+def test_the_ci_example_files_are_valid() -> None:
+    import yaml
+
+    from harness.settings import load_settings
+    from harness.suite import load_suite
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "ci"
+    assert load_policy(docs / "gate-policy.yaml").min_repeats == 3
+    assert load_suite(docs / "gate-suite.yaml", load_settings()).repeats >= 3
+    workflow = yaml.safe_load((docs / "brokerbench-gate.yml").read_text())
+    steps = " ".join(step.get("run", "") for step in workflow["jobs"]["gate"]["steps"])
+    assert "brokerbench gate" in steps and "GITHUB_STEP_SUMMARY" in steps
