@@ -87,13 +87,14 @@ def gate(  # noqa: PLR0917 (typer maps parameters to options)
     result = run_gate(find_runs([baseline]), find_runs([current]), rules, allow_env_mismatch)
     console.print(gate_table(result))
     for warning in result.warnings:
-        errors.print(f"warning: {warning}", markup=False, highlight=False)
+        errors.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
     if md is not None:
         write_text_atomically(md, markdown_report.render_gate(result))
     if junit is not None:
         write_text_atomically(junit, junit_report.render_gate(result))
     line = f"gate: {result.verdict}"
-    (errors if result.exit_code else console).print(line, markup=False, highlight=False)
+    out = errors if result.exit_code else console
+    out.print(line, markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(result.exit_code)
 
 

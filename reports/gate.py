@@ -69,7 +69,8 @@ class GateResult:
         if failing:
             return f"FAIL: {len(failing)} regression(s) or violation(s)"
         if undecided:
-            return f"cannot decide: {undecided[0].why}" + (
+            first = undecided[0]
+            return f"cannot decide: {first.key.label()}: {first.what}: {first.why}" + (
                 f" (and {len(undecided) - 1} more)" if len(undecided) > 1 else ""
             )
         return "pass"
@@ -96,14 +97,14 @@ def _compare_metric(
     c = [v for v in (run.number(rule.path) for run in cur) if v is not None]
     sizes = f"{len(b)} vs {len(c)} repeats"
     if not b or not c:
-        return Outcome(key, name, "undecided", f"{key.label()}: {name} missing ({rule.path})")
+        return Outcome(key, name, "undecided", f"missing ({rule.path})")
     shown = Shown(
         f"{statistics.median(b):.4g} (n={len(b)})", f"{statistics.median(c):.4g} (n={len(c)})"
     )
     if min(len(b), len(c)) < policy.min_repeats or smallest_p(len(b), len(c)) > policy.alpha:
         why = (
-            f"{key.label()}: {name}: {sizes}; needs >= {policy.min_repeats} repeats on each "
-            f"side and a sample that can reach p <= {policy.alpha}"
+            f"{sizes}; needs >= {policy.min_repeats} on each side, and enough to reach "
+            f"p <= {policy.alpha}"
         )
         return Outcome(key, name, "undecided", why, *shown)
     for side, sample in (("baseline", b), ("current", c)):
@@ -203,6 +204,6 @@ def run_gate(
             )
     for key in base_keys:
         if key not in cur_keys:
-            why = f"{key.label()} is in the baseline but not in the current runs"
+            why = "in the baseline but not in the current runs"
             result.outcomes.append(Outcome(key, "current", "undecided", why))
     return result
