@@ -19,6 +19,7 @@ from harness.errors import UserError
 from harness.settings import load_settings
 from harness.setup import artifacts
 from harness.stack.manager import ServiceStatus, Stack
+from reports.cli import gate, report
 
 app = typer.Typer(
     add_completion=False,
@@ -329,6 +330,9 @@ def analyze(
         table.add_row(check["name"], str(check["valid"]), json.dumps(check["counts"]))
     console.print(table)
 
+
+app.command()(report)
+app.command()(gate)
 
 INTERRUPTED = 130
 

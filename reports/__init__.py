@@ -1,1 +1,1 @@
-"""Reports and the regression gate: built in a later issue."""
+"""Reports over result.json files (HTML, Markdown, JUnit XML, CSV) and the regression gate."""

@@ -14,6 +14,8 @@ REQUIRE_BROKERS = bool(os.environ.get("CI") or os.environ.get("BROKERBENCH_REQUI
 # Benchmarks measure, they do not test: `make bench` runs them, `make test` leaves them out.
 collect_ignore = [] if os.environ.get("BROKERBENCH_BENCHMARKS") else ["benchmarks"]
 _skipped_broker_tests: list[str] = []
+REQUIRED_MARKERS = ("broker", "browser")
+"""Tests with these markers may skip locally where a runtime is absent, never in CI."""
 
 
 def missing_services() -> dict[str, str]:
@@ -71,7 +73,7 @@ class RequireService:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.skipped and "broker" in report.keywords:
+    if report.skipped and any(marker in report.keywords for marker in REQUIRED_MARKERS):
         _skipped_broker_tests.append(report.nodeid)
 
 
@@ -83,7 +85,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if REQUIRE_BROKERS and _skipped_broker_tests:
         terminalreporter.write_line(
-            f"FAILED: {len(_skipped_broker_tests)} broker test(s) skipped, which CI does not "
-            f"allow (first: {_skipped_broker_tests[0]})",
+            f"FAILED: {len(_skipped_broker_tests)} broker or browser test(s) skipped, which CI "
+            f"does not allow (first: {_skipped_broker_tests[0]})",
             red=True,
         )

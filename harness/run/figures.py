@@ -14,7 +14,7 @@ import pyarrow.compute as pc  # type: ignore[import-untyped]
 
 from harness.collectors.latency import LatencyKind, LatencyRecorder
 from harness.collectors.summary import latency_summaries
-from harness.collectors.throughput import series_from_ns
+from harness.collectors.throughput import NS_PER_S, series_from_ns
 from harness.history.schema import SendOutcome
 from harness.history.store import History
 
@@ -80,4 +80,52 @@ def counts(history: History) -> dict[str, int]:
         "failed": int(pc.sum(pc.equal(outcomes, int(SendOutcome.FAIL))).as_py() or 0),
         "unknown": int(pc.sum(pc.equal(outcomes, int(SendOutcome.UNKNOWN))).as_py() or 0),
         "received": history.receives.num_rows,
+    }
+
+
+def _per_second(seconds: np.ndarray[Any, Any], length: int) -> list[int]:
+    inside = seconds[(seconds >= 0) & (seconds < length)]
+    return [int(n) for n in np.bincount(inside, minlength=length)]
+
+
+def _percentile_per_second(
+    seconds: np.ndarray[Any, Any], values_ms: np.ndarray[Any, Any], length: int, q: float
+) -> list[float | None]:
+    """The ``q`` quantile (nearest rank) of ``values_ms`` in each second, None where empty."""
+    order = np.lexsort((values_ms, seconds))
+    seconds, values_ms = seconds[order], values_ms[order]
+    starts = np.searchsorted(seconds, np.arange(length), side="left")
+    ends = np.searchsorted(seconds, np.arange(length), side="right")
+    found: list[float | None] = []
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+        found.append(
+            None if end == start else round(float(values_ms[start + int(q * (end - start - 1))]), 3)
+        )
+    return found
+
+
+def time_series(history: History) -> dict[str, Any]:
+    """Per-second series over the whole run, for charts: ``t`` is seconds since ``origin_ns``
+    (the first intended send), ``sent`` acknowledged sends and ``received`` deliveries per
+    second by when they happened, ``e2e_p50_ms`` / ``e2e_p99_ms`` of the deliveries in that
+    second (null where none)."""
+    intended = _ns(history.sends["intended_ns"])
+    if intended.size == 0:
+        return {"origin_ns": None, "t": [], "sent": [], "received": [],
+                "e2e_p50_ms": [], "e2e_p99_ms": []}  # fmt: skip
+    origin = int(intended.min())
+    ok = history.sends.filter(pc.equal(history.sends["outcome"], int(SendOutcome.OK)))
+    acked = (_ns(ok["complete_ns"]) - origin) // NS_PER_S
+    received_ns = _ns(history.receives["receive_ns"])
+    received = (received_ns - origin) // NS_PER_S
+    last = max(int(acked.max(initial=0)), int(received.max(initial=0)))
+    length = last + 1
+    e2e_ms = (received_ns - _ns(history.receives["intended_ns"])) / 1e6
+    return {
+        "origin_ns": origin,
+        "t": list(range(length)),
+        "sent": _per_second(acked, length),
+        "received": _per_second(received, length),
+        "e2e_p50_ms": _percentile_per_second(received, e2e_ms, length, 0.5),
+        "e2e_p99_ms": _percentile_per_second(received, e2e_ms, length, 0.99),
     }

@@ -18,7 +18,7 @@ from harness.checkers import HistoryIndex, all_valid, check_all, derive_backlog
 from harness.checkers.verdict import Verdict
 from harness.drivers.base import Capabilities, OrderingScope
 from harness.history.store import History, load
-from harness.run.figures import Window, counts, latency_figures, throughput_figures
+from harness.run.figures import Window, counts, latency_figures, throughput_figures, time_series
 
 SCHEMA = "brokerbench.result/1"
 RESULT_FILE = "result.json"
@@ -81,6 +81,7 @@ def evaluate(
             "throughput": throughput_figures(history, window, message_size),
             "latency": latency_figures(history, window),
             "lag": lag_series(lag),
+            "series": time_series(history),
         },
         "valid": all_valid(verdicts),
         "checks": [asdict(verdict) for verdict in verdicts],

@@ -1,0 +1,84 @@
+"""Plotly figures per matrix row: throughput, end-to-end latency and lag over time, with
+each fault window shaded. Only plotly's JSON leaves this module; the HTML embeds plotly.js
+once."""
+
+import html
+from typing import Any
+
+import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.subplots import make_subplots
+
+from reports.load import RunResult
+from reports.matrix import Row
+
+COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
+
+
+def _text(untrusted: str) -> str:
+    """plotly.js renders a subset of HTML in labels: make any markup show as text."""
+    return html.escape(untrusted, quote=False)
+
+
+def _seconds_since(run: RunResult, time_ns: int | None) -> float | None:
+    origin = run.series.get("origin_ns")
+    if time_ns is None or not isinstance(origin, int):
+        return None
+    return (time_ns - origin) / 1e9
+
+
+def _lag_times(run: RunResult) -> tuple[list[float], list[Any]]:
+    lag = run.value("figures.lag") or {}
+    samples = lag.get("samples") or []
+    offset = _seconds_since(run, lag.get("first_ns")) or 0.0
+    return [t + offset for t, _ in samples], [backlog for _, backlog in samples]
+
+
+def row_figure(row: Row) -> go.Figure:
+    figure = make_subplots(
+        rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.07,
+        subplot_titles=("throughput (msg/s)", "end-to-end latency (ms)", "lag (messages)"),
+    )  # fmt: skip
+    for index, run in enumerate(row.runs):
+        colour = COLOURS[index % len(COLOURS)]
+        series = run.series
+        times = series.get("t") or []
+        name = f"r{run.repeat}"
+
+        traces = (
+            (1, times, series.get("sent"), "sent", "solid"),
+            (1, times, series.get("received"), "received", "dot"),
+            (2, times, series.get("e2e_p50_ms"), "e2e p50", "solid"),
+            (2, times, series.get("e2e_p99_ms"), "e2e p99", "dot"),
+            (3, *_lag_times(run), "lag", "solid"),
+        )
+        for at, x, y, label, dash in traces:
+            line = {"color": colour, "dash": dash, "width": 1.5}
+            figure.add_trace(
+                go.Scatter(x=x, y=y or [], name=f"{name} {label}", legendgroup=name,
+                           mode="lines", line=line),
+                row=at, col=1,
+            )  # fmt: skip
+        for fault in run.scenario.faults:
+            start, end = _seconds_since(run, fault.start_ns), _seconds_since(run, fault.end_ns)
+            if start is None:
+                continue
+            figure.add_vrect(
+                x0=start, x1=end if end is not None else start, row="all", col=1,
+                fillcolor="#d62728", opacity=0.12, line_width=0,
+            )  # fmt: skip
+            figure.add_annotation(
+                x=start, y=1.0, xref="x", yref="paper", showarrow=False, xanchor="left",
+                text=_text(f"{name} {fault.name}"), font={"size": 10, "color": "#d62728"},
+            )  # fmt: skip
+    figure.update_layout(
+        template="plotly_white", height=620, margin={"l": 60, "r": 20, "t": 40, "b": 40},
+        legend={"orientation": "h", "y": -0.08},
+    )  # fmt: skip
+    figure.update_xaxes(title_text="seconds since start", row=3, col=1)
+    return figure
+
+
+def figure_json(figure: go.Figure) -> str:
+    """plotly's JSON, which escapes <, > and / so it is safe inside a <script> element."""
+    return str(pio.to_json(figure, validate=True))

@@ -1,0 +1,109 @@
+"""``brokerbench report`` and ``brokerbench gate`` (registered in harness/cli.py)."""
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from harness.atomic import write_text_atomically
+from reports.load import find_runs
+from reports.matrix import FIGURE_COLUMNS, build_matrix, fmt, verdict_word
+
+if TYPE_CHECKING:
+    from reports.gate import GateResult
+
+console = Console(width=None if sys.stdout.isatty() else 160)
+errors = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+OutFile = Annotated[Path | None, typer.Option(dir_okay=False, writable=True)]
+STATUS_STYLE = {
+    "pass": "green", "improved": "green", "new": "cyan", "noisy": "yellow",
+    "undecided": "yellow", "regression": "red", "violation": "red",
+}  # fmt: skip
+
+
+def report(
+    run_dirs: Annotated[
+        list[Path], typer.Argument(help="Run folders or suite output folders (searched).")
+    ],
+    html: Annotated[Path | None, typer.Option("--html", help="Self-contained HTML file.")] = None,
+    md: Annotated[
+        Path | None, typer.Option("--md", help="Markdown (PR comment, step summary).")
+    ] = None,
+    junit: Annotated[
+        Path | None, typer.Option("--junit", help="JUnit XML: one case per check.")
+    ] = None,
+    csv: Annotated[Path | None, typer.Option("--csv", help="CSV: one row per run.")] = None,
+) -> None:
+    """Compare runs: a broker x workload x scenario matrix, charts, checks, environment.
+    Without any output option, writes report.html."""
+    from reports import csv_report, html_report, junit_report, markdown_report
+
+    runs = find_runs(run_dirs)
+    matrix = build_matrix(runs)
+    source = ["source"] if matrix.several_sources else []
+    table = Table(*source, "broker", "workload", "scenario", "repeats",
+                  *(c.title for c in FIGURE_COLUMNS), "verdict", box=None)  # fmt: skip
+    for row in matrix.rows:
+        figures = [fmt(row.figures[c.title], c.digits) for c in FIGURE_COLUMNS]
+        key = [escape(part) for part in ([row.source] if source else []) + list(row.key)]
+        table.add_row(*key, str(len(row.runs)), *figures, verdict_word(row.valid))
+    console.print(table)
+    if not any((html, md, junit, csv)):
+        html = Path("report.html")
+    writers = ((html, html_report.render), (md, markdown_report.render),
+               (junit, junit_report.render), (csv, csv_report.render))  # fmt: skip
+    for target, render in writers:
+        if target is not None:
+            write_text_atomically(target, render(runs, matrix))
+            console.print(f"wrote {target}")
+
+
+def gate(  # noqa: PLR0917 (typer maps parameters to options)
+    baseline: Annotated[Path, typer.Option("--baseline", help="Baseline run folder(s) root.")],
+    current: Annotated[Path, typer.Option("--current", help="Current run folder(s) root.")],
+    policy: Annotated[
+        Path | None, typer.Option("--policy", help="Gate policy YAML (docs/reports.md).")
+    ] = None,
+    allow_env_mismatch: Annotated[
+        bool, typer.Option("--allow-env-mismatch", help="Compare even if environments differ.")
+    ] = False,
+    md: Annotated[
+        Path | None, typer.Option("--md", help="Also write the verdict as Markdown.")
+    ] = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Also write JUnit XML.")] = None,
+) -> None:
+    """Fail on correctness violations and significant performance regressions.
+    Exit 0 pass, 1 regression, 2 cannot compare or cannot decide."""
+    from reports import junit_report, markdown_report
+    from reports.gate import run_gate
+    from reports.policy import load_policy
+
+    rules = load_policy(policy)
+    result = run_gate(find_runs([baseline]), find_runs([current]), rules, allow_env_mismatch)
+    console.print(gate_table(result))
+    for warning in result.warnings:
+        errors.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
+    if md is not None:
+        write_text_atomically(md, markdown_report.render_gate(result))
+    if junit is not None:
+        write_text_atomically(junit, junit_report.render_gate(result))
+    line = f"gate: {result.verdict}"
+    out = errors if result.exit_code else console
+    out.print(line, markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(result.exit_code)
+
+
+def gate_table(result: "GateResult") -> Table:
+    table = Table("broker / workload / scenario", "what", "baseline", "current", "result",
+                  "why", box=None)  # fmt: skip
+    table.columns[5].overflow = "fold"
+    for o in result.outcomes:
+        style = STATUS_STYLE[o.status]
+        cells = [escape(text) for text in (o.key.label(), o.what, o.baseline, o.current)]
+        table.add_row(*cells, f"[{style}]{o.status}[/]", escape(o.why))
+    return table

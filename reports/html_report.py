@@ -1,0 +1,52 @@
+"""The self-contained HTML report: jinja2 with autoescaping for every untrusted string, and
+plotly.js inlined once so the file works offline."""
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import jinja2
+import plotly.offline
+from markupsafe import Markup
+
+from reports.charts import figure_json, row_figure
+from reports.load import RunResult
+from reports.matrix import FIGURE_COLUMNS, Matrix, fmt, verdict_word
+
+_environment = jinja2.Environment(
+    loader=jinja2.PackageLoader("reports", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_environment.filters["fmt"] = fmt
+_environment.filters["verdict"] = verdict_word
+_environment.filters["pretty"] = lambda value: json.dumps(value, indent=1, default=str)
+
+
+def fingerprints(runs: list[RunResult]) -> list[dict[str, Any]]:
+    """Distinct environments, each with the runs measured in it."""
+    found: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        key = json.dumps(run.environment, sort_keys=True, default=str)
+        entry = found.setdefault(key, {"environment": run.environment, "runs": []})
+        entry["runs"].append(f"{run.key.label()} / r{run.repeat}")
+    return list(found.values())
+
+
+def render(runs: list[RunResult], matrix: Matrix) -> str:
+    charts = [
+        {"id": f"chart-{index}", "row": row, "json": Markup(figure_json(row_figure(row)))}
+        for index, row in enumerate(matrix.rows)
+    ]
+    template = _environment.get_template("report.html.j2")
+    return template.render(
+        matrix=matrix,
+        columns=FIGURE_COLUMNS,
+        charts=charts,
+        runs=runs,
+        fingerprints=fingerprints(runs),
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        plotly_js=Markup(plotly.offline.get_plotlyjs()),
+    )

@@ -1,0 +1,61 @@
+"""JUnit XML: each check of each run, and each gate check, is a test case (CI systems show
+failures per case). Built with ElementTree, which escapes text and attributes."""
+
+import json
+import xml.etree.ElementTree as ET
+
+from reports.gate import FAILING, GateResult
+from reports.load import RunResult
+from reports.matrix import Matrix
+
+
+def _suites() -> ET.Element:
+    return ET.Element("testsuites", name="brokerbench")
+
+
+def _finish(root: ET.Element) -> str:
+    for suite in root:
+        cases = list(suite)
+        suite.set("tests", str(len(cases)))
+        suite.set("failures", str(sum(case.find("failure") is not None for case in cases)))
+        suite.set("skipped", str(sum(case.find("skipped") is not None for case in cases)))
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, "unicode") + "\n"
+
+
+def render(runs: list[RunResult], matrix: Matrix) -> str:
+    root = _suites()
+    for run in runs:
+        label = f"{run.key.label()} / r{run.repeat}"
+        suite = ET.SubElement(root, "testsuite", name=label)
+        for check in run.checks:
+            case = ET.SubElement(
+                suite, "testcase", name=check.name,
+                classname=f"brokerbench.{run.broker}.{run.workload.name}.{run.scenario.name}",
+            )  # fmt: skip
+            details = json.dumps({"counts": check.counts, "examples": check.examples},
+                                 indent=1, default=str)  # fmt: skip
+            if check.valid is False:
+                ET.SubElement(case, "failure", message=check.notes).text = details
+            elif check.valid is None:
+                ET.SubElement(case, "skipped", message=f"unknown: {check.notes}")
+            ET.SubElement(case, "system-out").text = f"{run.path}\n{details}"
+    return _finish(root)
+
+
+def render_gate(result: GateResult) -> str:
+    root = _suites()
+    suite = ET.SubElement(root, "testsuite", name="brokerbench gate")
+    for outcome in result.outcomes:
+        case = ET.SubElement(
+            suite, "testcase", name=f"{outcome.key.label()}: {outcome.what}",
+            classname="brokerbench.gate",
+        )  # fmt: skip
+        message = f"{outcome.status}: {outcome.why}"
+        if outcome.status in FAILING:
+            ET.SubElement(case, "failure", message=message)
+        elif outcome.status == "undecided":
+            ET.SubElement(case, "skipped", message=message)
+        else:
+            ET.SubElement(case, "system-out").text = message
+    return _finish(root)

@@ -1,0 +1,119 @@
+"""The comparison matrix: one row per (broker, workload, scenario), medians over its repeats."""
+
+import statistics
+from dataclasses import dataclass
+
+from reports.load import RunKey, RunResult
+
+
+@dataclass(frozen=True)
+class Column:
+    title: str
+    path: str
+    """Dotted path into result.json (see ``RunResult.value``)."""
+    digits: int = 2
+
+
+FIGURE_COLUMNS = (
+    Column("sent msg/s", "figures.throughput.sent.mean_msgs_per_s", 0),
+    Column("received msg/s", "figures.throughput.received.mean_msgs_per_s", 0),
+    Column("e2e p50 ms", "figures.latency.e2e.stats.p50"),
+    Column("e2e p99 ms", "figures.latency.e2e.stats.p99"),
+    Column("e2e p99.9 ms", "figures.latency.e2e.stats.p99.9"),
+    Column("publish p99 ms", "figures.latency.publish.stats.p99"),
+    Column("lag max", "figures.lag.max", 0),
+)
+
+VERDICT_ORDER = {False: 0, None: 1, True: 2}
+"""Worst first: a key's verdict is its worst repeat's."""
+
+
+def worst(verdicts: list[bool | None]) -> bool | None:
+    return min(verdicts, key=VERDICT_ORDER.__getitem__) if verdicts else None
+
+
+def median(runs: list[RunResult], path: str) -> float | None:
+    values = [v for v in (run.number(path) for run in runs) if v is not None]
+    return statistics.median(values) if values else None
+
+
+def anomalies(run: RunResult) -> list[str]:
+    """Non-zero counts of every check that did not pass, and what each fault's recovery found."""
+    found = []
+    for check in run.checks:
+        if check.valid is not True:
+            nonzero = {k: v for k, v in check.counts.items() if v not in (0, None, False)}
+            found.append(f"{check.name}: " + ", ".join(f"{k}={v}" for k, v in nonzero.items()))
+    for fault in run.scenario.faults:
+        for name, value in fault.anomalies.items():
+            if value not in (0, None, False, [], {}):
+                found.append(f"{fault.name}: {name}={value}")
+    return found
+
+
+@dataclass(frozen=True)
+class Row:
+    source: str
+    """The folder given to ``report`` (shown when several are compared)."""
+    key: RunKey
+    runs: list[RunResult]
+    figures: dict[str, float | None]
+    """Column title -> median over the repeats."""
+    checks: dict[str, bool | None]
+    """Check name -> worst verdict over the repeats (absent: that check did not run here)."""
+    valid: bool | None
+    anomalies: list[str]
+    semantics: str | None
+
+
+@dataclass(frozen=True)
+class Matrix:
+    rows: list[Row]
+    check_names: list[str]
+    """Every check seen in any run, in the order first seen."""
+    sources: list[str]
+
+    @property
+    def several_sources(self) -> bool:
+        return len(self.sources) > 1
+
+    @property
+    def valid(self) -> bool | None:
+        return worst([row.valid for row in self.rows])
+
+
+def build_matrix(runs: list[RunResult]) -> Matrix:
+    check_names: list[str] = []
+    rows = []
+    groups: dict[tuple[str, RunKey], list[RunResult]] = {}
+    for run in runs:
+        groups.setdefault((run.source, run.key), []).append(run)
+    for (source, key), group in sorted(groups.items()):
+        checks: dict[str, list[bool | None]] = {}
+        for run in group:
+            for check in run.checks:
+                checks.setdefault(check.name, []).append(check.valid)
+                if check.name not in check_names:
+                    check_names.append(check.name)
+        semantics = {run.semantics for run in group if run.semantics}
+        rows.append(
+            Row(
+                source=source,
+                key=key,
+                runs=group,
+                figures={c.title: median(group, c.path) for c in FIGURE_COLUMNS},
+                checks={name: worst(verdicts) for name, verdicts in checks.items()},
+                valid=worst([run.valid for run in group]),
+                anomalies=[f"r{run.repeat} {found}" for run in group for found in anomalies(run)],
+                semantics=", ".join(sorted(semantics)) or None,
+            )
+        )
+    return Matrix(rows, check_names, sorted({run.source for run in runs}))
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def verdict_word(valid: bool | None) -> str:
+    return {True: "pass", False: "FAIL", None: "unknown"}[valid]

@@ -1,0 +1,71 @@
+"""Open a report in real headless Chromium (Debian's chromium + chromedriver) via selenium."""
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def missing() -> str | None:
+    """Why the browser test cannot run here, or None."""
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not Path(path).exists() and shutil.which(Path(path).name) is None:
+            return f"{path} not found: apt-get install chromium chromium-driver"
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium not installed: pip install -e '.[dev]'"
+    return None
+
+
+@dataclass(frozen=True)
+class Rendered:
+    charts: int
+    plotted: int
+    """Chart holders in which plotly.js drew its SVG."""
+    svgs: int
+    console_errors: list[dict[str, Any]]
+    title: str
+    planted: Any
+    """``window.planted``: set only if markup planted in the data ran as script."""
+
+
+def render(html: Path, screenshots: list[Path]) -> Rendered:
+    """Load ``html`` from disk (offline), wait for the charts, collect console errors and
+    save a full-page screenshot to each of ``screenshots``."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 "--window-size=1400,1000", "--host-resolver-rules=MAP * ~NOTFOUND"):  # fmt: skip
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    try:
+        driver.set_page_load_timeout(120)
+        driver.get(html.resolve().as_uri())
+        count = "return document.querySelectorAll('.chart').length"
+        drawn = "return document.querySelectorAll('.chart.js-plotly-plot .main-svg').length > 0 ? document.querySelectorAll('.chart.js-plotly-plot').length : 0"  # noqa: E501
+        charts = int(driver.execute_script(count))
+        WebDriverWait(driver, 60).until(lambda d: int(d.execute_script(drawn)) >= charts)
+        plotted = int(driver.execute_script(drawn))
+        svgs = int(driver.execute_script("return document.querySelectorAll('svg.main-svg').length"))
+        height = int(driver.execute_script("return document.documentElement.scrollHeight"))
+        driver.set_window_size(1400, min(height + 50, 6000))
+        for path in screenshots:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            driver.save_screenshot(str(path))
+        logs = driver.get_log("browser")
+        errors = [entry for entry in logs if entry.get("level") == "SEVERE"]
+        planted = driver.execute_script(
+            "return window.planted === undefined ? null : window.planted"
+        )
+        return Rendered(charts, plotted, svgs, errors, driver.title, planted)
+    finally:
+        driver.quit()

@@ -1,0 +1,133 @@
+"""`brokerbench report` on real runs: every format, untrusted strings escaped, and the HTML
+opened in real headless Chromium."""
+
+import csv
+import io
+import json
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.reports import browser
+from tests.reports.conftest import Runs, brokerbench, copy_runs, edit_result, result_files
+
+pytestmark = pytest.mark.broker
+
+PLANTED = '<script>window.planted = 1</script><img src=x onerror="window.planted = 2">'
+SCREENSHOT_COPY = Path("/work/report-screenshot.png")
+
+
+def plant(runs: Runs, root: Path) -> Path:
+    """One folder with the real runs; the slow runs get the latency toxic as a fault window,
+    and one run carries markup in a check's notes and examples and in its environment."""
+    suite = root / "suite"
+    for name in ("baseline", "slow", "elasticmq"):
+        copy_runs(getattr(runs, name), suite / name)
+    start_ns, end_ns = runs.toxic_ns
+
+    def fault(document: dict[str, Any]) -> None:
+        document["scenario"] = {
+            "name": "latency-100ms",
+            "faults": [{"name": "latency 100 ms", "action": "latency", "target": "kafka",
+                        "start_ns": start_ns, "end_ns": end_ns, "anomalies": {}}],
+        }  # fmt: skip
+
+    for result_file in result_files(suite / "slow"):
+        edit_result(result_file, fault)
+
+    def markup(document: dict[str, Any]) -> None:
+        document["checks"][0]["notes"] = PLANTED
+        document["checks"][0]["examples"] = [{"payload": PLANTED}]
+        document["environment"]["host"] = PLANTED
+
+    edit_result(result_files(suite / "elasticmq")[0], markup)
+    return suite
+
+
+@pytest.fixture(scope="module")
+def rendered(runs: Runs, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("report")
+    suite = plant(runs, root)
+    outputs = {ext: root / f"report.{ext}" for ext in ("html", "md", "xml", "csv")}
+    completed = brokerbench(
+        "report", str(suite), "--html", str(outputs["html"]), "--md", str(outputs["md"]),
+        "--junit", str(outputs["xml"]), "--csv", str(outputs["csv"]), timeout=120,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    print(completed.stdout, f"html: {outputs['html'].stat().st_size} bytes")
+    return outputs
+
+
+def matrix_rows(html: str) -> list[str]:
+    body = html.split('<table id="matrix">')[1].split("</tbody>", maxsplit=1)[0].split("<tbody>")[1]
+    return body.split("<tr>")[1:]
+
+
+def test_the_html_matrix_has_a_row_per_broker_and_scenario(rendered: dict[str, Path]) -> None:
+    html = rendered["html"].read_text()
+    rows = matrix_rows(html)
+    assert len(rows) == 3
+    assert sum("<td>kafka</td>" in row for row in rows) == 2
+    assert sum("<td>elasticmq</td>" in row for row in rows) == 1
+    assert sum("<td>latency-100ms</td>" in row for row in rows) == 1
+    for name in ("lost", "duplicates", "ordering", "lag-recovery"):
+        assert f"<th>{name}</th>" in html
+    assert html.count("<script>") == 1 + 1  # plotly.js once, and the report's own script
+    assert html.count('type="application/json"') == 3  # one chart per row
+
+
+def test_untrusted_strings_are_escaped_everywhere(rendered: dict[str, Path]) -> None:
+    html = rendered["html"].read_text()
+    assert "window.planted" in html
+    assert "<script>window.planted" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;window.planted = 1&lt;/script&gt;" in html
+    markdown = rendered["md"].read_text()
+    assert "<script>" not in markdown and "<img" not in markdown
+    junit = ET.parse(rendered["xml"]).getroot()
+    outputs = "".join(element.text or "" for element in junit.iter("system-out"))
+    assert "<script>window.planted = 1</script>" in outputs  # escaped in XML, parsed back
+    rows = list(csv.DictReader(io.StringIO(rendered["csv"].read_text())))
+    assert len(rows) == 3 + 3 + 1
+
+
+def test_markdown_junit_and_csv_hold_every_run_and_check(rendered: dict[str, Path]) -> None:
+    markdown = rendered["md"].read_text()
+    table = [line for line in markdown.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + 3  # header + one row per broker x workload x scenario
+    assert "| kafka | keyed-200 | latency-100ms |" in markdown
+    junit = ET.parse(rendered["xml"]).getroot()
+    suites = junit.findall("testsuite")
+    assert len(suites) == 7
+    checks = {case.get("name") for case in junit.iter("testcase")}
+    assert {"lost", "duplicates", "ordering", "phantom"} <= checks
+    rows = list(csv.DictReader(io.StringIO(rendered["csv"].read_text())))
+    slow = [row for row in rows if row["scenario"] == "latency-100ms"]
+    assert all(float(row["e2e p50 ms"]) > 100 for row in slow)
+    assert all(row["check lost"] == "true" for row in rows)
+
+
+def test_the_series_in_result_json_cover_the_run(runs: Runs) -> None:
+    document = json.loads(result_files(runs.baseline)[0].read_text())
+    series = document["figures"]["series"]
+    assert len(series["t"]) == len(series["sent"]) == len(series["e2e_p99_ms"]) >= 4
+    assert sum(series["received"]) == document["counts"]["received"]
+
+
+@pytest.mark.browser
+def test_the_html_renders_in_headless_chromium(rendered: dict[str, Path], tmp_path: Path) -> None:
+    reason = browser.missing()
+    if reason:
+        pytest.skip(reason)
+    screenshot = tmp_path / "report.png"
+    page = browser.render(rendered["html"], [screenshot])
+    assert page.title == "brokerbench report"
+    assert page.charts == page.plotted == 3
+    assert page.svgs >= 3
+    assert page.console_errors == []
+    assert page.planted is None
+    assert screenshot.stat().st_size > 10_000
+    if SCREENSHOT_COPY.parent.is_dir():
+        shutil.copyfile(screenshot, SCREENSHOT_COPY)
