@@ -14,7 +14,7 @@ REQUIRE_BROKERS = bool(os.environ.get("CI") or os.environ.get("BROKERBENCH_REQUI
 # Benchmarks measure, they do not test: `make bench` runs them, `make test` leaves them out.
 collect_ignore = [] if os.environ.get("BROKERBENCH_BENCHMARKS") else ["benchmarks"]
 _skipped_broker_tests: list[str] = []
-REQUIRED_MARKERS = ("broker", "browser")
+REQUIRED_MARKERS = ("broker", "browser", "postgres")
 """Tests with these markers may skip locally where a runtime is absent, never in CI."""
 
 

@@ -4,7 +4,7 @@ database (a schema per service and run) when the flow's ``database`` URL is give
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, MetaData, create_engine, event
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 SQLITE_BUSY_SECONDS = 30
@@ -42,15 +42,19 @@ def open_engine(url: str) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    engine = create_engine(url)
-    options = parsed.query.get("options", "")
-    schema = str(options).removeprefix("-csearch_path=")
-    if schema:
-        with engine.begin() as connection:
-            connection.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-    return engine
+    return create_engine(url)
 
 
 def create_tables(engine: Engine, *metadatas: MetaData) -> None:
-    for metadata in metadatas:
-        metadata.create_all(engine, checkfirst=True)
+    """The service's schema (PostgreSQL) and tables, if missing. Several consumer processes of
+    a service start at once, and ``IF NOT EXISTS`` is not safe against a concurrent creator in
+    PostgreSQL: they take turns under an advisory lock."""
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            options = str(engine.url.query.get("options", ""))
+            schema = options.removeprefix("-csearch_path=")
+            connection.execute(text("SELECT pg_advisory_xact_lock(hashtext(:s))"), {"s": schema})
+            if schema:
+                connection.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        for metadata in metadatas:
+            metadata.create_all(connection, checkfirst=True)

@@ -10,10 +10,8 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    insert,
-    select,
-    update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 
 from workloads.flows.api import Emit, Event, PoisonError, Service
 from workloads.tracker.events import EVENT_TYPES, MalformedEventError, TrackerConfig, parse
@@ -46,28 +44,28 @@ class Aggregator(Service):
             if not self.config.dead_letter_poison:
                 return []
             raise PoisonError(str(exc)) from exc
+        # Single statements (insert-or-skip, insert-or-add), so that consumers handling the
+        # same event or a user's first events at the same time cannot collide.
+        dialect_insert = postgresql.insert if db.dialect.name == "postgresql" else sqlite.insert
         if self.config.dedup:
-            seen = db.execute(
-                select(PROCESSED.c.event_id).where(PROCESSED.c.event_id == event.event_id)
-            ).first()
-            if seen is not None:
-                return []
-            db.execute(insert(PROCESSED), {"event_id": event.event_id})
-        row = db.execute(select(AGGREGATES).where(AGGREGATES.c.user == click.user)).first()
-        if row is None:
-            values = dict.fromkeys(EVENT_TYPES, 0) | {"revenue_cents": 0}
-            values[click.type] = 1
-            values["revenue_cents"] = click.amount_cents
-            db.execute(insert(AGGREGATES), {"user": click.user, **values})
-        else:
-            db.execute(
-                update(AGGREGATES)
-                .where(AGGREGATES.c.user == click.user)
-                .values(
-                    {
-                        click.type: AGGREGATES.c[click.type] + 1,
-                        "revenue_cents": AGGREGATES.c.revenue_cents + click.amount_cents,
-                    }
-                )
+            first_time = db.execute(
+                dialect_insert(PROCESSED)
+                .values(event_id=event.event_id)
+                .on_conflict_do_nothing(index_elements=[PROCESSED.c.event_id])
             )
+            if first_time.rowcount == 0:
+                return []
+        values = dict.fromkeys(EVENT_TYPES, 0) | {"revenue_cents": 0}
+        values[click.type] = 1
+        values["revenue_cents"] = click.amount_cents
+        statement = dialect_insert(AGGREGATES).values(user=click.user, **values)
+        db.execute(
+            statement.on_conflict_do_update(
+                index_elements=[AGGREGATES.c.user],
+                set_={
+                    click.type: AGGREGATES.c[click.type] + 1,
+                    "revenue_cents": AGGREGATES.c.revenue_cents + click.amount_cents,
+                },
+            )
+        )
         return []
