@@ -121,7 +121,7 @@ class KafkaDriver:
                 **self._base,
                 "isolation.level": "read_committed",
                 **self.endpoint.consumer_config,
-                "group.id": group,
+                "group.id": _group_id(destination, group),
             },
             destination,
             self,
@@ -129,7 +129,12 @@ class KafkaDriver:
 
     def backlog(self, destination: Destination, group: str) -> int | None:
         probe = ConfluentConsumer(
-            {**self._base, "group.id": group, "enable.auto.commit": False, "log_level": 0}
+            {
+                **self._base,
+                "group.id": _group_id(destination, group),
+                "enable.auto.commit": False,
+                "log_level": 0,
+            }
         )
         try:
             metadata = probe.list_topics(destination.address, timeout=10)
@@ -304,6 +309,12 @@ class KafkaConsumer:
         if self._dead_letters is not None:
             self._dead_letters.close()
         self._consumer.close()
+
+
+def _group_id(destination: Destination, group: str) -> str:
+    """Kafka consumer groups are cluster-wide: one per destination and group, so that services
+    reading different topics never rebalance each other, nor do runs sharing a broker."""
+    return f"{destination.address}.{group}"
 
 
 def _position(message: Received) -> tuple[int, int]:

@@ -109,7 +109,7 @@ class Kafka(Service):
         (self.directory / "log4j2.properties").write_text(_KAFKA_LOG4J, encoding="utf-8")
         if (self.directory / "data" / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = _kafka_cluster_id()
         completed = subprocess.run(
             [
                 *self._java(lib),
@@ -308,3 +308,13 @@ def local_broker_version(name: str, settings: Settings) -> str | None:
         if service.name == name and not isinstance(service, Toxiproxy):
             return service.version()
     return None
+
+
+def _kafka_cluster_id() -> str:
+    """A random cluster id as Kafka writes them (URL-safe base64 of a UUID); like Kafka's own
+    ``Uuid.randomUuid``, never one starting with "-", which the storage tool would read as an
+    option (one fresh home in 64 failed to format)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id

@@ -26,3 +26,12 @@ def test_the_kafka_proxy_forwards_to_the_proxied_listener_only() -> None:
     assert specs["kafka"].upstream == f"127.0.0.1:{settings.ports.kafka_proxied_listener}"
     assert set(specs) == {"kafka", "elasticmq", "moto", "pubsub"}
     assert all(spec.listen.startswith("127.0.0.1:") for spec in specs.values())
+
+
+def test_kafka_cluster_ids_never_start_with_a_dash() -> None:
+    from harness.stack.services import _kafka_cluster_id
+
+    ids = [_kafka_cluster_id() for _ in range(2000)]
+    assert not any(cluster_id.startswith("-") for cluster_id in ids)
+    assert len(set(ids)) == len(ids)
+    assert all(len(cluster_id) == 22 for cluster_id in ids)
