@@ -7,11 +7,13 @@ JSON progress line a second; stops cleanly on SIGTERM or SIGINT.
 """
 
 import json
+import random
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -24,7 +26,7 @@ from harness.history.schema import Disposition
 from harness.load.consumer_process import scope_of
 from workloads.flows import outbox
 from workloads.flows.api import Event, PoisonError, Service, event_id
-from workloads.flows.database import create_tables, open_engine
+from workloads.flows.database import READ_PHASE, create_tables, open_engine
 from workloads.flows.dead_letters import DeadLetterReader
 from workloads.flows.plan import ServicePlan, partition_number
 from workloads.flows.registry import flow_class
@@ -172,11 +174,14 @@ def _handler(
     destinations: _Destinations,
     ordering: OrderingScope,
 ) -> Callable[[Received, int], bool | None]:
-    """Handles one delivery: True when handled (ack), False for poison (nack), None when the
-    payload is not this run's."""
+    """Handles one delivery: True when handled (ack), False to nack (poison, or a redelivery
+    asked for by ``redeliver_rate``), None when the payload is not this run's."""
     run_id = plan.run.run_id
     topic = plan.topic
     record = plan.dead_letter_of is None
+    prepares = type(service).prepare is not Service.prepare
+    redeliver_rate = service.config.redeliver_rate if record else 0.0
+    redeliveries = random.Random(f"{run_id}:{plan.consumer_id}")
 
     def handle(message: Received, receive_ns: int) -> bool | None:
         decoded = decode(message.payload)
@@ -192,9 +197,15 @@ def _handler(
             intended_ns=envelope.intended_ns,
         )
         try:
+            if prepares:
+                with engine.connect() as db:
+                    db.execution_options(**{READ_PHASE: True})
+                    with db.begin():
+                        event = replace(event, prepared=service.prepare(db, event))
             with engine.begin() as db:
                 outbox.store(db, plan.consumer_id, service.handle(db, event))
-            ok = True
+            # Committed; at redeliver_rate nacked anyway, as if the consumer died before acking.
+            ok = not (redeliver_rate and redeliveries.random() < redeliver_rate)
         except PoisonError:
             ok = False
         if record:
