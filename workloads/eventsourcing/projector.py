@@ -26,6 +26,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 
 from workloads.eventsourcing.commands import EventSourcingConfig
 from workloads.eventsourcing.handler import EVENTS_TOPIC
@@ -73,12 +74,9 @@ COUNTER_OF = {
 
 def project(db: Connection, event: AccountEvent, *, version_check: bool = True) -> None:
     """Apply one delivered event to the read model (inside the caller's transaction)."""
-    row = db.execute(
-        select(BALANCES).where(BALANCES.c.account == event.account).with_for_update()
-    ).first()
-    checkpoint = 0 if row is None else int(row.checkpoint)
+    checkpoint = _lock_account(db, event.account)
     if not version_check:
-        _apply(db, event, checkpoint, exists=row is not None)
+        _apply(db, event, checkpoint)
         return
     if event.version <= checkpoint:
         _log(db, event, "skipped", checkpoint, checkpoint)
@@ -96,7 +94,7 @@ def project(db: Connection, event: AccountEvent, *, version_check: bool = True) 
             )
         _log(db, event, "buffered", checkpoint, checkpoint)
         return
-    checkpoint = _apply(db, event, checkpoint, exists=row is not None)
+    checkpoint = _apply(db, event, checkpoint)
     while True:
         successor = db.execute(
             select(PENDING.c.body).where(
@@ -110,31 +108,40 @@ def project(db: Connection, event: AccountEvent, *, version_check: bool = True) 
                 PENDING.c.account == event.account, PENDING.c.version == checkpoint + 1
             )
         )
-        checkpoint = _apply(db, AccountEvent.from_json(successor.body), checkpoint, exists=True)
+        checkpoint = _apply(db, AccountEvent.from_json(successor.body), checkpoint)
 
 
-def _apply(db: Connection, event: AccountEvent, checkpoint: int, *, exists: bool) -> int:
+def _lock_account(db: Connection, account: str) -> int:
+    """The account's checkpoint, its row locked for this transaction (created at 0 if new; a
+    concurrent projector creating it too is harmless)."""
+    query = select(BALANCES.c.checkpoint).where(BALANCES.c.account == account).with_for_update()
+    row = db.execute(query).first()
+    if row is None:
+        try:
+            with db.begin_nested():
+                db.execute(
+                    insert(BALANCES),
+                    {"account": account, "checkpoint": 0, "balance": 0, "events": 0}
+                    | dict.fromkeys(COUNTERS, 0),
+                )
+        except IntegrityError:
+            pass  # another projector created it first
+        row = db.execute(query).one()
+    return int(row.checkpoint)
+
+
+def _apply(db: Connection, event: AccountEvent, checkpoint: int) -> int:
     """Fold ``event`` into its account's row; the new checkpoint."""
     after = max(checkpoint, event.version)
+    changes: dict[str, object] = {
+        "checkpoint": after,
+        "balance": BALANCES.c.balance + event.delta,
+        "events": BALANCES.c.events + 1,
+    }
     counter = COUNTER_OF.get(event.type)
-    if not exists:
-        values: dict[str, object] = dict.fromkeys(COUNTERS, 0)
-        if counter is not None:
-            values[counter] = abs(event.delta)
-        db.execute(
-            insert(BALANCES),
-            {"account": event.account, "checkpoint": after, "balance": event.delta, "events": 1}
-            | values,
-        )
-    else:
-        changes: dict[str, object] = {
-            "checkpoint": after,
-            "balance": BALANCES.c.balance + event.delta,
-            "events": BALANCES.c.events + 1,
-        }
-        if counter is not None:
-            changes[counter] = BALANCES.c[counter] + abs(event.delta)
-        db.execute(update(BALANCES).where(BALANCES.c.account == event.account).values(changes))
+    if counter is not None:
+        changes[counter] = BALANCES.c[counter] + abs(event.delta)
+    db.execute(update(BALANCES).where(BALANCES.c.account == event.account).values(changes))
     _log(db, event, "applied", checkpoint, after)
     return after
 
