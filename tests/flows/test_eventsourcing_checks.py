@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, Engine, MetaData, delete, insert, select
 
-from workloads.eventsourcing.checks import check_all, check_balances
+from workloads.eventsourcing.checks import (
+    check_all,
+    check_appends,
+    check_balances,
+    read_log,
+    sent_commands,
+)
 from workloads.eventsourcing.commands import EventSourcingConfig, account_name, generate
 from workloads.eventsourcing.handler import EVENTS_TOPIC, CommandHandler
 from workloads.eventsourcing.projector import LOG, PROJECTION_METADATA, Projector, project
@@ -206,6 +212,10 @@ def test_a_command_applied_twice_fails_only_the_appends_check(
     flow.command(key_id, seq)  # with dedup: skipped
     flow.sends.pop()
     assert flow.invalid() == {"appends"}
+    with flow.store.connect() as db:
+        verdict = check_appends(read_log(db), sent_commands(flow.config, flow.state()), db)
+    assert verdict.counts["applied_twice"] == 1
+    assert verdict.counts["decided_twice"] == 1
 
 
 def test_an_acknowledged_command_never_decided_fails_only_the_appends_check(

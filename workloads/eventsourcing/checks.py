@@ -19,6 +19,7 @@ by the versions check) are left out of the balance and projection comparisons (c
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Connection, create_engine, select
 
@@ -201,11 +202,8 @@ def _matches(event: AccountEvent, command: Command) -> bool:
     return event.type in expected and abs(event.delta) == command.amount
 
 
-def check_appends(
-    log: list[AccountEvent],
-    commands: dict[str, tuple[str, Command | None]],
-    store: Connection,
-) -> Verdict:
+def _race_anomalies(log: list[AccountEvent], conflicts: list[Any]) -> dict[str, Examples]:
+    """Several winners of one expected version; conflicts lost to no other writer."""
     examples: dict[str, Examples] = defaultdict(list)
     winners = Counter((e.account, e.expected_version) for e in log)
     for (account, expected), n in sorted(winners.items()):
@@ -214,7 +212,6 @@ def check_appends(
                 {"account": account, "expected_version": expected, "winners": n}
             )
     at = {(e.account, e.version): e for e in log}
-    conflicts = store.execute(select(CONFLICTS)).all()
     for row in conflicts:
         winner = at.get((row.account, row.expected_version + 1))
         if winner is None or winner.command_id == row.command_id:
@@ -222,6 +219,16 @@ def check_appends(
                 {"command_id": row.command_id, "account": row.account,
                  "expected_version": row.expected_version}
             )  # fmt: skip
+    return examples
+
+
+def _command_anomalies(
+    log: list[AccountEvent],
+    commands: dict[str, tuple[str, Command | None]],
+    decided: Counter[str],
+) -> dict[str, Examples]:
+    """Commands applied or decided twice, never decided, or events matching no command."""
+    examples: dict[str, Examples] = defaultdict(list)
     applied = Counter((e.command_id, e.account) for e in log)
     for (command_id, account), n in sorted(applied.items()):
         if n > 1:
@@ -236,11 +243,24 @@ def check_appends(
             examples["event-unlike-its-command"].append(
                 {"event_id": event.event_id, "command_id": event.command_id}
             )
-    decisions = store.execute(select(DECISIONS.c.command_id, DECISIONS.c.outcome)).all()
-    decided = Counter(row.command_id for row in decisions)
     for command_id, (outcome, _) in sorted(commands.items()):
         if outcome == "ok" and command_id not in decided:
             examples["undecided"].append({"command_id": command_id})
+    for command_id, n in sorted(decided.items()):
+        if n > 1:  # a redelivered command changed state (even a repeated rejection)
+            examples["decided-twice"].append({"command_id": command_id, "decisions": n})
+    return examples
+
+
+def check_appends(
+    log: list[AccountEvent],
+    commands: dict[str, tuple[str, Command | None]],
+    store: Connection,
+) -> Verdict:
+    conflicts = list(store.execute(select(CONFLICTS)).all())
+    decisions = store.execute(select(DECISIONS.c.command_id, DECISIONS.c.outcome)).all()
+    decided = Counter(row.command_id for row in decisions)
+    examples = _race_anomalies(log, conflicts) | _command_anomalies(log, commands, decided)
     outcomes = Counter(row.outcome for row in decisions)
     counts = {
         "commands_acked": sum(1 for o, _ in commands.values() if o == "ok"),
@@ -250,7 +270,6 @@ def check_appends(
         **{k.replace(":", "_").replace("-", "_"): v for k, v in sorted(outcomes.items())},
         "conflicts": len(conflicts),
         "commands_with_conflicts": len({row.command_id for row in conflicts}),
-        "decided_more_than_once": sum(1 for n in decided.values() if n > 1),
         **{kind.replace("-", "_"): len(found) for kind, found in sorted(examples.items())},
     }
     valid = not examples
