@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, Engine, MetaData, delete, insert, select
+from sqlalchemy import Connection, Engine, MetaData, delete, insert, select, update
 
 from workloads.eventsourcing.checks import (
     check_all,
@@ -20,7 +20,13 @@ from workloads.eventsourcing.checks import (
 )
 from workloads.eventsourcing.commands import EventSourcingConfig, account_name, generate
 from workloads.eventsourcing.handler import EVENTS_TOPIC, CommandHandler
-from workloads.eventsourcing.projector import LOG, PROJECTION_METADATA, Projector, project
+from workloads.eventsourcing.projector import (
+    BALANCES,
+    LOG,
+    PROJECTION_METADATA,
+    Projector,
+    project,
+)
 from workloads.eventsourcing.store import (
     CONFLICTS,
     EVENTS,
@@ -314,3 +320,29 @@ def test_concurrent_writers_of_one_expected_version(
     with engine.connect() as db:
         versions = db.execute(select(EVENTS.c.version).where(EVENTS.c.account == account)).all()
     assert sorted(v for (v,) in versions) == [1] + [2] * winners
+
+
+def test_an_accepted_command_without_its_events_fails_only_the_appends_check(
+    tmp_path: Path, stack: ExitStack
+) -> None:
+    """A writer that believed it appended (a lost update): its decision, no event."""
+    flow = build(tmp_path, stack)
+    with flow.store.begin() as db:
+        log = read_log(db)
+        final = {e.account: e.version for e in log}
+        finals = (e for e in reversed(log) if e.version == final[e.account])
+        last = next(e for e in finals if e.type == "deposited")
+        db.execute(delete(EVENTS).where(EVENTS.c.event_id == last.event_id))
+    with flow.view.begin() as db:  # the read model never saw it either
+        db.execute(
+            update(BALANCES)
+            .where(BALANCES.c.account == last.account)
+            .values(
+                balance=BALANCES.c.balance - last.delta,
+                deposited=BALANCES.c.deposited - last.delta,
+                events=BALANCES.c.events - 1,
+                checkpoint=BALANCES.c.checkpoint - 1,
+            )
+        )
+        db.execute(delete(LOG).where(LOG.c.account == last.account, LOG.c.version == last.version))
+    assert flow.invalid() == {"appends"}

@@ -225,10 +225,22 @@ def _race_anomalies(log: list[AccountEvent], conflicts: list[Any]) -> dict[str, 
 def _command_anomalies(
     log: list[AccountEvent],
     commands: dict[str, tuple[str, Command | None]],
-    decided: Counter[str],
+    decisions: list[Any],
+    malformed: set[str],
 ) -> dict[str, Examples]:
-    """Commands applied or decided twice, never decided, or events matching no command."""
+    """Commands applied or decided twice, never decided, accepted without their events (a
+    writer that lost its race unawares; an event missing from a malformed log is left to the
+    versions check) or rejected with events; events matching no command."""
     examples: dict[str, Examples] = defaultdict(list)
+    decided = Counter(row.command_id for row in decisions)
+    accepted = {row.command_id for row in decisions if row.outcome == "accepted"}
+    with_events = {e.command_id for e in log}
+    for command_id in sorted(accepted - with_events):
+        command = commands.get(command_id, ("", None))[1]
+        if command is None or not malformed.intersection(accounts_of(command)):
+            examples["accepted-without-events"].append({"command_id": command_id})
+    for command_id in sorted(with_events & set(decided) - accepted):
+        examples["rejected-with-events"].append({"command_id": command_id})
     applied = Counter((e.command_id, e.account) for e in log)
     for (command_id, account), n in sorted(applied.items()):
         if n > 1:
@@ -258,9 +270,11 @@ def check_appends(
     store: Connection,
 ) -> Verdict:
     conflicts = list(store.execute(select(CONFLICTS)).all())
-    decisions = store.execute(select(DECISIONS.c.command_id, DECISIONS.c.outcome)).all()
-    decided = Counter(row.command_id for row in decisions)
-    examples = _race_anomalies(log, conflicts) | _command_anomalies(log, commands, decided)
+    decisions = list(store.execute(select(DECISIONS.c.command_id, DECISIONS.c.outcome)).all())
+    malformed = malformed_accounts(by_account(log))
+    examples = _race_anomalies(log, conflicts) | _command_anomalies(
+        log, commands, decisions, malformed
+    )
     outcomes = Counter(row.outcome for row in decisions)
     counts = {
         "commands_acked": sum(1 for o, _ in commands.values() if o == "ok"),
