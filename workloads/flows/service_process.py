@@ -109,6 +109,7 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
         partition_number=destinations.partition,
     )
     handled = nacked = foreign = 0
+    firsts = _FirstAcks()
     next_report = time.monotonic() + 1.0
     next_publish = time.monotonic()
     handle = _handler(
@@ -129,12 +130,13 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
                     done.append(message)
                 elif outcome:
                     done.append(message)
+                    handled += firsts.acked(message)
                 else:
                     poison.append(message)
+                    firsts.nacked(message)
             consumer.ack(done)
             if poison:
                 consumer.nack(poison)
-            handled += len(done)
             nacked += len(poison)
             if time.monotonic() >= next_publish:
                 publisher.publish_pending()
@@ -143,7 +145,7 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
                 _report(
                     kind="progress",
                     consumer=plan.consumer_id,
-                    handled={plan.dead_letter_of or plan.topic: handled - foreign},
+                    handled={plan.dead_letter_of or plan.topic: handled},
                     nacked=nacked,
                     published=publisher.published,
                 )
@@ -158,11 +160,42 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
     _report(
         kind="done",
         consumer=plan.consumer_id,
-        handled={plan.dead_letter_of or plan.topic: handled - foreign},
+        handled={plan.dead_letter_of or plan.topic: handled},
         nacked=nacked,
         published=publisher.published,
         foreign=foreign,
     )
+
+
+class _FirstAcks:
+    """Counts each message's first ack where the broker numbers messages (Kafka offsets): a
+    nack rewinds the partition, re-delivering messages already handled after it, and the
+    drain (handled >= published) must not count those twice and stop early. Relies on a
+    partition's messages arriving in offset order, as Kafka delivers them to one consumer."""
+
+    def __init__(self) -> None:
+        self.highest: dict[int, int] = {}
+        self.unacked: set[tuple[int, int]] = set()
+        """Offsets at or below the highest seen that were nacked and not acked since."""
+
+    def acked(self, message: Received) -> bool:
+        if message.partition is None or message.offset is None:
+            return True
+        position = (message.partition, message.offset)
+        if message.offset > self.highest.get(message.partition, -1):
+            self.highest[message.partition] = message.offset
+            return True
+        if position in self.unacked:
+            self.unacked.discard(position)
+            return True
+        return False
+
+    def nacked(self, message: Received) -> None:
+        if message.partition is None or message.offset is None:
+            return
+        if message.offset > self.highest.get(message.partition, -1):
+            self.highest[message.partition] = message.offset
+            self.unacked.add((message.partition, message.offset))
 
 
 def _handler(
