@@ -71,6 +71,8 @@ class Event:
     attempt: int
     """Delivery attempt where the broker counts them (1 = first), else 0."""
     intended_ns: int
+    prepared: object = None
+    """What the service's ``prepare`` returned for this delivery (None without one)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,14 @@ class Service(ABC):
 
     def __init__(self, config: FlowConfig) -> None:
         self.config = config
+
+    def prepare(self, db: Connection, event: Event) -> object:
+        """Optional read phase, in its own short transaction before ``handle``'s; the result
+        reaches ``handle`` as ``event.prepared``. For optimistic concurrency (e.g. loading an
+        event-sourced aggregate): other processes may write between the two transactions, so
+        ``handle`` must verify what it relies on (e.g. append with the version read here).
+        Only services that override it pay for the extra transaction."""
+        return None
 
     @abstractmethod
     def handle(self, db: Connection, event: Event) -> list[Emit]:

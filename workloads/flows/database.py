@@ -8,6 +8,8 @@ from sqlalchemy import Connection, Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 SQLITE_BUSY_SECONDS = 30
+READ_PHASE = "brokerbench_read_phase"
+"""Execution option of a connection that only reads (a service's ``prepare``)."""
 
 
 def database_url(configured: str | None, run_dir: Path, service: str, run_id: int) -> str:
@@ -36,10 +38,12 @@ def open_engine(url: str) -> Engine:
             cursor.close()
 
         # A deferred transaction that reads, then writes after another process wrote, fails at
-        # once (SQLITE_BUSY_SNAPSHOT) instead of waiting: take the write lock at BEGIN.
+        # once (SQLITE_BUSY_SNAPSHOT) instead of waiting: take the write lock at BEGIN, except
+        # in a read phase (a WAL reader neither waits for nor blocks the writer).
         @event.listens_for(engine, "begin")
         def _begin(connection: Connection) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            read_only = connection.get_execution_options().get(READ_PHASE, False)
+            connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url)

@@ -37,6 +37,9 @@ OUTBOX = Table(
     Column("key", String(200), nullable=False),
     Column("body", LargeBinary, nullable=False),
     Column("created_ns", BigInteger, nullable=False),
+    # The row id is the published event's sequence number: SQLite must never reuse the id of a
+    # deleted (published) row, or a later event would look like a duplicate publish.
+    sqlite_autoincrement=True,
 )
 PUBLISH_BATCH = 500
 FLUSH_SECONDS = 30.0

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -25,7 +26,7 @@ from harness.history.schema import Disposition
 from harness.load.consumer_process import scope_of
 from workloads.flows import outbox
 from workloads.flows.api import Event, PoisonError, Service, event_id
-from workloads.flows.database import create_tables, open_engine
+from workloads.flows.database import READ_PHASE, create_tables, open_engine
 from workloads.flows.dead_letters import DeadLetterReader
 from workloads.flows.plan import ServicePlan, partition_number
 from workloads.flows.registry import flow_class
@@ -108,6 +109,7 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
         partition_number=destinations.partition,
     )
     handled = nacked = foreign = 0
+    firsts = _FirstAcks()
     next_report = time.monotonic() + 1.0
     next_publish = time.monotonic()
     handle = _handler(
@@ -128,12 +130,13 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
                     done.append(message)
                 elif outcome:
                     done.append(message)
+                    handled += firsts.acked(message)
                 else:
                     poison.append(message)
+                    firsts.nacked(message)
             consumer.ack(done)
             if poison:
                 consumer.nack(poison)
-            handled += len(done)
             nacked += len(poison)
             if time.monotonic() >= next_publish:
                 publisher.publish_pending()
@@ -142,7 +145,7 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
                 _report(
                     kind="progress",
                     consumer=plan.consumer_id,
-                    handled={plan.dead_letter_of or plan.topic: handled - foreign},
+                    handled={plan.dead_letter_of or plan.topic: handled},
                     nacked=nacked,
                     published=publisher.published,
                 )
@@ -157,11 +160,42 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
     _report(
         kind="done",
         consumer=plan.consumer_id,
-        handled={plan.dead_letter_of or plan.topic: handled - foreign},
+        handled={plan.dead_letter_of or plan.topic: handled},
         nacked=nacked,
         published=publisher.published,
         foreign=foreign,
     )
+
+
+class _FirstAcks:
+    """Counts each message's first ack where the broker numbers messages (Kafka offsets): a
+    nack rewinds the partition, re-delivering messages already handled after it, and the
+    drain (handled >= published) must not count those twice and stop early. Relies on a
+    partition's messages arriving in offset order, as Kafka delivers them to one consumer."""
+
+    def __init__(self) -> None:
+        self.highest: dict[int, int] = {}
+        self.unacked: set[tuple[int, int]] = set()
+        """Offsets at or below the highest seen that were nacked and not acked since."""
+
+    def acked(self, message: Received) -> bool:
+        if message.partition is None or message.offset is None:
+            return True
+        position = (message.partition, message.offset)
+        if message.offset > self.highest.get(message.partition, -1):
+            self.highest[message.partition] = message.offset
+            return True
+        if position in self.unacked:
+            self.unacked.discard(position)
+            return True
+        return False
+
+    def nacked(self, message: Received) -> None:
+        if message.partition is None or message.offset is None:
+            return
+        if message.offset > self.highest.get(message.partition, -1):
+            self.highest[message.partition] = message.offset
+            self.unacked.add((message.partition, message.offset))
 
 
 def _handler(
@@ -173,13 +207,14 @@ def _handler(
     destinations: _Destinations,
     ordering: OrderingScope,
 ) -> Callable[[Received, int], bool | None]:
-    """Handles one delivery: True when handled (ack), False to nack it (poison, or a redelivery
+    """Handles one delivery: True when handled (ack), False to nack (poison, or a redelivery
     asked for by ``redeliver_rate``), None when the payload is not this run's."""
     run_id = plan.run.run_id
     topic = plan.topic
     record = plan.dead_letter_of is None
-    redeliver_rate = 0.0 if plan.dead_letter_of else service.config.redeliver_rate
-    redeliver = random.Random(plan.consumer_id)
+    prepares = type(service).prepare is not Service.prepare
+    redeliver_rate = service.config.redeliver_rate if record else 0.0
+    redeliveries = random.Random(f"{run_id}:{plan.consumer_id}")
 
     def handle(message: Received, receive_ns: int) -> bool | None:
         decoded = decode(message.payload)
@@ -195,9 +230,15 @@ def _handler(
             intended_ns=envelope.intended_ns,
         )
         try:
+            if prepares:
+                with engine.connect() as db:
+                    db.execution_options(**{READ_PHASE: True})
+                    with db.begin():
+                        event = replace(event, prepared=service.prepare(db, event))
             with engine.begin() as db:
                 outbox.store(db, plan.consumer_id, service.handle(db, event))
-            ok = redeliver_rate == 0 or redeliver.random() >= redeliver_rate
+            # Committed; at redeliver_rate nacked anyway, as if the consumer died before acking.
+            ok = not (redeliver_rate and redeliveries.random() < redeliver_rate)
         except PoisonError:
             ok = False
         if record:

@@ -1,0 +1,1 @@
+"""The event-sourced account flow: commands -> events with an expected version -> a read model."""
