@@ -46,6 +46,10 @@ class FlowConfig(ThroughputConfig):
     SQLite file per service in the run directory."""
     max_deliveries: Annotated[int, Field(ge=2, le=100)] = 5
     """Deliveries of an unprocessable event before the broker (or client) dead-letters it."""
+    redeliver_rate: Annotated[float, Field(ge=0, le=0.5)] = 0.0
+    """Fraction of handled events nacked after their transaction committed, as if the consumer
+    died before acking: the broker delivers them again (at most once more per consumer), and
+    idempotent handlers must make that harmless. For demonstrations and tests."""
 
 
 @dataclass(frozen=True)

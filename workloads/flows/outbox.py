@@ -37,6 +37,9 @@ OUTBOX = Table(
     Column("key", String(200), nullable=False),
     Column("body", LargeBinary, nullable=False),
     Column("created_ns", BigInteger, nullable=False),
+    # The row id is the event's sequence number in the history and part of its event id: SQLite
+    # must never reuse the id of a row deleted once published.
+    sqlite_autoincrement=True,
 )
 PUBLISH_BATCH = 500
 FLUSH_SECONDS = 30.0

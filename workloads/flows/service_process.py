@@ -7,11 +7,13 @@ JSON progress line a second; stops cleanly on SIGTERM or SIGINT.
 """
 
 import json
+import random
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -30,6 +32,42 @@ from workloads.flows.plan import ServicePlan, partition_number
 from workloads.flows.registry import flow_class
 
 PUBLISH_EVERY_SECONDS = 0.05
+
+
+class Outcome(Enum):
+    """What became of one delivery."""
+
+    HANDLED = "handled"  # committed: ack
+    POISON = "poison"  # rolled back: nack, the broker dead-letters it in the end
+    REDELIVER = "redeliver"  # committed, then nacked on purpose (``redeliver_rate``)
+    FOREIGN = "foreign"  # not this run's payload: ack and ignore
+
+
+class _Redeliveries:
+    """Picks handled deliveries to nack after commit, at most once per broker message, and
+    counts each message as handled once (a redelivery or a Kafka rewind shows it again)."""
+
+    def __init__(self, rate: float, seed: str) -> None:
+        self.rate = rate
+        self._rng = random.Random(seed)
+        self._picked: set[str] = set()
+        self._counted: set[str] = set()
+
+    def pick(self, message: Received) -> bool:
+        if self.rate <= 0 or message.message_id in self._picked:
+            return False
+        if self._rng.random() >= self.rate:
+            return False
+        self._picked.add(message.message_id)
+        return True
+
+    def first_time(self, message: Received) -> bool:
+        if self.rate <= 0:
+            return True
+        if message.message_id in self._counted:
+            return False
+        self._counted.add(message.message_id)
+        return True
 
 
 def _report(**fields: object) -> None:
@@ -109,8 +147,17 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
     handled = nacked = foreign = 0
     next_report = time.monotonic() + 1.0
     next_publish = time.monotonic()
+    redeliveries = _Redeliveries(
+        service.config.redeliver_rate, f"{run.run_id}:{plan.consumer_id}:{plan.topic}"
+    )
     handle = _handler(
-        service, engine, plan=plan, recorder=recorder, destinations=destinations, ordering=ordering
+        service,
+        engine,
+        plan=plan,
+        recorder=recorder,
+        destinations=destinations,
+        ordering=ordering,
+        redeliver=redeliveries.pick,
     )
     publisher.publish_pending()  # rows a killed predecessor with this consumer id left behind
     _report(kind="ready", consumer=plan.consumer_id)
@@ -119,21 +166,20 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
             batch = consumer.poll(plan.poll_batch, 0.2)
             now = time.time_ns()
             done: list[Received] = []
-            poison: list[Received] = []
+            again: list[Received] = []
             for position, message in enumerate(batch):
                 outcome = handle(message, now + position)
-                if outcome is None:
+                if outcome is Outcome.FOREIGN:
                     foreign += 1
+                if outcome in (Outcome.HANDLED, Outcome.FOREIGN):
                     done.append(message)
-                elif outcome:
-                    done.append(message)
+                    handled += redeliveries.first_time(message)
                 else:
-                    poison.append(message)
+                    again.append(message)
+                    nacked += outcome is Outcome.POISON
             consumer.ack(done)
-            if poison:
-                consumer.nack(poison)
-            handled += len(done)
-            nacked += len(poison)
+            if again:
+                consumer.nack(again)
             if time.monotonic() >= next_publish:
                 publisher.publish_pending()
                 next_publish = time.monotonic() + PUBLISH_EVERY_SECONDS
@@ -171,17 +217,17 @@ def _handler(
     recorder: Recorder,
     destinations: _Destinations,
     ordering: OrderingScope,
-) -> Callable[[Received, int], bool | None]:
-    """Handles one delivery: True when handled (ack), False for poison (nack), None when the
-    payload is not this run's."""
+    redeliver: Callable[[Received], bool],
+) -> Callable[[Received, int], Outcome]:
+    """Handles one delivery and records it in the history."""
     run_id = plan.run.run_id
     topic = plan.topic
     record = plan.dead_letter_of is None
 
-    def handle(message: Received, receive_ns: int) -> bool | None:
+    def handle(message: Received, receive_ns: int) -> Outcome:
         decoded = decode(message.payload)
         if decoded is None or decoded[0].run_id != run_id:
-            return None
+            return Outcome.FOREIGN
         envelope, body = decoded
         event = Event(
             topic=topic,
@@ -194,9 +240,9 @@ def _handler(
         try:
             with engine.begin() as db:
                 outbox.store(db, plan.consumer_id, service.handle(db, event))
-            ok = True
+            outcome = Outcome.REDELIVER if redeliver(message) else Outcome.HANDLED
         except PoisonError:
-            ok = False
+            outcome = Outcome.POISON
         if record:
             recorder.received(
                 consumer_id=plan.consumer_id,
@@ -209,10 +255,10 @@ def _handler(
                 offset=-1 if message.offset is None else message.offset,
                 message_id=None if message.offset is not None else message.message_id,
                 delivery_attempt=message.delivery_attempt or 0,
-                disposition=Disposition.ACKED if ok else Disposition.NACKED,
+                disposition=Disposition.ACKED if outcome is Outcome.HANDLED else Disposition.NACKED,
                 scope=_scope(topic, message, ordering),
             )
-        return ok
+        return outcome
 
     return handle
 
