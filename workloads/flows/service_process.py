@@ -184,12 +184,14 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
                 publisher.publish_pending()
                 next_publish = time.monotonic() + PUBLISH_EVERY_SECONDS
             if time.monotonic() >= next_report:
+                publisher.publish_pending()
                 _report(
                     kind="progress",
                     consumer=plan.consumer_id,
                     handled={plan.dead_letter_of or plan.topic: handled - foreign},
                     nacked=nacked,
                     published=publisher.published,
+                    unpublished=publisher.unpublished(),
                 )
                 next_report += 1.0
         publisher.publish_pending()
