@@ -77,7 +77,11 @@ def _first_time(db: Connection, message: Message) -> bool:
     ).first()
     if seen is not None:
         return False
-    db.execute(insert(HANDLED), {"order_id": message.order_id, "message": message.type})
+    try:
+        with db.begin_nested():
+            db.execute(insert(HANDLED), {"order_id": message.order_id, "message": message.type})
+    except IntegrityError:
+        return False  # another consumer of this service handled it meanwhile (PostgreSQL)
     return True
 
 
