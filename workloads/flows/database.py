@@ -52,5 +52,10 @@ def open_engine(url: str) -> Engine:
 
 
 def create_tables(engine: Engine, *metadatas: MetaData) -> None:
-    for metadata in metadatas:
-        metadata.create_all(engine, checkfirst=True)
+    """Creates what is missing. Several consumer processes of one service do this at once: on
+    PostgreSQL a transaction-scoped advisory lock (per schema) makes them take turns."""
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext(current_schema()))")
+        for metadata in metadatas:
+            metadata.create_all(connection, checkfirst=True)
