@@ -126,7 +126,8 @@ def test_an_unguarded_payment_charges_redeliveries_again(broken: dict[str, Any])
         "saga-conservation": {"money-mismatch"},  # charged twice: the redelivery's consequence
     }
     examples = checks_of(result)["saga-idempotence"]["examples"]
-    assert {(e["service"], e["action"]) for e in examples} == {("payment", "charge")}
+    assert {e["service"] for e in examples} == {"payment"}
+    assert "charge" in {e["action"] for e in examples}
 
 
 def test_an_unguarded_order_service_records_redeliveries_again(broken: dict[str, Any]) -> None:

@@ -201,10 +201,23 @@ def test_stock_created_from_nothing_is_caught(
     }
 
 
-def test_a_saga_never_sent_is_a_phantom(
+def test_a_saga_whose_send_failed_is_judged_like_the_others(
     flow: type[Flow], run: tuple[SagaConfig, FlowState]
 ) -> None:
     config, state = run
-    state.sends.pop()  # as if the history had no such send
+    state.sends.pop()  # as if the send had failed yet reached the broker
     verdicts = judge(flow, config, state)
-    assert "phantom" in invalid(verdicts)["saga-terminal"]
+    assert invalid(verdicts) == {}
+    assert verdicts["saga-terminal"].counts["started_after_failed_send"] == 1
+    assert verdicts["saga-terminal"].counts["sagas"] == ORDERS
+
+
+def test_a_saga_nobody_sent_is_a_phantom(
+    flow: type[Flow], run: tuple[SagaConfig, FlowState]
+) -> None:
+    config, state = run
+    order = state.databases["order"]
+    phantom = ledger_row(order, "COMPLETED") | {"order_id": "not-an-order"}
+    del phantom["id"]
+    order.execute(insert(LEDGER), phantom)
+    assert invalid(judge(flow, config, state)) == {"saga-terminal": {"phantom"}}

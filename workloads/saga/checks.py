@@ -51,7 +51,8 @@ class SagaRecords:
     """What the checks read, gathered once."""
 
     orders: dict[str, tuple[str, Order]]
-    """Order id -> (send outcome, the order), regenerated from the history."""
+    """Order id -> (send outcome: ok, unknown or failed, the order), regenerated from the
+    history (a failed send only if its saga started)."""
     ledger: list[Entry]
     stock: dict[int, Levels]
     snapshots: dict[int, dict[int, Levels]] = field(default_factory=dict)
@@ -82,6 +83,13 @@ def read_records(config: SagaConfig, state: FlowState, services: list[str]) -> S
         for service in services
         for row in state.databases[service].execute(select(LEDGER).order_by(LEDGER.c.id))
     ]
+    for order_id in {entry.order_id for entry in ledger} - set(orders):
+        # a saga whose OrderCreated send failed yet reached the broker (the log-level
+        # failed-but-delivered check reports the send): judged like any other
+        identity = _entry_identity(order_id)
+        if identity is not None:
+            rng = event_rng(state.run_id, *identity)
+            orders[order_id] = ("failed", generate_order(config, rng))
     inventory = state.databases["inventory"]
     stock = {
         row.sku: (row.available, row.reserved, row.shipped)
@@ -91,6 +99,15 @@ def read_records(config: SagaConfig, state: FlowState, services: list[str]) -> S
     for row in inventory.execute(select(STOCK_SNAPSHOTS)):
         snapshots[row.snapshot][row.sku] = (row.available, row.reserved, row.shipped)
     return SagaRecords(orders, ledger, stock, dict(snapshots))
+
+
+def _entry_identity(order_id: str) -> tuple[int, int, int] | None:
+    """(producer, key, seq) of an order id (the OrderCreated event's id), if it is one."""
+    parts = order_id.split("-")
+    if len(parts) != 3 or not all(part.isdigit() for part in parts):
+        return None
+    producer_id, key_id, seq = (int(part) for part in parts)
+    return producer_id, key_id, seq
 
 
 def check_all(config: SagaConfig, state: FlowState, services: list[str]) -> list[Verdict]:
@@ -163,6 +180,7 @@ def check_terminal(config: SagaConfig, records: SagaRecords) -> Verdict:
         found.add("phantom", order_id=order_id)
     counts = {
         "sagas": len(_sagas(records)),
+        "started_after_failed_send": sum(1 for o, _ in records.orders.values() if o == "failed"),
         "completed": states["COMPLETED"],
         "compensated": states["COMPENSATED"],
         "out_of_stock": sum(1 for actions in applied.values() if "reject" in actions),
@@ -196,7 +214,7 @@ def check_steps(records: SagaRecords) -> Verdict:
     applied = records.applied()
     found = _Findings()
     for order_id, ends in sorted(records.terminals().items()):
-        if len(ends) != 1:
+        if len(ends) != 1 or order_id not in records.orders:
             continue  # saga-terminal's finding
         done = Counter({action: len(events) for action, events in applied[order_id].items()})
         for action, n in done.items():
@@ -262,8 +280,8 @@ def check_conservation(config: SagaConfig, records: SagaRecords) -> Verdict:
         elif entry.action == "refund":
             net[entry.order_id] -= entry.amount_cents
     terminals = records.terminals()
-    for order_id in sorted(set(net) | set(terminals)):
-        total = records.orders[order_id][1].total_cents if order_id in records.orders else None
+    for order_id in sorted((set(net) | set(terminals)) & set(records.orders)):
+        total = records.orders[order_id][1].total_cents
         ends = terminals.get(order_id, [])
         allowed = {0, total}
         if len(ends) == 1:
