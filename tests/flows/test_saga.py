@@ -19,8 +19,17 @@ BROKERS = ("kafka", "elasticmq", "pubsub")
 STYLES = ("saga", "saga-orchestrated")
 RATE, DURATION = 100, 3
 SAGA_CHECKS = {"saga-terminal", "saga-steps", "saga-conservation", "saga-idempotence"}
-# little stock: some orders run out of it (a natural failure) within a few seconds
-LOAD = {"rate": RATE, "duration": DURATION, "warmup": 0.5, "skus": 8, "initial_stock": 250}
+# Little stock: some orders run out of it (a natural failure) within a few seconds. The saga
+# timeout is generous: the unit tests check "late"; here a loaded machine must not fail a run.
+LOAD = {
+    "rate": RATE,
+    "duration": DURATION,
+    "warmup": 0.5,
+    "skus": 8,
+    "initial_stock": 250,
+    "saga_timeout": 600,
+    "drain_timeout": 180,
+}
 BROKEN = {
     # a compensation handler that does nothing: reservations of compensated sagas stay
     "skipped-release": ("saga", {"skip_compensation": "release"}),
