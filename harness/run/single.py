@@ -293,6 +293,7 @@ class _Monitor:
         self.entry_topic = entry_topic
         self.handled: dict[str, int] = {}
         self.published: dict[str, int] = {}
+        self.unpublished = 0
 
     def refresh(self) -> None:
         lasts = {label: child.last for label, child in self.children.children.items()}
@@ -308,18 +309,22 @@ class _Monitor:
                 self.handled[topic] = self.handled.get(topic, 0) + int(count)
             for topic, count in last.get("published", {}).items():
                 self.published[topic] = self.published.get(topic, 0) + int(count)
+        self.unpublished = sum(int(last.get("unpublished", 0)) for last in consumers.values())
         self.state.received += sum(self.handled.values())
         self.live.update(self.state, consumers)
         self.report(self.state)
 
     def quiescent(self) -> bool:
         """Everything acknowledged was consumed: plain consumers received every ok send; for
-        a flow, each topic's events were handled (or dead-lettered) as often as published."""
+        a flow, each topic's events were handled (or dead-lettered) as often as published, and
+        no service holds events it has yet to publish (its outbox)."""
         entry_ok = self.state.sent - self.state.failed
         if self.entry_topic is None:
             return self.state.received >= entry_ok
-        return self.handled.get(self.entry_topic, 0) >= entry_ok and all(
-            self.handled.get(topic, 0) >= count for topic, count in self.published.items()
+        return (
+            self.unpublished == 0
+            and self.handled.get(self.entry_topic, 0) >= entry_ok
+            and all(self.handled.get(topic, 0) >= count for topic, count in self.published.items())
         )
 
     def said(self, labels: list[str], kind: str) -> bool:

@@ -48,8 +48,8 @@ class FlowConfig(ThroughputConfig):
     """Deliveries of an unprocessable event before the broker (or client) dead-letters it."""
     redeliver_rate: Annotated[float, Field(ge=0, le=0.5)] = 0.0
     """Fraction of handled events nacked after their transaction committed, as if the consumer
-    died before acking: the broker delivers them again, and idempotent handlers must make that
-    harmless. For showing that they do; 0 for a plain measurement."""
+    died before acking: the broker delivers them again (at most once more per consumer), and
+    idempotent handlers must make that harmless. For demonstrations and tests."""
 
 
 @dataclass(frozen=True)

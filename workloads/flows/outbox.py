@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     delete,
+    func,
     insert,
     select,
 )
@@ -85,6 +86,15 @@ class OutboxPublisher:
         self.recorder = recorder
         self.partition_number = partition_number
         self.published: dict[str, int] = {}
+
+    def unpublished(self) -> int:
+        """Rows of this owner still waiting for the broker's acknowledgement."""
+        with self.engine.connect() as db:
+            return int(
+                db.execute(
+                    select(func.count()).select_from(OUTBOX).where(OUTBOX.c.owner == self.owner)
+                ).scalar_one()
+            )
 
     def publish_pending(self) -> int:
         """Send every stored row of this owner, wait for the acks, delete the acked rows."""

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from enum import Enum
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -32,6 +33,42 @@ from workloads.flows.plan import ServicePlan, partition_number
 from workloads.flows.registry import flow_class
 
 PUBLISH_EVERY_SECONDS = 0.05
+
+
+class Outcome(Enum):
+    """What became of one delivery."""
+
+    HANDLED = "handled"  # committed: ack
+    POISON = "poison"  # rolled back: nack, the broker dead-letters it in the end
+    REDELIVER = "redeliver"  # committed, then nacked on purpose (``redeliver_rate``)
+    FOREIGN = "foreign"  # not this run's payload: ack and ignore
+
+
+class _Redeliveries:
+    """Picks handled deliveries to nack after commit, at most once per broker message, and
+    counts each message as handled once (a redelivery or a Kafka rewind shows it again)."""
+
+    def __init__(self, rate: float, seed: str) -> None:
+        self.rate = rate
+        self._rng = random.Random(seed)
+        self._picked: set[str] = set()
+        self._counted: set[str] = set()
+
+    def pick(self, message: Received) -> bool:
+        if self.rate <= 0 or message.message_id in self._picked:
+            return False
+        if self._rng.random() >= self.rate:
+            return False
+        self._picked.add(message.message_id)
+        return True
+
+    def first_time(self, message: Received) -> bool:
+        if self.rate <= 0:
+            return True
+        if message.message_id in self._counted:
+            return False
+        self._counted.add(message.message_id)
+        return True
 
 
 def _report(**fields: object) -> None:
@@ -109,11 +146,19 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
         partition_number=destinations.partition,
     )
     handled = nacked = foreign = 0
-    firsts = _FirstAcks()
     next_report = time.monotonic() + 1.0
     next_publish = time.monotonic()
+    redeliveries = _Redeliveries(
+        service.config.redeliver_rate, f"{run.run_id}:{plan.consumer_id}:{plan.topic}"
+    )
     handle = _handler(
-        service, engine, plan=plan, recorder=recorder, destinations=destinations, ordering=ordering
+        service,
+        engine,
+        plan=plan,
+        recorder=recorder,
+        destinations=destinations,
+        ordering=ordering,
+        redeliver=redeliveries.pick,
     )
     publisher.publish_pending()  # rows a killed predecessor with this consumer id left behind
     _report(kind="ready", consumer=plan.consumer_id)
@@ -122,32 +167,32 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
             batch = consumer.poll(plan.poll_batch, 0.2)
             now = time.time_ns()
             done: list[Received] = []
-            poison: list[Received] = []
+            again: list[Received] = []
             for position, message in enumerate(batch):
                 outcome = handle(message, now + position)
-                if outcome is None:
+                if outcome is Outcome.FOREIGN:
                     foreign += 1
+                if outcome in (Outcome.HANDLED, Outcome.FOREIGN):
                     done.append(message)
-                elif outcome:
-                    done.append(message)
-                    handled += firsts.acked(message)
+                    handled += redeliveries.first_time(message)
                 else:
-                    poison.append(message)
-                    firsts.nacked(message)
+                    again.append(message)
+                    nacked += outcome is Outcome.POISON
             consumer.ack(done)
-            if poison:
-                consumer.nack(poison)
-            nacked += len(poison)
+            if again:
+                consumer.nack(again)
             if time.monotonic() >= next_publish:
                 publisher.publish_pending()
                 next_publish = time.monotonic() + PUBLISH_EVERY_SECONDS
             if time.monotonic() >= next_report:
+                publisher.publish_pending()
                 _report(
                     kind="progress",
                     consumer=plan.consumer_id,
-                    handled={plan.dead_letter_of or plan.topic: handled},
+                    handled={plan.dead_letter_of or plan.topic: handled - foreign},
                     nacked=nacked,
                     published=publisher.published,
+                    unpublished=publisher.unpublished(),
                 )
                 next_report += 1.0
         publisher.publish_pending()
@@ -160,42 +205,11 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
     _report(
         kind="done",
         consumer=plan.consumer_id,
-        handled={plan.dead_letter_of or plan.topic: handled},
+        handled={plan.dead_letter_of or plan.topic: handled - foreign},
         nacked=nacked,
         published=publisher.published,
         foreign=foreign,
     )
-
-
-class _FirstAcks:
-    """Counts each message's first ack where the broker numbers messages (Kafka offsets): a
-    nack rewinds the partition, re-delivering messages already handled after it, and the
-    drain (handled >= published) must not count those twice and stop early. Relies on a
-    partition's messages arriving in offset order, as Kafka delivers them to one consumer."""
-
-    def __init__(self) -> None:
-        self.highest: dict[int, int] = {}
-        self.unacked: set[tuple[int, int]] = set()
-        """Offsets at or below the highest seen that were nacked and not acked since."""
-
-    def acked(self, message: Received) -> bool:
-        if message.partition is None or message.offset is None:
-            return True
-        position = (message.partition, message.offset)
-        if message.offset > self.highest.get(message.partition, -1):
-            self.highest[message.partition] = message.offset
-            return True
-        if position in self.unacked:
-            self.unacked.discard(position)
-            return True
-        return False
-
-    def nacked(self, message: Received) -> None:
-        if message.partition is None or message.offset is None:
-            return
-        if message.offset > self.highest.get(message.partition, -1):
-            self.highest[message.partition] = message.offset
-            self.unacked.add((message.partition, message.offset))
 
 
 def _handler(
@@ -206,20 +220,18 @@ def _handler(
     recorder: Recorder,
     destinations: _Destinations,
     ordering: OrderingScope,
-) -> Callable[[Received, int], bool | None]:
-    """Handles one delivery: True when handled (ack), False to nack (poison, or a redelivery
-    asked for by ``redeliver_rate``), None when the payload is not this run's."""
+    redeliver: Callable[[Received], bool],
+) -> Callable[[Received, int], Outcome]:
+    """Handles one delivery and records it in the history."""
     run_id = plan.run.run_id
     topic = plan.topic
     record = plan.dead_letter_of is None
     prepares = type(service).prepare is not Service.prepare
-    redeliver_rate = service.config.redeliver_rate if record else 0.0
-    redeliveries = random.Random(f"{run_id}:{plan.consumer_id}")
 
-    def handle(message: Received, receive_ns: int) -> bool | None:
+    def handle(message: Received, receive_ns: int) -> Outcome:
         decoded = decode(message.payload)
         if decoded is None or decoded[0].run_id != run_id:
-            return None
+            return Outcome.FOREIGN
         envelope, body = decoded
         event = Event(
             topic=topic,
@@ -237,10 +249,9 @@ def _handler(
                         event = replace(event, prepared=service.prepare(db, event))
             with engine.begin() as db:
                 outbox.store(db, plan.consumer_id, service.handle(db, event))
-            # Committed; at redeliver_rate nacked anyway, as if the consumer died before acking.
-            ok = not (redeliver_rate and redeliveries.random() < redeliver_rate)
+            outcome = Outcome.REDELIVER if redeliver(message) else Outcome.HANDLED
         except PoisonError:
-            ok = False
+            outcome = Outcome.POISON
         if record:
             recorder.received(
                 consumer_id=plan.consumer_id,
@@ -253,10 +264,10 @@ def _handler(
                 offset=-1 if message.offset is None else message.offset,
                 message_id=None if message.offset is not None else message.message_id,
                 delivery_attempt=message.delivery_attempt or 0,
-                disposition=Disposition.ACKED if ok else Disposition.NACKED,
+                disposition=Disposition.ACKED if outcome is Outcome.HANDLED else Disposition.NACKED,
                 scope=_scope(topic, message, ordering),
             )
-        return ok
+        return outcome
 
     return handle
 
