@@ -68,9 +68,16 @@ def _last_log_line(container: Any) -> str:
 class ServiceContainer(DockerContainer):
     """One service's container on the stack's network, its ports published on 127.0.0.1."""
 
-    def __init__(self, spec: ContainerSpec, network: Network, labels: dict[str, str]) -> None:
+    def __init__(
+        self,
+        spec: ContainerSpec,
+        network: Network,
+        labels: dict[str, str],
+        docker_client_kw: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(
             spec.image,
+            docker_client_kw=docker_client_kw,
             env=dict(spec.environment),
             name=container_name(spec.service),
             network=network,
@@ -150,7 +157,14 @@ class ContainerProvider:
         self.services = {service.name: service for service in all_services(settings)}
         self.whole_stack = only is None
         self.reap_on_exit = reap_on_exit
-        self.client = docker.from_env()
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        """The Docker client, connected on first use."""
+        if self._client is None:
+            self._client = docker.from_env()
+        return self._client
 
     def _labels(self, service: str) -> dict[str, str]:
         return {LABEL_HOME: str(paths.home()), LABEL_SERVICE: service}
