@@ -34,6 +34,8 @@ from harness.stack.provider import (
     recorded_provider,
 )
 
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -237,3 +239,32 @@ def test_offline_service_container_is_configured_from_its_spec(home: Path, no_en
         assert container.ports == {f"{p}/tcp": ("127.0.0.1", p) for p in spec.ports.values()}
         copied = {path: data for data, path, *_ in container._transferable_specs}
         assert copied == {path: text.encode() for path, text in spec.files.items()}
+
+
+CONTAINERS_SKIP = """
+import pytest
+
+pytest_plugins = ["pytester"]
+
+@pytest.mark.containers
+def test_needs_docker():
+    pytest.skip("no Docker engine answers")
+"""
+
+
+def test_a_skipped_containers_test_does_not_fail_ci(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`containers` is not a CI-required marker: where no engine answers, CI reports the skip."""
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.setenv("PYTHONPATH", str(root))
+    monkeypatch.setenv("CI", "true")
+    pytester.makeconftest("from tests.conftest import *  # noqa: F403\n")
+    pytester.makeini("[pytest]\nmarkers =\n    containers: needs a Docker engine\n")
+    pytester.makepyfile(test_guard=CONTAINERS_SKIP)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert result.ret == 0
+    result.assert_outcomes(skipped=1)
+    from tests.conftest import REQUIRED_MARKERS
+
+    assert "containers" not in REQUIRED_MARKERS
