@@ -8,6 +8,7 @@ the stack is recorded in the state dir, so ``down`` and ``status`` find it again
 """
 
 import json
+import os
 from collections.abc import Callable, Collection
 from typing import Literal, Protocol, get_args
 
@@ -24,6 +25,7 @@ Choice = Literal["auto", "local", "containers"]
 CHOICES: tuple[str, ...] = get_args(Choice)
 RECORD_FILE = "provider.json"
 ENGINE_PROBE_TIMEOUT = 3
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
 
 class StackProvider(Protocol):
@@ -89,9 +91,9 @@ def engine_problem() -> str | None:
             client.ping()
         finally:
             client.close()
-    except Exception as exc:
-        text = str(exc).strip().splitlines()
-        return f"no Docker engine answers ({text[0] if text else type(exc).__name__})"
+    except Exception:
+        where = os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+        return f"no Docker engine answers at {where}"
     return None
 
 
@@ -170,12 +172,7 @@ def open_provider(
     CLI ``up`` must outlive the command)."""
     if choice not in CHOICES:
         raise UserError(f"unknown provider {choice!r}: choose from {', '.join(CHOICES)}")
-    if choice == "auto":
-        name, reason = choose(settings)
-        report(f"provider: {name} (auto: {reason})")
-    else:
-        name = choice
-        report(f"provider: {name}")
+    name, reason = choose(settings) if choice == "auto" else (choice, "")
     recorded = recorded_provider()
     if recorded is not None and recorded != name:
         running = _make(recorded, settings, None, False) if _usable(recorded) else None
@@ -184,7 +181,9 @@ def open_provider(
                 f"a {recorded} stack is running in {paths.home()}: stop it with "
                 f"`brokerbench down` first, or use --provider {recorded}"
             )
-    return _make(name, settings, only, reap_on_exit)
+    provider = _make(name, settings, only, reap_on_exit)
+    report(f"provider: {name} (auto: {reason})" if reason else f"provider: {name}")
+    return provider
 
 
 def _usable(name: ProviderName) -> bool:
