@@ -18,8 +18,15 @@ from harness import paths
 from harness.errors import UserError
 from harness.settings import load_settings
 from harness.setup import artifacts
+from harness.stack.container_specs import container_name
 from harness.stack.manager import ServiceStatus, Stack
-from harness.stack.provider import Choice, StackProvider, existing_provider, open_provider
+from harness.stack.provider import (
+    Choice,
+    StackProvider,
+    current_provider,
+    existing_provider,
+    open_provider,
+)
 from reports.cli import gate, report
 
 app = typer.Typer(
@@ -162,6 +169,8 @@ def logs(
 ) -> None:
     """Print the end of a service's log (and follow it with -f)."""
     service = Stack(load_settings()).service(name)
+    if current_provider() == "containers":
+        raise UserError(f"{name} runs in a container: see `docker logs {container_name(name)}`")
     log = service.directory / "service.log"
     if not log.exists():
         raise UserError(f"{name} has no log yet at {log}: start it with `brokerbench up`")

@@ -10,8 +10,10 @@ the brokers advertise host addresses (Kafka's ``PLAINTEXT`` and ``TOXI`` listene
 queue URLs), so drivers and targets work unchanged, whichever provider started the stack.
 """
 
+import hashlib
 from dataclasses import dataclass, field
 
+from harness import paths
 from harness.settings import LOOPBACK, Settings
 from harness.setup.artifacts import ELASTICMQ_VERSION, KAFKA_VERSION, TOXIPROXY_VERSION
 from harness.stack.manager import proxy_specs
@@ -46,6 +48,19 @@ KAFKA_CONTAINER_SPECIFIC = (
     "controller.quorum.bootstrap.servers",
     "log.dirs",
 )
+
+
+def stack_id() -> str:
+    """A short id of this home, so two homes on one engine never share names."""
+    return hashlib.sha256(str(paths.home()).encode()).hexdigest()[:10]
+
+
+def container_name(service: str) -> str:
+    return f"brokerbench-{stack_id()}-{service}"
+
+
+def network_name() -> str:
+    return f"brokerbench-{stack_id()}"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ otherwise remove them when the command exits.
 """
 
 import contextlib
-import hashlib
 import time
 from collections.abc import Callable, Collection
 from typing import Any
@@ -25,7 +24,13 @@ from testcontainers.core.waiting_utils import WaitStrategy, WaitStrategyTarget
 from harness import paths
 from harness.errors import UserError
 from harness.settings import LOOPBACK, Settings
-from harness.stack.container_specs import ContainerSpec, container_proxy_specs, container_specs
+from harness.stack.container_specs import (
+    ContainerSpec,
+    container_name,
+    container_proxy_specs,
+    container_specs,
+    network_name,
+)
 from harness.stack.manager import ServiceStatus, _holder_of, _port_is_free
 from harness.stack.provider import ProviderName, forget_provider, record_provider
 from harness.stack.services import Service, Toxiproxy, all_services
@@ -36,19 +41,6 @@ LABEL_SERVICE = "brokerbench.service"
 STARTUP_TIMEOUT = 180.0
 """Seconds from a container's start to its first protocol answer (images are pulled before)."""
 ALIVE = ("created", "running", "restarting")
-
-
-def stack_id() -> str:
-    """A short id of this home, so two homes on one engine never share names."""
-    return hashlib.sha256(str(paths.home()).encode()).hexdigest()[:10]
-
-
-def container_name(service: str) -> str:
-    return f"brokerbench-{stack_id()}-{service}"
-
-
-def network_name() -> str:
-    return f"brokerbench-{stack_id()}"
 
 
 def _first_line(error: Exception) -> str:
@@ -226,9 +218,10 @@ class ContainerProvider:
                 if isinstance(service, Toxiproxy):
                     service.client().populate(container_proxy_specs(self.settings))
         except BaseException:
-            for container in started:
-                with contextlib.suppress(DockerException, UserError):
+            with contextlib.suppress(DockerException):
+                for container in started:
                     container.stop()
+                self._remove_network_if_unused()
             raise
         record_provider(self.name)
         return self.status()
@@ -246,17 +239,19 @@ class ContainerProvider:
     def down(self, report: Callable[[str], None] = lambda _: None) -> None:
         existing = self._existing()
         for spec in self.specs:
-            container = existing.pop(spec.service, None)
+            container = existing.get(spec.service)
             if container is not None:
                 container.remove(force=True, v=True)
                 report(f"{spec.service}: stopped")
-        if not existing:
-            for network in self.client.networks.list(
-                filters={"label": f"{LABEL_HOME}={paths.home()}"}
-            ):
-                network.remove()
+        self._remove_network_if_unused()
         if self.whole_stack:
             forget_provider()
+
+    def _remove_network_if_unused(self) -> None:
+        if self._existing():
+            return
+        for network in self.client.networks.list(filters={"label": f"{LABEL_HOME}={paths.home()}"}):
+            network.remove()
 
     def status(self) -> list[ServiceStatus]:
         existing = self._existing()

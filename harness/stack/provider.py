@@ -145,15 +145,14 @@ def _make(
 def choose(settings: Settings) -> tuple[ProviderName, str]:
     """What ``auto`` means here, and why: a running stack of this home first, then a Docker
     engine, then local processes."""
-    recorded = recorded_provider()
-    if recorded == "containers" and engine_problem() is None:
+    problem = engine_problem()
+    if recorded_provider() == "containers" and problem is None:
         from harness.stack.containers import ContainerProvider
 
         if ContainerProvider(settings).is_running():
             return "containers", "a containers stack is already running in this home"
     if LocalProvider(settings).is_running():
         return "local", "a local stack is already running in this home"
-    problem = engine_problem()
     if problem is None:
         return "containers", "a Docker engine answers"
     return "local", problem

@@ -268,3 +268,12 @@ def test_a_skipped_containers_test_does_not_fail_ci(
     from tests.conftest import REQUIRED_MARKERS
 
     assert "containers" not in REQUIRED_MARKERS
+
+
+def test_cli_logs_of_a_containers_stack_points_at_docker_logs(home: Path, no_engine: str) -> None:
+    record_provider("containers")
+    completed = _cli(home, no_engine, "logs", "kafka")
+    assert completed.returncode == 2
+    assert completed.stderr.startswith(
+        "error: kafka runs in a container: see `docker logs brokerbench-"
+    )
