@@ -18,7 +18,15 @@ from harness import paths
 from harness.errors import UserError
 from harness.settings import load_settings
 from harness.setup import artifacts
+from harness.stack.container_specs import container_name
 from harness.stack.manager import ServiceStatus, Stack
+from harness.stack.provider import (
+    Choice,
+    StackProvider,
+    current_provider,
+    existing_provider,
+    open_provider,
+)
 from reports.cli import gate, report
 
 app = typer.Typer(
@@ -33,6 +41,17 @@ errors = Console(stderr=True)
 OnlyOption = Annotated[
     str | None,
     typer.Option("--only", help="Comma-separated services (default: all), e.g. kafka,toxiproxy."),
+]
+
+
+ProviderOption = Annotated[
+    Choice | None,
+    typer.Option(
+        "--provider",
+        help="Who runs the stack: local processes, containers (testcontainers) or auto "
+        "(up: containers when a Docker engine answers, else local; down/status: the one that "
+        "started the stack).",
+    ),
 ]
 
 
@@ -67,9 +86,14 @@ def setup() -> None:
 
 
 @app.command()
-def up(only: OnlyOption = None) -> None:
-    """Start the local stack (idempotent) and wait until every service answers its protocol."""
-    stack = Stack(load_settings(), _only(only))
+def up(only: OnlyOption = None, provider: ProviderOption = None) -> None:
+    """Start the stack (idempotent) and wait until every service answers its protocol."""
+    stack = open_provider(
+        load_settings(),
+        _only(only),
+        provider or "auto",
+        report=lambda line: console.print(line, markup=False),
+    )
     started = time.monotonic()
     with console.status("starting ...") as spinner:
         statuses = stack.up(report=spinner.update)
@@ -80,24 +104,26 @@ def up(only: OnlyOption = None) -> None:
 
 
 @app.command()
-def down(only: OnlyOption = None) -> None:
-    """Stop exactly the processes `up` started."""
-    Stack(load_settings(), _only(only)).down(report=console.print)
+def down(only: OnlyOption = None, provider: ProviderOption = None) -> None:
+    """Stop exactly the processes (or containers) `up` started."""
+    existing_provider(load_settings(), _only(only), provider).down(report=console.print)
 
 
 @app.command()
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     only: OnlyOption = None,
+    provider: ProviderOption = None,
 ) -> None:
     """Health, version, pid, ports and log of each service, and the proxies. Exit 1 if any
     service is not healthy."""
-    stack = Stack(load_settings(), _only(only))
+    stack = existing_provider(load_settings(), _only(only), provider)
     statuses = stack.status()
     if as_json:
         proxies = {name: asdict(proxy) for name, proxy in stack.proxies().items()}
         document = {
             "home": str(paths.home()),
+            "provider": stack.name,
             "services": [asdict(s) for s in statuses],
             "proxies": proxies,
         }
@@ -108,7 +134,7 @@ def status(
         raise typer.Exit(1)
 
 
-def _print_status(stack: Stack, statuses: list[ServiceStatus] | None = None) -> None:
+def _print_status(stack: StackProvider, statuses: list[ServiceStatus] | None = None) -> None:
     home = paths.home()
     table = Table("service", "state", "pid", "version", "ports", "log", box=None)
     table.columns[4].overflow = "fold"
@@ -119,7 +145,7 @@ def _print_status(stack: Stack, statuses: list[ServiceStatus] | None = None) -> 
         state = f"[{colours[s.state]}]{s.state}[/]"
         log = str(Path(s.log).relative_to(home)) if Path(s.log).is_relative_to(home) else s.log
         table.add_row(s.name, state, str(s.pid or "-"), s.version or "-", ports, log)
-    console.print(f"home: {home}")
+    console.print(f"home: {home}  provider: {stack.name}")
     console.print(table)
     for s in statuses:
         if s.detail:
@@ -143,6 +169,8 @@ def logs(
 ) -> None:
     """Print the end of a service's log (and follow it with -f)."""
     service = Stack(load_settings()).service(name)
+    if current_provider() == "containers":
+        raise UserError(f"{name} runs in a container: see `docker logs {container_name(name)}`")
     log = service.directory / "service.log"
     if not log.exists():
         raise UserError(f"{name} has no log yet at {log}: start it with `brokerbench up`")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import harness
+from harness.stack.provider import current_provider
 
 CLIENT_PACKAGES = ("confluent-kafka", "boto3", "google-cloud-pubsub", "locust", "moto")
 
@@ -45,7 +46,7 @@ def _client_versions() -> dict[str, str]:
 
 def fingerprint(broker_version: str | None) -> dict[str, Any]:
     """Host, OS, Python, CPU count, brokerbench's version and git commit, client and broker
-    versions."""
+    versions, and who ran the stack (``stack_provider``: local or containers)."""
     return {
         "host": platform.node(),
         "os": f"{platform.system()} {platform.release()}",
@@ -56,4 +57,5 @@ def fingerprint(broker_version: str | None) -> dict[str, Any]:
         "git_commit": _git_commit(),
         "clients": _client_versions(),
         "broker_version": broker_version,
+        "stack_provider": current_provider(),
     }
