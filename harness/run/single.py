@@ -29,6 +29,7 @@ from harness.history.recorder import Recorder
 from harness.history.schema import EventKind
 from harness.load.plan import ProducerPlan, RunShared
 from harness.run.children import Children
+from harness.run.quiescence import ServiceTotals
 from harness.run.topology import consumer_plans_of, topic_plans
 from harness.settings import Settings
 from harness.suite import ProxyPath
@@ -291,9 +292,7 @@ class _Monitor:
         self.report = report
         self.live = live
         self.entry_topic = entry_topic
-        self.handled: dict[str, int] = {}
-        self.published: dict[str, int] = {}
-        self.unpublished = 0
+        self.services = ServiceTotals()
 
     def refresh(self) -> None:
         lasts = {label: child.last for label, child in self.children.children.items()}
@@ -302,15 +301,8 @@ class _Monitor:
         self.state.sent = sum(int(last.get("sent", 0)) for last in producers)
         self.state.failed = sum(int(last.get("failed", 0)) for last in producers)
         self.state.received = sum(int(last.get("received", 0)) for last in consumers.values())
-        self.handled = {}
-        self.published = {}
-        for last in consumers.values():
-            for topic, count in last.get("handled", {}).items():
-                self.handled[topic] = self.handled.get(topic, 0) + int(count)
-            for topic, count in last.get("published", {}).items():
-                self.published[topic] = self.published.get(topic, 0) + int(count)
-        self.unpublished = sum(int(last.get("unpublished", 0)) for last in consumers.values())
-        self.state.received += sum(self.handled.values())
+        self.services = ServiceTotals.of(consumers.values())
+        self.state.received += sum(self.services.handled.values())
         self.live.update(self.state, consumers)
         self.report(self.state)
 
@@ -321,11 +313,7 @@ class _Monitor:
         entry_ok = self.state.sent - self.state.failed
         if self.entry_topic is None:
             return self.state.received >= entry_ok
-        return (
-            self.unpublished == 0
-            and self.handled.get(self.entry_topic, 0) >= entry_ok
-            and all(self.handled.get(topic, 0) >= count for topic, count in self.published.items())
-        )
+        return self.services.quiescent(self.entry_topic, entry_ok)
 
     def said(self, labels: list[str], kind: str) -> bool:
         return all(

@@ -112,8 +112,10 @@ def test_markdown_junit_and_csv_hold_every_run_and_check(rendered: dict[str, Pat
 def test_the_series_in_result_json_cover_the_run(runs: Runs) -> None:
     document = json.loads(result_files(runs.baseline)[0].read_text())
     series = document["figures"]["series"]
-    assert len(series["t"]) == len(series["sent"]) == len(series["e2e_p99_ms"]) >= 4
+    # How many seconds the run spans depends on the machine's load: the sums do not.
+    assert len(series["t"]) == len(series["sent"]) == len(series["e2e_p99_ms"]) >= 2
     assert sum(series["received"]) == document["counts"]["received"]
+    assert sum(series["sent"]) == document["counts"]["ok"]
 
 
 @pytest.mark.browser

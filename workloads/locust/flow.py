@@ -5,8 +5,8 @@
 Start users in the web UI (http://127.0.0.1:8089): the flow's topics are created and its
 services start as child processes (as ``brokerbench run`` starts them), the users publish the
 entry events on an open-loop schedule of ``--bb-rate`` events/s shared among them, and Locust's
-charts show every send. When the test stops, the services get ``--bb-drain`` seconds to catch
-up, stop, and the flow's checks (log-level and invariants) run on the recorded history; the
+charts show every send. When the test stops, the services get up to ``--bb-drain`` seconds to
+catch up, stop, and the flow's checks (log-level and invariants) run on the recorded history; the
 verdicts are printed and the run folder (``--bb-run-dir``/<run id>) keeps the history and the
 services' databases. One process only (no master/worker: use ``brokerbench run`` for that).
 """
@@ -32,6 +32,7 @@ from harness.history.store import compact, load
 from harness.load import locust_producer
 from harness.load.plan import ProducerPlan, RunShared, StepPlan
 from harness.run.children import Children
+from harness.run.quiescence import ServiceTotals
 from harness.run.topology import consumer_plans_of, topic_plans
 from harness.settings import load_settings
 from workloads.flows.api import Flow
@@ -50,7 +51,9 @@ def _options(parser: ArgumentParser) -> None:
     group.add_argument("--bb-duration", type=float, default=60.0, help="seconds of schedule")
     group.add_argument("--bb-params", default="{}", help="the flow's params as JSON")
     group.add_argument("--bb-run-dir", default="runs/locust", help="run folders go here")
-    group.add_argument("--bb-drain", type=float, default=10.0, help="seconds to catch up")
+    group.add_argument(
+        "--bb-drain", type=float, default=60.0, help="at most this many seconds to catch up"
+    )
 
 
 class _Session:
@@ -97,10 +100,16 @@ class _Session:
             flow_params=self.config.model_dump(mode="json"),
         )
 
-    def finish(self, drain_seconds: float) -> None:
-        """Let the services catch up, stop them, check and print the verdicts."""
+    def finish(self, drain_seconds: float, sent_ok: int) -> None:
+        """Let the services catch up (at most ``drain_seconds``), stop them, check and print
+        the verdicts."""
         self.recorder.close()
-        gevent.sleep(drain_seconds)
+        deadline = time.monotonic() + drain_seconds
+        while time.monotonic() < deadline:
+            lines = (child.last for child in self.children.children.values())
+            if ServiceTotals.of(lines).quiescent(self.flow.entry_topic, sent_ok):
+                break
+            gevent.sleep(0.2)
         self.children.stop_all()
         for destination in self.created:
             self.driver.delete_destination(destination)
@@ -137,7 +146,10 @@ def flow_producer(kind: str) -> type[locust_producer.OpenLoopProducer]:
     def test_stop(environment: Environment, **_: Any) -> None:
         if FlowProducer.session is not None:
             options = environment.parsed_options
-            FlowProducer.session.finish(options.bb_drain if options else 10.0)
+            total = environment.stats.total
+            FlowProducer.session.finish(
+                options.bb_drain if options else 60.0, total.num_requests - total.num_failures
+            )
             FlowProducer.session = None
 
     events.init_command_line_parser.add_listener(_options)  # type: ignore[no-untyped-call]
