@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from chaos import cli as chaos_cli
 from harness import paths
 from harness.errors import UserError
 from harness.settings import load_settings
@@ -25,6 +26,7 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Benchmark and chaos-test event-driven systems on Kafka, SQS and Pub/Sub.",
 )
+app.add_typer(chaos_cli.app, name="chaos")
 # Rich wraps at 80 columns when output is not a terminal (CI logs, files): tables need more.
 console = Console(width=None if sys.stdout.isatty() else 140)
 errors = Console(stderr=True)
