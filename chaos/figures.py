@@ -8,7 +8,7 @@ For each fault window (its ``fault-start`` / ``fault-end`` events):
   first ack / receive after its end (or the end of the load when none came);
 - ``recovery.throughput_seconds``: from the heal until the receive rate over a sliding 1 s
   window is back within the hypothesis's percentage of the pre-fault rate (the 5 s before the
-  fault); None if that did not happen before the load ended;
+  fault); None if that did not happen before the last receive;
 - ``recovery.lag_seconds``: the lag-recovery checker on this window alone (broker lag samples,
   or the backlog derived from the history);
 - ``anomalies``: the checkers' anomaly counts over the messages intended within the window;
@@ -96,14 +96,14 @@ def _rate(times: I64, start: int, stop: int) -> float:
 
 
 def _throughput_recovery(
-    receive_times: I64, end: int, load_end: int, *, pre_rate: float, percent: float
+    receive_times: I64, end: int, horizon: int, *, pre_rate: float, percent: float
 ) -> float | None:
     """Seconds from ``end`` until a 1 s sliding window's rate is within ``percent`` of
-    ``pre_rate``; None if no window ending before ``load_end`` gets there."""
+    ``pre_rate``; None if no window ending before ``horizon`` (the last receive) gets there."""
     if pre_rate <= 0:
         return None
     wanted = pre_rate * (1 - percent / 100)
-    offsets = np.arange(end, load_end - NS_PER_S + 1, SLIDE_NS, dtype=np.int64)
+    offsets = np.arange(end, horizon - NS_PER_S + 1, SLIDE_NS, dtype=np.int64)
     if not offsets.size:
         return None
     counts = np.searchsorted(receive_times, offsets + NS_PER_S) - np.searchsorted(
@@ -212,7 +212,7 @@ def fault_figures(
                     "throughput_seconds": _throughput_recovery(
                         received,
                         end,
-                        load_end,
+                        int(received[-1]) + 1 if received.size else end,
                         pre_rate=pre_rate,
                         percent=throughput_within_percent,
                     ),

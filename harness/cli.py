@@ -246,7 +246,8 @@ def run(
     def on_progress(planned: PlannedRun, state: RunProgress) -> None:
         if planned.run_dir not in tasks:
             tasks[planned.run_dir] = bars.add_task(
-                f"{planned.broker} / {planned.workload} / r{planned.repeat}",
+                f"{planned.broker} / {planned.workload} / "
+                f"{planned.scenario.name if planned.scenario else 'baseline'} / r{planned.repeat}",
                 total=state.expected,
                 detail="",
             )

@@ -12,6 +12,7 @@ from typing import Any
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
+from chaos.figures import scenario_section
 from harness.atomic import write_text_atomically
 from harness.checkers import HistoryIndex, all_valid, check_all, derive_backlog
 from harness.drivers.base import Capabilities, OrderingScope
@@ -56,6 +57,7 @@ def evaluate(
     else:
         lag = derive_backlog(HistoryIndex(history.sends, history.receives))
     verdicts = check_all(history.sends, history.receives, history.events, ordering, lag=lag)
+    scenario, verdicts = scenario_section(run_dir, history, lag, ordering, verdicts)
     return {
         "counts": counts(history),
         "figures": {
@@ -65,6 +67,7 @@ def evaluate(
         },
         "valid": all_valid(verdicts),
         "checks": [asdict(verdict) for verdict in verdicts],
+        **({"scenario": scenario} if scenario is not None else {}),
     }
 
 

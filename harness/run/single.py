@@ -14,12 +14,18 @@ The load processes are always stopped, on success, error or Ctrl-C.
 
 import logging
 import secrets
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chaos.context import NemesisContext
+from chaos.figures import SCENARIO_FILE
+from chaos.nemesis import Nemesis
+from chaos.scenario import Scenario
+from harness.atomic import write_text_atomically
 from harness.collectors.lag import LagSampler
 from harness.collectors.live import LiveMetrics
 from harness.drivers.base import Destination, Driver
@@ -27,6 +33,7 @@ from harness.drivers.targets import open_driver
 from harness.errors import UserError
 from harness.history.recorder import Recorder
 from harness.history.schema import EventKind
+from harness.history.shards import read_shard, shard_path
 from harness.load.plan import ConsumerPlan, DestinationPlan, ProducerPlan, RunShared
 from harness.run.children import Children
 from harness.settings import Settings
@@ -50,6 +57,8 @@ class RunRequest:
     run_dir: Path
     metrics_port: int | None = None
     """Serve live Prometheus metrics on 127.0.0.1:port during the run (0: any free port)."""
+    scenario: Scenario | None = None
+    """Faults to apply during the load (``chaos/``); None: none."""
 
 
 @dataclass
@@ -138,6 +147,48 @@ def _start_producers(
     return labels
 
 
+class LoadSlots:
+    """The nemesis's handle on one kind of load process (``chaos.context.LoadProcesses``): kill
+    the process in a slot (its exit is then expected) and start a replacement."""
+
+    def __init__(
+        self, children: Children, labels: list[str], start: Callable[[str, int], None] | None
+    ) -> None:
+        self.children = children
+        self.current = {label: label for label in labels}
+        self.killed: set[str] = set()
+        self.final_received: dict[str, int] = {}
+        """Deliveries a killed consumer recorded (its last progress line may be older)."""
+        self._start = start
+        self._generation = 0
+
+    def labels(self) -> list[str]:
+        return list(self.current)
+
+    def kill(self, label: str) -> None:
+        running = self.current[label]
+        self.killed.add(running)
+        child = self.children.children[running]
+        child.process.kill()
+        child.process.wait()
+        shard = shard_path(self.children.run_dir, "receives", running)
+        if shard.exists():
+            self.final_received[running] = sum(batch.num_rows for batch in read_shard(shard))
+
+    def restart(self, label: str) -> None:
+        if self._start is None:
+            raise RuntimeError(f"{label}: this kind of load process is not restarted")
+        self._generation += 1
+        index = int(label.rsplit("-", 1)[1]) + REPLACEMENT_ID_STEP * self._generation
+        replacement = f"{label.rsplit('-', 1)[0]}-{index}"
+        self._start(replacement, index)
+        self.current[label] = replacement
+
+
+REPLACEMENT_ID_STEP = 1000
+"""A replacement consumer's id: its slot's id + 1000 x the replacement's number."""
+
+
 def execute(  # noqa: PLR0915 - the phases read best in one sequence
     request: RunRequest, progress: Callable[[Progress], None]
 ) -> RunOutcome:
@@ -168,18 +219,47 @@ def execute(  # noqa: PLR0915 - the phases read best in one sequence
     state = Progress(expected=sum(round(s.rate * s.seconds) for s in config.load_steps()))
     lag = LagSampler(lambda: driver.backlog(destination, destination_plan.group), interval=1.0)
     consumers = [f"consumer-{index}" for index in range(config.consumers)]
+    scenario = request.scenario or Scenario(name="baseline")
+    kills_consumers = any(fault.action == "consumer-kill" for fault in scenario.faults)
+
+    def start_consumer(label: str, index: int) -> None:
+        children.start(
+            label,
+            "harness.load.consumer_process",
+            ConsumerPlan(run=shared, consumer_id=index, durable_history=kills_consumers),
+        )
 
     def start_consumers() -> None:
         for index, label in enumerate(consumers):
-            children.start(
-                label, "harness.load.consumer_process", ConsumerPlan(run=shared, consumer_id=index)
-            )
+            start_consumer(label, index)
+
+    def recreate_destination() -> None:
+        driver.create_destination(destination_plan.spec())
+
+    consumer_slots = LoadSlots(children, consumers, start_consumer)
+    producer_slots = LoadSlots(
+        children, [f"producer-{i}" for i in range(len(_producer_shares(config)))], None
+    )
+    write_text_atomically(run_dir / SCENARIO_FILE, scenario.model_dump_json(indent=2))
+    nemesis = Nemesis(
+        scenario,
+        NemesisContext(
+            target=request.target,
+            settings=request.settings,
+            recorder=Recorder(run_dir, "nemesis"),
+            consumers=consumer_slots,
+            producers=producer_slots,
+            recreate_destination=recreate_destination,
+        ),
+    )
 
     metrics = LiveMetrics(f"{run_id:016x}", request.target, request.workload)
     if request.metrics_port is not None:
         metrics.serve(request.metrics_port)
     monitor = _Monitor(children, state, progress, LiveFeed(metrics, config.message_size, lag))
+    monitor.slots = consumer_slots
     try:
+        nemesis.check()
         if config.backlog_build == 0:
             start_consumers()
             if not monitor.wait_for(lambda: monitor.said(consumers, "ready"), 60):
@@ -189,6 +269,7 @@ def execute(  # noqa: PLR0915 - the phases read best in one sequence
         schedule_seconds = sum(step.seconds for step in config.load_steps())
         producers = _start_producers(children, shared, config, start_ns)
         events.event(EventKind.RUN_START, "schedule", time_ns=start_ns)
+        nemesis.start(start_ns)
         warmup_end_ns = start_ns + round(config.warmup * NS_PER_S)
         events.event(EventKind.WARMUP_END, "warmup", time_ns=warmup_end_ns)
         state.phase = "load"
@@ -202,8 +283,12 @@ def execute(  # noqa: PLR0915 - the phases read best in one sequence
                 "the schedule started (broker too slow for this rate?)"
             )
         for label in producers:
-            if children.children[label].process.returncode != 0:
+            if (
+                label not in producer_slots.killed
+                and children.children[label].process.returncode != 0
+            ):
                 raise UserError(children.failure(label))
+        nemesis.stop()
         end_ns = time.time_ns()
         events.event(EventKind.DRAIN_START, "drain", time_ns=end_ns)
         state.phase = "drain"
@@ -216,9 +301,12 @@ def execute(  # noqa: PLR0915 - the phases read best in one sequence
         events.event(EventKind.DRAIN_END, "drain", time_ns=drain_end_ns)
         state.phase = "stopping"
         progress(state)
-        children.stop(consumers)
+        children.stop([label for label in children.children if label.startswith("consumer")])
         monitor.refresh()
     finally:
+        nemesis.__exit__(*sys.exc_info())  # heals whatever is still active
+        if nemesis.context.recorder is not None:
+            nemesis.context.recorder.close()
         lag.stop()
         children.stop_all()
         events.close()
@@ -263,11 +351,15 @@ class _Monitor:
         self.state = state
         self.report = report
         self.live = live
+        self.slots: LoadSlots | None = None
+        """The consumers the nemesis may kill: their exit is not a failure."""
 
     def refresh(self) -> None:
         lasts = {label: child.last for label, child in self.children.children.items()}
         producers = [last for label, last in lasts.items() if label.startswith("producer")]
         consumers = {label: last for label, last in lasts.items() if label.startswith("consumer")}
+        for label, received in (self.slots.final_received if self.slots else {}).items():
+            consumers[label] = {**consumers[label], "received": received}
         self.state.sent = sum(int(last.get("sent", 0)) for last in producers)
         self.state.failed = sum(int(last.get("failed", 0)) for last in producers)
         self.state.received = sum(int(last.get("received", 0)) for last in consumers.values())
@@ -291,7 +383,11 @@ class _Monitor:
         while time.monotonic() < deadline:
             self.refresh()
             for label, child in self.children.children.items():
-                if label.startswith("consumer") and child.exited:
+                if (
+                    label.startswith("consumer")
+                    and child.exited
+                    and (self.slots is None or label not in self.slots.killed)
+                ):
                     raise UserError(self.children.failure(label))
             if condition():
                 held_since = held_since or time.monotonic()

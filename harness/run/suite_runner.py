@@ -11,6 +11,7 @@ from typing import Any
 
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
+from chaos.scenario import Scenario, load_scenario
 from harness.atomic import write_text_atomically
 from harness.drivers.base import LagProbe
 from harness.errors import UserError
@@ -23,7 +24,7 @@ from harness.run.single import Progress, RunOutcome, RunRequest, execute
 from harness.settings import Settings
 from harness.stack.services import local_broker_version
 from harness.suite import Suite, load_suite
-from harness.yamlconfig import validate_part
+from harness.yamlconfig import validate_part, where
 from workloads.throughput import ThroughputConfig
 
 WORKLOAD_GROUP = "brokerbench.workloads"
@@ -36,6 +37,8 @@ class PlannedRun:
     repeat: int
     config: ThroughputConfig
     run_dir: Path
+    scenario: Scenario | None = None
+    """None: the baseline (no fault)."""
 
 
 def _workload_model(kind: str) -> type[ThroughputConfig]:
@@ -56,6 +59,7 @@ def plan_suite(path: Path, settings: Settings, output: Path) -> tuple[Suite, lis
         )
         for index, entry in enumerate(suite.workloads)
     }
+    scenarios = _load_scenarios(path, suite, configs)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     root = output / f"{suite.name}-{stamp}"
     runs = [
@@ -64,13 +68,69 @@ def plan_suite(path: Path, settings: Settings, output: Path) -> tuple[Suite, lis
             entry.name,
             repeat,
             configs[entry.name],
-            root / broker / entry.name / f"r{repeat}",
+            root / broker / entry.name / scenario.name / f"r{repeat}",
+            scenario,
         )
         for entry in suite.workloads
         for broker in suite.brokers
+        for scenario in scenarios
         for repeat in range(suite.repeats)
     ]
     return suite, runs
+
+
+NETWORK_ACTIONS_MODULE = "chaos.faults.network"
+
+
+def _load_scenarios(
+    path: Path, suite: Suite, configs: dict[str, ThroughputConfig]
+) -> list[Scenario]:
+    """Each scenario, checked against the suite: its faults fit in every workload's schedule,
+    network faults have a proxy path to act on, killed load processes exist."""
+    from chaos.faults.registry import fault_class
+
+    scenarios: list[Scenario] = []
+    for index, reference in enumerate(suite.scenarios):
+        scenario = load_scenario(reference, path.parent)
+        here = where(path, ("scenarios", index))
+        if any(s.name == scenario.name for s in scenarios):
+            raise UserError(f"{here}: scenarios: two scenarios are named {scenario.name!r}")
+        for name, config in configs.items():
+            seconds = sum(step.seconds for step in config.load_steps())
+            if config.search is None and scenario.end_seconds > seconds:
+                raise UserError(
+                    f"{here}: scenario {scenario.name!r} has faults until "
+                    f"{scenario.end_seconds:g} s, after workload {name!r}'s {seconds:g} s load: "
+                    "lengthen the load or move the faults"
+                )
+            for window in scenario.windows():
+                _check_target(here, scenario, window.spec.action, window.target, config)
+        networked = [
+            f.action
+            for f in scenario.faults
+            if fault_class(f.action).__module__ == NETWORK_ACTIONS_MODULE
+        ]
+        if networked and suite.proxy == "none":
+            raise UserError(
+                f"{here}: scenario {scenario.name!r} has network faults ({networked[0]}) but "
+                "the suite's proxy is none: set proxy: all (or producers / consumers)"
+            )
+        scenarios.append(scenario)
+    return scenarios
+
+
+def _check_target(
+    here: str, scenario: Scenario, action: str, target: str, config: ThroughputConfig
+) -> None:
+    slots = {
+        "consumer-kill": [f"consumer-{i}" for i in range(config.consumers)],
+        "producer-crash": [f"producer-{i}" for i in range(config.processes)],
+    }.get(action)
+    if slots is not None and target not in slots:
+        raise UserError(
+            f"{here}: scenario {scenario.name!r}: {action} target {target!r} does not exist "
+            f"in this workload: choose from {', '.join(slots)}"
+        )
 
 
 def finish_run(
@@ -149,6 +209,7 @@ def run_suite(
                 proxy=suite.proxy,
                 run_dir=run_dir,
                 metrics_port=metrics_port,
+                scenario=planned.scenario,
             )
             outcome = execute(request, _bind(on_progress, planned))
             probe = replace(planned, config=config, run_dir=run_dir)
