@@ -235,7 +235,7 @@ def judge_hypothesis(
         recovery = fault["recovery"]
         throughput = (
             None
-            if hypothesis.get("throughput_within_percent") is None
+            if hypothesis.get("throughput_within_percent", 20.0) is None
             else (
                 recovery["throughput_seconds"] is not None
                 and recovery["throughput_seconds"] <= limit
