@@ -7,8 +7,9 @@ For each fault window (its ``fault-start`` / ``fault-end`` events):
   (whichever is longer; both under ``unavailable``), counted from the window's start until the
   first ack / receive after its end (or the end of the load when none came);
 - ``recovery.throughput_seconds``: from the heal until the receive rate over a sliding 1 s
-  window is back within the hypothesis's percentage of the pre-fault rate (the 5 s before the
-  fault); None if that did not happen before the last receive;
+  window is back within the hypothesis's percentage of the pre-fault rate (the receive rate
+  over the 5 s before the fault, after the warm-up; the offered send rate if nothing was received
+  then); None if that did not happen before the last receive;
 - ``recovery.lag_seconds``: the lag-recovery checker on this window alone (broker lag samples,
   or the backlog derived from the history);
 - ``anomalies``: the checkers' anomaly counts over the messages intended within the window;
@@ -187,6 +188,8 @@ def fault_figures(
         if start - pre_from < NS_PER_S // 2:
             pre_from = load_start  # too little steady time before the fault: use all of it
         pre_rate = _rate(received, pre_from, start) if start > pre_from else 0.0
+        if pre_rate == 0.0:  # consumers not started yet (e.g. a slow group join): the offered rate
+            pre_rate = intended.size * NS_PER_S / max(load_end - load_start, 1)
         lag_verdict = check_lag_recovery(
             lag, _events_of(history.events, window), recover_within_seconds
         )

@@ -17,6 +17,7 @@ from harness.drivers.targets import open_driver
 from harness.history.envelope import decode
 from harness.history.recorder import Recorder
 from harness.history.schema import Disposition
+from harness.load.patience import with_patience
 from harness.load.plan import ConsumerPlan
 
 # Live metrics get a sample of end-to-end latencies (the history keeps every one).
@@ -69,8 +70,10 @@ def main(plan_path: str) -> None:
         signal.signal(signum, lambda *_: stop.set())
     run = plan.run
     recorder = Recorder(Path(run.run_dir), f"consumer-{plan.consumer_id}")
-    driver = open_driver(run.target, run.settings, via_proxy=run.consumers_via_proxy)
-    destination = driver.create_destination(run.destination.spec())
+    driver = with_patience(
+        lambda: open_driver(run.target, run.settings, via_proxy=run.consumers_via_proxy)
+    )
+    destination = with_patience(lambda: driver.create_destination(run.destination.spec()))
     consumer = driver.consumer(destination, run.destination.group)
     ordering = driver.capabilities.ordering(run.destination.ordered)
     received = foreign = tick = 0
