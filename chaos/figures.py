@@ -8,8 +8,8 @@ For each fault window (its ``fault-start`` / ``fault-end`` events):
   first ack / receive after its end (or the end of the load when none came);
 - ``recovery.throughput_seconds``: from the heal until the receive rate over a sliding 1 s
   window is back within the hypothesis's percentage of the pre-fault rate (the receive rate
-  over the 5 s before the fault, after the warm-up; the offered send rate if nothing was received
-  then); None if that did not happen before the last receive;
+  over the 5 s before the fault, after the warm-up, capped at the offered send rate, which is
+  also used if nothing was received then); None if that did not happen before the last receive;
 - ``recovery.lag_seconds``: the lag-recovery checker on this window alone (broker lag samples,
   or the backlog derived from the history);
 - ``anomalies``: the checkers' anomaly counts over the messages intended within the window;
@@ -187,9 +187,10 @@ def fault_figures(
         pre_from = max(steady_from, start - round(PRE_FAULT_SECONDS * NS_PER_S))
         if start - pre_from < NS_PER_S // 2:
             pre_from = load_start  # too little steady time before the fault: use all of it
+        offered = intended.size * NS_PER_S / max(load_end - load_start, 1)
         pre_rate = _rate(received, pre_from, start) if start > pre_from else 0.0
-        if pre_rate == 0.0:  # consumers not started yet (e.g. a slow group join): the offered rate
-            pre_rate = intended.size * NS_PER_S / max(load_end - load_start, 1)
+        # Nothing received yet (a slow group join) or a catch-up burst: the offered rate.
+        pre_rate = offered if pre_rate == 0.0 else min(pre_rate, offered)
         lag_verdict = check_lag_recovery(
             lag, _events_of(history.events, window), recover_within_seconds
         )
