@@ -90,3 +90,38 @@ def test_leaving_the_block_heals_whatever_happened(
         raise KeyboardInterrupt
     assert toxiproxy.proxies()["pubsub"].enabled
     assert not (tmp_path / "active.json").exists()
+
+
+TOXICS = {
+    "latency": ("latency", {"latency_ms": 10, "jitter_ms": 5}, {"latency": 10, "jitter": 5}),
+    "bandwidth": ("bandwidth", {"rate_kb_per_s": 64}, {"rate": 64}),
+    "blackhole": ("timeout", {}, {"timeout": 0}),
+    "timeout": ("timeout", {"timeout_ms": 250}, {"timeout": 250}),
+    "reset-peer": ("reset_peer", {"timeout_ms": 5}, {"timeout": 5}),
+    "slow-close": ("slow_close", {"delay_ms": 50}, {"delay": 50}),
+    "slicer": ("slicer", {"average_size": 32, "size_variation": 8, "delay_us": 20},
+               {"average_size": 32, "size_variation": 8, "delay": 20}),
+    "limit-data": ("limit_data", {"bytes": 4096}, {"bytes": 4096}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("action", sorted(TOXICS))
+def test_each_toxic_reaches_toxiproxy_as_documented(
+    stack: Stack, settings: Settings, tmp_path: Path, action: str
+) -> None:
+    toxic_type, params, attributes = TOXICS[action]
+    scenario_file = tmp_path / "one.yaml"
+    scenario_file.write_text(
+        "name: one\nfaults:\n"
+        f"  - {{action: {action}, at: 0, duration: 600, target: moto, "
+        f"params: {json.dumps({**params, 'stream': 'upstream', 'toxicity': 0.5})}}}\n"
+    )
+    toxiproxy = Client(port=settings.ports.toxiproxy)
+    context = NemesisContext("kafka", settings, state_file=tmp_path / "active.json")
+    with Nemesis(load_scenario(str(scenario_file)), context) as nemesis:
+        nemesis.start(time.time_ns())
+        assert wait_until(lambda: len(toxiproxy.proxies()["moto"].toxics) == 1)
+        (toxic,) = toxiproxy.proxies()["moto"].toxics
+        assert (toxic.type, toxic.stream, toxic.toxicity) == (toxic_type, "upstream", 0.5)
+        assert {k: toxic.attributes[k] for k in attributes} == attributes
+    assert toxiproxy.proxies()["moto"].toxics == ()
