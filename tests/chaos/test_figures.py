@@ -4,8 +4,14 @@ import json
 
 import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
 
-from chaos.figures import adjust_for_non_durable, fault_figures, judge_hypothesis
+from chaos.figures import (
+    adjust_for_non_durable,
+    adjust_for_producer_crash,
+    fault_figures,
+    judge_hypothesis,
+)
 from harness.checkers import check_all
 from harness.drivers.base import OrderingScope
 from harness.history.schema import EVENTS, RECEIVES, SENDS, EventKind, SendOutcome
@@ -109,3 +115,22 @@ def test_the_hypothesis_is_judged_per_fault() -> None:
     assert judged["valid"] is True
     faults[0]["recovery"]["throughput_seconds"] = None
     assert judge_hypothesis({"recover_within_seconds": 5}, faults, None)["valid"] is False
+
+
+def test_deliveries_a_crashed_producer_never_recorded_are_not_phantoms() -> None:
+    full = history()
+    crash = FAULT[0]
+    # The producer died at the fault's start; its last 20 sends before it were never flushed.
+    flushed = full.sends.filter(pc.less(full.sends.column("intended_ns"), crash - S // 5))
+    receives = full.receives.filter(pc.less(full.receives.column("intended_ns"), crash))
+    events = full.events.to_pylist()
+    events[1]["detail"] = json.dumps({"id": "crash", "action": "producer-crash"})
+    crashed = History(flushed, receives, pa.Table.from_pylist(events, schema=EVENTS))
+    verdicts = check_all(crashed.sends, crashed.receives, crashed.events, OrderingScope.NONE)
+    assert next(v for v in verdicts if v.name == "phantom").counts["phantom"] == 20
+    faults = fault_figures(crashed, None, OrderingScope.NONE)
+    phantom = next(
+        v for v in adjust_for_producer_crash(verdicts, crashed, faults) if v.name == "phantom"
+    )
+    assert phantom.valid is True
+    assert phantom.counts["unrecorded_sends"] == 20
