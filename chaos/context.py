@@ -42,4 +42,4 @@ class NemesisContext:
     producers: LoadProcesses | None = None
     recreate_destination: Callable[[], None] | None = None
     state_file: Path | None = None
-    """Default: ``<home>/state/chaos/active-faults.json`` (``chaos.state``)."""
+    """Default: ``<home>/state/chaos/active-faults-<pid>.json`` (``chaos.state``)."""

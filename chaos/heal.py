@@ -46,12 +46,15 @@ def continue_service(settings: Settings, service: str) -> None:
 
 
 def heal_all(settings: Settings, path: Path | None = None) -> list[str]:
-    """Undo every recorded fault, reset toxiproxy (every proxy enabled, no toxic) if it runs,
-    SIGCONT every local service; clear the state file. Returns what was done, for the user."""
+    """Undo every recorded fault (of every state file, or of ``path``), reset toxiproxy (every
+    proxy enabled, no toxic) if it runs, SIGCONT every local service; remove the state files.
+    Returns what was done, for the user."""
     done = []
-    for entry in state.read_entries(path):
-        heal_entry(entry, settings)
-        done.append(f"{entry.get('kind')}: {entry.get('proxy') or entry.get('service') or ''}")
+    files = [path] if path is not None else state.all_state_files()
+    for file in files:
+        for entry in state.read_entries(file):
+            heal_entry(entry, settings)
+            done.append(f"{entry.get('kind')}: {entry.get('proxy') or entry.get('service') or ''}")
     toxiproxy = Toxiproxy(settings)
     record = processes.recorded(toxiproxy.directory)
     if record is not None and processes.is_alive(record):
@@ -61,5 +64,6 @@ def heal_all(settings: Settings, path: Path | None = None) -> list[str]:
         if service.name != "toxiproxy":
             with contextlib.suppress(UserError):
                 continue_service(settings, service.name)
-    state.clear(path)
+    for file in files:
+        state.clear(file)
     return done

@@ -1,8 +1,9 @@
 """The active-fault state file: what ``brokerbench chaos heal`` undoes after a killed harness.
 
 Each applied fault adds its entries (plain JSON, see ``chaos.heal``) *before* it is applied and
-removes them once healed; every write is atomic. One file per brokerbench home:
-``<home>/state/chaos/active-faults.json``.
+removes them once healed; every write is atomic. One file per harness process (so runs in
+parallel never overwrite each other's): ``<home>/state/chaos/active-faults-<pid>.json``;
+``chaos heal`` reads them all.
 """
 
 import json
@@ -20,8 +21,22 @@ Entry = dict[str, Any]
 _LOCK = threading.Lock()
 
 
+def state_dir() -> Path:
+    return paths.state_dir() / "chaos"
+
+
 def state_file() -> Path:
-    return paths.state_dir() / "chaos" / "active-faults.json"
+    """This process's state file."""
+    return state_dir() / f"active-faults-{os.getpid()}.json"
+
+
+def all_state_files() -> list[Path]:
+    """Every process's state file (those of harnesses that died included)."""
+    return sorted(state_dir().glob("active-faults-*.json"))
+
+
+def read_all_entries() -> list[Entry]:
+    return [entry for path in all_state_files() for entry in read_entries(path)]
 
 
 def read_entries(path: Path | None = None) -> list[Entry]:

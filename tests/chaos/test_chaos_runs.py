@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pytest
 
-from chaos.state import state_file
+from chaos.state import all_state_files
 from harness.history.store import load
 from harness.settings import Settings
 from harness.stack.manager import Stack
@@ -183,4 +183,4 @@ def test_no_fault_is_left_after_the_runs(
     for proxy in Client(port=settings.ports.toxiproxy).proxies().values():
         assert proxy.enabled, proxy
         assert proxy.toxics == (), proxy
-    assert not state_file().exists()
+    assert not all_state_files()

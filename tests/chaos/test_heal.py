@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from chaos.state import read_entries, state_file
+from chaos.state import all_state_files, read_all_entries
 from harness.settings import Settings
 from harness.stack.manager import Stack
 from harness.stack.toxiproxy import Client
@@ -59,7 +59,7 @@ def wait_for_all_faults(toxiproxy: Client, run: subprocess.Popen[str], stack: St
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and run.poll() is None:
         proxy = toxiproxy.proxies()["elasticmq"]
-        entries = read_entries()
+        entries = read_all_entries()
         if not proxy.enabled and len(proxy.toxics) == 2 and len(entries) == 4:
             assert moto_status(stack) == psutil.STATUS_STOPPED
             return
@@ -71,7 +71,7 @@ def assert_nothing_left(toxiproxy: Client, stack: Stack) -> None:
     for proxy in toxiproxy.proxies().values():
         assert proxy.enabled, proxy
         assert proxy.toxics == (), proxy
-    assert not state_file().exists()
+    assert not all_state_files()
     assert moto_status(stack) != psutil.STATUS_STOPPED
 
 
@@ -100,7 +100,7 @@ def test_chaos_heal_cleans_up_after_a_killed_harness(
         for orphan in orphans:  # the load processes run in their own sessions
             orphan.kill()
         assert not toxiproxy.proxies()["elasticmq"].enabled, "the fault should have outlived it"
-        assert len(read_entries()) == 4
+        assert len(read_all_entries()) == 4
         healed = subprocess.run(
             [sys.executable, "-m", "harness", "chaos", "heal"],
             capture_output=True, text=True, timeout=120, check=False,
