@@ -12,7 +12,8 @@ For each fault window (its ``fault-start`` / ``fault-end`` events):
   also used if nothing was received then); None if that did not happen before the last receive;
 - ``recovery.lag_seconds``: the lag-recovery checker on this window alone (broker lag samples,
   or the backlog derived from the history);
-- ``anomalies``: the checkers' anomaly counts over the messages intended within the window;
+- ``anomalies``: the checkers' anomaly counts over the messages intended within the window,
+  without what ``expected_losses`` sets apart (``non_durable_lost``, ``unrecorded_sends``);
 - ``non_durable``: the fault wiped an in-memory broker; acknowledged messages lost to it are
   counted as ``non_durable_lost`` in the ``lost`` check, not as an anomaly.
 
@@ -53,6 +54,8 @@ ANOMALY_COUNTS: dict[str, tuple[str, ...]] = {
     "ordering": ("reorder", "skip"),
 }
 """Which of each checker's counts are anomalies (the rest are measurements)."""
+EXPECTED_COUNTS = ("non_durable_lost", "unrecorded_sends")
+"""Counts set apart from the anomalies: what a non-durable broker or a crashed producer lost."""
 
 I64 = npt.NDArray[np.int64]
 
@@ -151,15 +154,28 @@ def _within(table: pa.Table, start: int, end: int) -> pa.Table:
     return table.filter(pc.and_(pc.greater_equal(intended, start), pc.less(intended, end)))
 
 
-def _anomalies(history: History, start: int, end: int, ordering: OrderingScope) -> dict[str, int]:
+def _anomalies(
+    history: History, window: dict[str, Any], end: int, ordering: OrderingScope
+) -> tuple[dict[str, int], dict[str, int]]:
+    """The checkers' anomaly counts over the messages intended within the window; losses to a
+    non-durable broker and deliveries a crashed producer never recorded are left out."""
+    start = int(window["start_ns"])
     sends, receives = _within(history.sends, start, end), _within(history.receives, start, end)
-    verdicts = check_all(sends, receives, history.events.slice(0, 0), ordering)
-    found = {}
+    inside = History(sends, receives, history.events.slice(0, 0))
+    verdicts = check_all(sends, receives, inside.events, ordering)
+    verdicts = adjust_for_non_durable(verdicts, inside, [window])
+    verdicts = adjust_for_producer_crash(verdicts, inside, [window])
+    found: dict[str, int] = {}
+    expected: dict[str, int] = {}
     for verdict in verdicts:
         keys = ANOMALY_COUNTS.get(verdict.name)
-        if keys is not None:
-            found[verdict.name] = sum(int(verdict.counts.get(key, 0)) for key in keys)
-    return found
+        if keys is None:
+            continue
+        set_apart = {k: int(verdict.counts.get(k, 0)) for k in EXPECTED_COUNTS}
+        expected.update({k: v for k, v in set_apart.items() if v})
+        total = sum(int(verdict.counts.get(key, 0)) for key in keys)
+        found[verdict.name] = total - sum(set_apart.values())
+    return found, expected
 
 
 def fault_figures(
@@ -202,6 +218,7 @@ def fault_figures(
             lag, _events_of(history.events, window), recover_within_seconds
         )
         lag_ms = lag_verdict.counts.get("time_to_recover_ms")
+        anomalies, expected_losses = _anomalies(history, window, end, ordering)
         figures.append(
             {
                 **window,
@@ -230,7 +247,8 @@ def fault_figures(
                     "lag_seconds": None if lag_ms is None else round(lag_ms / 1000, 3),
                     "lag_notes": lag_verdict.notes,
                 },
-                "anomalies": _anomalies(history, start, end, ordering),
+                "anomalies": anomalies,
+                "expected_losses": expected_losses,
             }
         )
     return figures

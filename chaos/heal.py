@@ -34,7 +34,9 @@ def heal_entry(entry: Entry, settings: Settings) -> None:
     elif kind == "paused":
         continue_service(settings, entry["service"])
     elif kind == "stopped":
-        Stack(settings, [entry["service"]]).up()
+        from chaos.faults.process import start_again  # the fault modules import this one
+
+        start_again(settings, entry["service"])
 
 
 def continue_service(settings: Settings, service: str) -> None:

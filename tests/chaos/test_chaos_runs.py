@@ -132,8 +132,9 @@ def test_a_killed_consumer_is_replaced_and_the_run_drains(
     runs: dict[tuple[str, str], Path], broker: str
 ) -> None:
     run_dir = runs[(broker, "consumer-kill")]
-    consumers = set(load(run_dir).receives.column("consumer_id").to_pylist())
-    assert 1000 in consumers, consumers  # consumer-0's replacement (id 0 + 1000)
+    # consumer-0's replacement (id 0 + 1000) ran to the end: the runner stops the run if a
+    # consumer it did not kill exits. (It may receive nothing: the survivor can take it all.)
+    assert (run_dir / "plans" / "consumer-1000.json").exists()
     result = result_of(run_dir)
     assert result["phases"]["drained"] is True
     assert result["counts"]["received"] >= result["counts"]["ok"]
@@ -146,8 +147,9 @@ def test_a_sigstopped_broker_delivers_nothing_until_sigcont(
     run_dir = runs[(broker, "broker-pause")]
     (fault,) = result_of(run_dir)["scenario"]["faults"]
     received = np.asarray(load(run_dir).receives.column("receive_ns").to_numpy())
-    # A client may still hand out what it fetched just before the pause: allow 0.5 s.
-    paused = (received >= fault["start_ns"] + S // 2) & (received < fault["end_ns"])
+    # A client may still hand out what it fetched just before the pause (allow 1 s), and the
+    # window ends once the heal returned, a moment after the SIGCONT (allow 0.3 s).
+    paused = (received >= fault["start_ns"] + S) & (received < fault["end_ns"] - 3 * S // 10)
     after = (received >= fault["end_ns"]) & (received < fault["end_ns"] + 10 * S)
     assert int(paused.sum()) == 0
     assert int(after.sum()) > 0
