@@ -2,7 +2,9 @@
 Pub/Sub emulator (one suite per broker, the three in parallel), then what the results and
 histories show: fault windows, recovery, anomalies; the faults really were on the data path.
 
-Short runs (200 msg/s, 9 s, faults of 2-3 s); moto is left out (too slow under load)."""
+Short runs (200 msg/s, 9 s, faults of 2-3 s); moto is left out (too slow under load). The
+drain may wait up to 40 s: deliveries a killed consumer took but never recorded come back after
+SQS's visibility timeout / Pub/Sub's ack deadline (30 s)."""
 
 import json
 import subprocess
@@ -35,7 +37,7 @@ scenarios: [{scenarios}]
 workloads:
   - name: w
     params: {{rate: 200, duration: 9, warmup: 1, consumers: 2, partitions: 3, keys: 16,
-              drain_timeout: 12}}
+              drain_timeout: 40}}
 """
 # The latency toxic acts on the producers' path only: e2e then grows by the toxic's latency
 # (through both paths a consumer's fetch cycle would add part of it again).
@@ -67,17 +69,17 @@ def runs(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[s
     root = tmp_path_factory.mktemp("chaos")
     outputs: dict[str, str] = {}
 
-    def broker_suites(broker: str) -> None:
+    def broker_suite(broker: str) -> None:
         text = MATRIX.format(broker=broker, scenarios=", ".join(SCENARIOS))
         run_suite(text, root / broker, outputs, broker)
-        if broker == "kafka":  # not while Kafka's own chaos suite crashes it
-            run_suite(LATENCY, root / "latency", outputs, "latency")
 
-    threads = [threading.Thread(target=broker_suites, args=(b,)) for b in BROKERS]
+    threads = [threading.Thread(target=broker_suite, args=(b,)) for b in BROKERS]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    # Alone, after the others: no broker crashing or CPU-hungry restart next to it.
+    run_suite(LATENCY, root / "latency", outputs, "latency")
     for key, output in outputs.items():
         assert output.startswith("exit 0"), f"{key}: {output}"
     found = {
@@ -176,7 +178,7 @@ def test_a_200_ms_latency_toxic_adds_about_200_ms_to_e2e(
     ) / 1e6
     assert e2e_ms.size > 100
     added = float(np.median(e2e_ms)) - base_p50
-    assert 150 <= added <= 300, (added, base_p50)
+    assert 150 <= added <= 300, f"e2e +{added:.0f} ms (baseline p50 {base_p50} ms)"
 
 
 def test_no_fault_is_left_after_the_runs(
