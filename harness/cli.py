@@ -224,6 +224,7 @@ def run(
     summary = Table(
         "broker",
         "workload",
+        "scenario",
         "repeat",
         "sent msg/s",
         "e2e p50 ms",
@@ -285,6 +286,7 @@ def _summary_row(broker: str, workload: str, repeat: int, result: dict[str, Any]
     return [
         broker,
         workload,
+        result.get("scenario", {}).get("name", "-"),
         str(repeat),
         f"{figures['throughput']['sent']['mean_msgs_per_s'] or 0:.0f}",
         f"{e2e.get('p50', float('nan')):.2f}",

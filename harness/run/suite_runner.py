@@ -14,6 +14,7 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 from chaos.scenario import Scenario, load_scenario
 from harness.atomic import write_text_atomically
 from harness.drivers.base import LagProbe
+from harness.drivers.targets import LOCAL_DRIVERS
 from harness.errors import UserError
 from harness.history.store import compact
 from harness.run.figures import Window
@@ -105,6 +106,18 @@ def _load_scenarios(
                 )
             for window in scenario.windows():
                 _check_target(here, scenario, window.spec.action, window.target, config)
+        broker_faults = [
+            w.spec.action
+            for w in scenario.windows()
+            if fault_class(w.spec.action).default_target == "broker" and w.target == "broker"
+        ]
+        external = [b for b in suite.brokers if b not in LOCAL_DRIVERS]
+        if broker_faults and external:
+            raise UserError(
+                f"{here}: scenario {scenario.name!r} has broker faults ({broker_faults[0]}) but "
+                f"{external[0]!r} is an external target (no proxy, no process to signal): run "
+                "it with scenarios that only kill load processes, or in another suite"
+            )
         networked = [
             f.action
             for f in scenario.faults

@@ -10,7 +10,7 @@ from chaos.faults.registry import fault_classes
 from chaos.scenario import bundled_names, fault_params, load_scenario
 from harness.errors import UserError
 from harness.run.suite_runner import plan_suite
-from harness.settings import Settings
+from harness.settings import Settings, load_settings
 
 REQUIRED = {"baseline", "latency", "link-down", "broker-pause", "broker-crash", "consumer-kill"}
 WORKLOAD = """
@@ -123,3 +123,19 @@ def test_a_suite_without_scenarios_runs_the_baseline(tmp_path: Path) -> None:
     suite = write(tmp_path, "suite.yaml", "name: s\nbrokers: [kafka]\n" + WORKLOAD)
     _, runs = plan_suite(suite, Settings(), tmp_path)
     assert [run.run_dir.parts[-2:] for run in runs] == [("baseline", "r0")]
+
+
+def test_broker_faults_on_an_external_target_are_refused_before_any_io(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write(
+        tmp_path, "brokerbench.yaml",
+        "targets:\n  cloud:\n    driver: sqs\n    settings: {region: eu-west-1}\n",
+    )  # fmt: skip
+    monkeypatch.setenv("BROKERBENCH_CONFIG", str(config))
+    suite = write(
+        tmp_path, "suite.yaml", "name: s\nbrokers: [cloud]\nproxy: all\nscenarios: [broker-pause]\n"
+        + WORKLOAD,
+    )  # fmt: skip
+    with pytest.raises(UserError, match=r":4: .*'cloud' is an external target"):
+        plan_suite(suite, load_settings(), tmp_path)
