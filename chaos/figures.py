@@ -88,6 +88,8 @@ def fault_windows(events: pa.Table) -> list[dict[str, Any]]:
 
 
 def _unavailable(times: I64, start: int, end: int, load_end: int) -> float:
+    """Longest gap between ``start``, the ``times`` after it, and the first time at or after
+    ``end`` (or ``load_end`` if none came)."""
     relevant = times[times > start]
     first_after = relevant[relevant >= end]
     horizon = int(first_after.min()) if first_after.size else max(load_end, end)
