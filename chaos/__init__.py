@@ -1,1 +1,3 @@
-"""Faults (toxiproxy, process signals), scenarios and the nemesis: built in a later issue."""
+"""Chaos: fault types (toxiproxy toxics, process signals, the harness's own load processes),
+scenario files, the nemesis that applies a scenario's schedule and always heals, and the
+per-fault figures of a run. See docs/chaos.md."""

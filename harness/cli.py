@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from chaos import cli as chaos_cli
 from harness import paths
 from harness.errors import UserError
 from harness.settings import load_settings
@@ -34,6 +35,7 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Benchmark and chaos-test event-driven systems on Kafka, SQS and Pub/Sub.",
 )
+app.add_typer(chaos_cli.app, name="chaos")
 # Rich wraps at 80 columns when output is not a terminal (CI logs, files): tables need more.
 console = Console(width=None if sys.stdout.isatty() else 140)
 errors = Console(stderr=True)
@@ -251,6 +253,7 @@ def run(
     summary = Table(
         "broker",
         "workload",
+        "scenario",
         "repeat",
         "sent msg/s",
         "e2e p50 ms",
@@ -273,7 +276,8 @@ def run(
     def on_progress(planned: PlannedRun, state: RunProgress) -> None:
         if planned.run_dir not in tasks:
             tasks[planned.run_dir] = bars.add_task(
-                f"{planned.broker} / {planned.workload} / r{planned.repeat}",
+                f"{planned.broker} / {planned.workload} / "
+                f"{planned.scenario.name if planned.scenario else 'baseline'} / r{planned.repeat}",
                 total=state.expected,
                 detail="",
             )
@@ -311,6 +315,7 @@ def _summary_row(broker: str, workload: str, repeat: int, result: dict[str, Any]
     return [
         broker,
         workload,
+        result.get("scenario", {}).get("name", "-"),
         str(repeat),
         f"{figures['throughput']['sent']['mean_msgs_per_s'] or 0:.0f}",
         f"{e2e.get('p50', float('nan')):.2f}",

@@ -32,6 +32,26 @@ class Suite(FrozenModel):
     ``all``, only the ``producers``, only the ``consumers``, or ``none``."""
     repeats: Annotated[int, Field(ge=1, le=100)] = 1
     workloads: Annotated[list[WorkloadEntry], Field(min_length=1)]
+    scenarios: Annotated[list[str], Field(min_length=1)] = Field(
+        default_factory=lambda: ["baseline"]
+    )
+    """Fault scenarios, each run for every broker and workload: bundled names
+    (``brokerbench chaos list``) or paths of scenario files, relative to the suite file."""
+
+    @field_validator("scenarios")
+    @classmethod
+    def _known_scenarios(cls, scenarios: list[str]) -> list[str]:
+        from chaos.scenario import bundled_names
+
+        for scenario in scenarios:
+            if not scenario.endswith((".yaml", ".yml")) and scenario not in bundled_names():
+                raise ValueError(
+                    f"unknown scenario {scenario!r}: choose from {', '.join(bundled_names())} "
+                    "(or give the path of a scenario .yaml file)"
+                )
+        if len(set(scenarios)) != len(scenarios):
+            raise ValueError("a scenario is listed twice")
+        return scenarios
 
     @field_validator("brokers")
     @classmethod

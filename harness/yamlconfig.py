@@ -78,3 +78,12 @@ def validate_part(
         field = ".".join(str(part) for part in full)
         where = f"{path}:{line}" if line else str(path)
         raise UserError(f"{where}: {field}: {first['msg']}") from exc
+
+
+def where(path: Path, location: tuple[int | str, ...]) -> str:
+    """``path:line`` of the node at ``location`` (just ``path`` if it cannot be found)."""
+    try:
+        line = _line_of(yaml.compose(path.read_text(encoding="utf-8")), location)
+    except (OSError, yaml.YAMLError):
+        line = None
+    return f"{path}:{line}" if line else str(path)

@@ -216,6 +216,10 @@ class KafkaConsumer:
                 "enable.auto.commit": True,
                 "enable.auto.offset.store": False,
                 "auto.commit.interval.ms": 1000,
+                # A dead consumer's partitions move to the others after 10 s, not librdkafka's
+                # 45 s (the Java client's default before 3.0; chaos runs kill consumers).
+                "session.timeout.ms": 10000,
+                "heartbeat.interval.ms": 3000,
                 **config,
             }
         )

@@ -17,11 +17,13 @@ from harness.drivers.targets import open_driver
 from harness.history.envelope import decode
 from harness.history.recorder import Recorder
 from harness.history.schema import Disposition
+from harness.load.patience import with_patience
 from harness.load.plan import ConsumerPlan
 
 # Live metrics get a sample of end-to-end latencies (the history keeps every one).
 E2E_SAMPLE_EVERY = 10
 E2E_SAMPLES_PER_LINE = 200
+MAX_ERROR_SECONDS = 120.0
 
 
 def _report(**fields: object) -> None:
@@ -38,6 +40,29 @@ def scope_of(message: Received, ordering: OrderingScope) -> str | None:
     return None
 
 
+class BrokerErrors:
+    """Tolerates broker errors (faults are expected in chaos runs) for up to
+    ``MAX_ERROR_SECONDS`` in a row, logging each kind of error once; then gives up."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self.logged: set[str] = set()
+
+    def failed(self, error: Exception) -> None:
+        now = time.monotonic()
+        self.since = self.since or now
+        if now - self.since > MAX_ERROR_SECONDS:
+            raise error
+        kind = type(error).__name__
+        if kind not in self.logged:
+            self.logged.add(kind)
+            sys.stderr.write(f"broker error (retrying): {kind}: {str(error)[:300]}\n")
+        time.sleep(0.2)
+
+    def succeeded(self) -> None:
+        self.since = None
+
+
 def main(plan_path: str) -> None:
     plan = ConsumerPlan.model_validate_json(Path(plan_path).read_text(encoding="utf-8"))
     stop = threading.Event()
@@ -45,17 +70,24 @@ def main(plan_path: str) -> None:
         signal.signal(signum, lambda *_: stop.set())
     run = plan.run
     recorder = Recorder(Path(run.run_dir), f"consumer-{plan.consumer_id}")
-    driver = open_driver(run.target, run.settings, via_proxy=run.consumers_via_proxy)
-    destination = driver.create_destination(run.destination.spec())
+    driver = with_patience(
+        lambda: open_driver(run.target, run.settings, via_proxy=run.consumers_via_proxy)
+    )
+    destination = with_patience(lambda: driver.create_destination(run.destination.spec()))
     consumer = driver.consumer(destination, run.destination.group)
     ordering = driver.capabilities.ordering(run.destination.ordered)
     received = foreign = tick = 0
+    errors = BrokerErrors()
     e2e_samples: list[float] = []
     next_report = time.monotonic() + 1.0
     _report(kind="ready", consumer=plan.consumer_id)
     try:
         while not stop.is_set():
-            batch = consumer.poll(plan.poll_batch, 0.5)
+            try:
+                batch = consumer.poll(plan.poll_batch, 0.5)
+            except Exception as exc:
+                errors.failed(exc)  # e.g. the broker is down (a fault): keep trying
+                continue
             now = time.time_ns()
             for position, message in enumerate(batch):
                 decoded = decode(message.payload)
@@ -82,7 +114,14 @@ def main(plan_path: str) -> None:
                 received += 1
                 if received % E2E_SAMPLE_EVERY == 0 and len(e2e_samples) < E2E_SAMPLES_PER_LINE:
                     e2e_samples.append(round((now - envelope.intended_ns) / 1e6, 3))
-            consumer.ack(batch)
+            if plan.durable_history and batch:
+                recorder.flush()
+            try:
+                consumer.ack(batch)
+            except Exception as exc:
+                errors.failed(exc)  # unacked: the broker delivers these again
+            else:
+                errors.succeeded()
             if time.monotonic() >= next_report:
                 tick += 1
                 _report(

@@ -24,6 +24,7 @@ from harness.history.envelope import Envelope, encode
 from harness.history.recorder import Recorder
 from harness.history.schema import SendOutcome
 from harness.load.keys import key_ids, key_name
+from harness.load.patience import with_patience
 from harness.load.plan import ProducerPlan
 
 MAX_BURST = 256
@@ -87,11 +88,13 @@ class OpenLoopProducer(User):
         index = next(self._indexes)
         type(self)._running += 1
         self.producer_id = self.global_index(index)
-        self.driver: Driver = open_driver(
-            plan.run.target, plan.run.settings, via_proxy=plan.run.producers_via_proxy
+        self.driver: Driver = with_patience(
+            lambda: open_driver(
+                plan.run.target, plan.run.settings, via_proxy=plan.run.producers_via_proxy
+            )
         )
         spec = plan.run.destination.spec()
-        self.destination: Destination = self.driver.create_destination(spec)
+        self.destination: Destination = with_patience(lambda: self.driver.create_destination(spec))
         self.producer: Producer = self.driver.producer(self.destination)
         self.times = plan.schedule().intended_times(
             self.schedule_start_ns(), self.producer_id, plan.total_producers

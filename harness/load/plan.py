@@ -74,3 +74,6 @@ class ConsumerPlan(FrozenModel):
     run: RunShared
     consumer_id: int
     poll_batch: int = 100
+    durable_history: bool = False
+    """Flush the history before each ack, so a SIGKILL loses no acked delivery (chaos runs
+    that kill consumers)."""

@@ -35,12 +35,12 @@ def main(plan_path: str) -> None:
     while not OpenLoopProducer.finished.wait(timeout=1.0):
         total = environment.stats.total  # replaced when the runner resets its stats
         _report(kind="progress", sent=total.num_requests, failed=total.num_failures)
-        if runner.errors:
+        if runner.exceptions:  # a user raised; failed sends (runner.errors) are history
             break
     runner.quit()
     recorder.close()
     total = environment.stats.total
-    errors = [f"{error.name}: {error.error}" for error in runner.errors.values()]
+    errors = [str(exception["msg"]) for exception in runner.exceptions.values()]
     _report(kind="done", sent=total.num_requests, failed=total.num_failures, errors=errors[:5])
     gevent.sleep(0)
     sys.exit(1 if errors else 0)

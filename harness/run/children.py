@@ -84,7 +84,8 @@ class Children:
         """Why a child failed: its last stderr line."""
         child = self.children[label]
         lines = [line for line in child.log.read_text(errors="replace").splitlines() if line]
-        last = lines[-1] if lines else "no output"
+        reported = child.last.get("errors")  # a load process's own summary of what failed
+        last = "; ".join(map(str, reported)) if reported else lines[-1] if lines else "no output"
         return (
             f"{label} exited with code {child.process.returncode}: {last[:300]} (log: {child.log})"
         )

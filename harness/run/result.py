@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
+from chaos.figures import scenario_section
 from harness.atomic import write_text_atomically
 from harness.checkers import HistoryIndex, all_valid, check_all, derive_backlog
 from harness.checkers.verdict import Verdict
@@ -75,6 +76,7 @@ def evaluate(
     )
     if flow_checks is not None:
         verdicts += flow_checks(history)
+    scenario, verdicts = scenario_section(run_dir, history, lag, ordering, verdicts)
     return {
         "counts": counts(history),
         "figures": {
@@ -85,6 +87,7 @@ def evaluate(
         },
         "valid": all_valid(verdicts),
         "checks": [asdict(verdict) for verdict in verdicts],
+        **({"scenario": scenario} if scenario is not None else {}),
     }
 
 

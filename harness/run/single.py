@@ -14,12 +14,18 @@ The load processes are always stopped, on success, error or Ctrl-C.
 
 import logging
 import secrets
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chaos.context import NemesisContext
+from chaos.figures import SCENARIO_FILE
+from chaos.nemesis import Nemesis
+from chaos.scenario import Scenario
+from harness.atomic import write_text_atomically
 from harness.collectors.lag import LagSampler
 from harness.collectors.live import LiveMetrics
 from harness.drivers.base import Destination, Driver
@@ -27,10 +33,11 @@ from harness.drivers.targets import open_driver
 from harness.errors import UserError
 from harness.history.recorder import Recorder
 from harness.history.schema import EventKind
+from harness.history.shards import read_shard, shard_path
 from harness.load.plan import ProducerPlan, RunShared
 from harness.run.children import Children
 from harness.run.quiescence import ServiceTotals
-from harness.run.topology import consumer_plans_of, topic_plans
+from harness.run.topology import consumer_plans_of, replacement_plan, topic_plans
 from harness.settings import Settings
 from harness.suite import ProxyPath
 from workloads.flows.api import Flow
@@ -55,6 +62,8 @@ class RunRequest:
     """Serve live Prometheus metrics on 127.0.0.1:port during the run (0: any free port)."""
     flow: type[Flow] | None = None
     """A business flow (``config`` is then its ``FlowConfig``); None: raw throughput."""
+    scenario: Scenario | None = None
+    """Faults to apply during the load (``chaos/``); None: none."""
 
 
 @dataclass
@@ -149,6 +158,54 @@ def _start_producers(
     return labels
 
 
+class LoadSlots:
+    """The nemesis's handle on one kind of load process (``chaos.context.LoadProcesses``): kill
+    the process in a slot (its exit is then expected) and start a replacement."""
+
+    def __init__(
+        self, children: Children, labels: list[str], start: Callable[[str, int], None] | None
+    ) -> None:
+        self.children = children
+        self.current = {label: label for label in labels}
+        self.killed: set[str] = set()
+        self.final_received: dict[str, int] = {}
+        """Deliveries a killed consumer recorded (its last progress line may be older)."""
+        self._start = start
+        self._generation = 0
+
+    def labels(self) -> list[str]:
+        return list(self.current)
+
+    def kill(self, label: str) -> None:
+        running = self.current[label]
+        self.killed.add(running)
+        child = self.children.children[running]
+        child.process.kill()
+        child.process.wait()
+        shard = shard_path(self.children.run_dir, "receives", running)
+        if shard.exists():
+            self.final_received[running] = sum(batch.num_rows for batch in read_shard(shard))
+
+    def restart(self, label: str) -> None:
+        if self._start is None:
+            raise RuntimeError(f"{label}: this kind of load process is not restarted")
+        self._generation += 1
+        index = int(label.rsplit("-", 1)[1]) + REPLACEMENT_ID_STEP * self._generation
+        replacement = f"{label.rsplit('-', 1)[0]}-{index}"
+        self._start(replacement, index)
+        self.current[label] = replacement
+
+
+REPLACEMENT_ID_STEP = 1000
+"""A replacement consumer's id: its slot's id + 1000 x the replacement's number."""
+
+
+def _slot_of(label: str) -> str:
+    """The slot a replacement's label (``consumer-1003``) stands in for (``consumer-3``)."""
+    prefix, index = label.rsplit("-", 1)
+    return f"{prefix}-{int(index) % REPLACEMENT_ID_STEP}"
+
+
 def execute(  # noqa: PLR0915 - the phases read best in one sequence
     request: RunRequest, progress: Callable[[Progress], None]
 ) -> RunOutcome:
@@ -177,12 +234,43 @@ def execute(  # noqa: PLR0915 - the phases read best in one sequence
     children = Children(run_dir)
     state = Progress(expected=sum(round(s.rate * s.seconds) for s in config.load_steps()))
     lag = LagSampler(lambda: driver.backlog(destination, destination_plan.group), interval=1.0)
-    consumer_plans = consumer_plans_of(request.config, request.flow, shared, topics)
+    scenario = request.scenario or Scenario(name="baseline")
+    kills_consumers = any(fault.action == "consumer-kill" for fault in scenario.faults)
+    consumer_plans = consumer_plans_of(
+        request.config, request.flow, shared, topics, durable_history=kills_consumers
+    )
     consumers = list(consumer_plans)
+
+    def start_consumer(label: str, consumer_id: int) -> None:
+        """Start ``label``, or a replacement of the slot it names (``<slot label>`` with a new
+        consumer id), with the slot's plan."""
+        module, plan = consumer_plans[label if label in consumer_plans else _slot_of(label)]
+        children.start(label, module, replacement_plan(plan, consumer_id))
 
     def start_consumers() -> None:
         for label, (module, plan) in consumer_plans.items():
             children.start(label, module, plan)
+
+    def recreate_destination() -> None:
+        for plan in topics.values():
+            driver.create_destination(plan.spec())
+
+    consumer_slots = LoadSlots(children, consumers, start_consumer)
+    producer_slots = LoadSlots(
+        children, [f"producer-{i}" for i in range(len(_producer_shares(config)))], None
+    )
+    write_text_atomically(run_dir / SCENARIO_FILE, scenario.model_dump_json(indent=2))
+    nemesis = Nemesis(
+        scenario,
+        NemesisContext(
+            target=request.target,
+            settings=request.settings,
+            recorder=Recorder(run_dir, "nemesis"),
+            consumers=consumer_slots,
+            producers=producer_slots,
+            recreate_destination=recreate_destination,
+        ),
+    )
 
     metrics = LiveMetrics(f"{run_id:016x}", request.target, request.workload)
     if request.metrics_port is not None:
@@ -194,7 +282,9 @@ def execute(  # noqa: PLR0915 - the phases read best in one sequence
         LiveFeed(metrics, config.message_size, lag),
         entry_topic=None if request.flow is None else request.flow.entry_topic,
     )
+    monitor.slots = consumer_slots
     try:
+        nemesis.check()
         if config.backlog_build == 0:
             start_consumers()
             if not monitor.wait_for(lambda: monitor.said(consumers, "ready"), 60):
@@ -204,6 +294,7 @@ def execute(  # noqa: PLR0915 - the phases read best in one sequence
         schedule_seconds = sum(step.seconds for step in config.load_steps())
         producers = _start_producers(children, shared, config, start_ns, request.flow)
         events.event(EventKind.RUN_START, "schedule", time_ns=start_ns)
+        nemesis.start(start_ns)
         warmup_end_ns = start_ns + round(config.warmup * NS_PER_S)
         events.event(EventKind.WARMUP_END, "warmup", time_ns=warmup_end_ns)
         state.phase = "load"
@@ -217,8 +308,12 @@ def execute(  # noqa: PLR0915 - the phases read best in one sequence
                 "the schedule started (broker too slow for this rate?)"
             )
         for label in producers:
-            if children.children[label].process.returncode != 0:
+            if (
+                label not in producer_slots.killed
+                and children.children[label].process.returncode != 0
+            ):
                 raise UserError(children.failure(label))
+        nemesis.stop()
         end_ns = time.time_ns()
         events.event(EventKind.DRAIN_START, "drain", time_ns=end_ns)
         state.phase = "drain"
@@ -231,9 +326,12 @@ def execute(  # noqa: PLR0915 - the phases read best in one sequence
         events.event(EventKind.DRAIN_END, "drain", time_ns=drain_end_ns)
         state.phase = "stopping"
         progress(state)
-        children.stop(consumers)
+        children.stop([label for label in children.children if label.startswith("consumer")])
         monitor.refresh()
     finally:
+        nemesis.__exit__(*sys.exc_info())  # heals whatever is still active
+        if nemesis.context.recorder is not None:
+            nemesis.context.recorder.close()
         lag.stop()
         children.stop_all()
         events.close()
@@ -293,11 +391,15 @@ class _Monitor:
         self.live = live
         self.entry_topic = entry_topic
         self.services = ServiceTotals()
+        self.slots: LoadSlots | None = None
+        """The consumers the nemesis may kill: their exit is not a failure."""
 
     def refresh(self) -> None:
         lasts = {label: child.last for label, child in self.children.children.items()}
         producers = [last for label, last in lasts.items() if label.startswith("producer")]
         consumers = {label: last for label, last in lasts.items() if label.startswith("consumer")}
+        for label, received in (self.slots.final_received if self.slots else {}).items():
+            consumers[label] = {**consumers[label], "received": received}
         self.state.sent = sum(int(last.get("sent", 0)) for last in producers)
         self.state.failed = sum(int(last.get("failed", 0)) for last in producers)
         self.state.received = sum(int(last.get("received", 0)) for last in consumers.values())
@@ -332,7 +434,11 @@ class _Monitor:
         while time.monotonic() < deadline:
             self.refresh()
             for label, child in self.children.children.items():
-                if label.startswith("consumer") and child.exited:
+                if (
+                    label.startswith("consumer")
+                    and child.exited
+                    and (self.slots is None or label not in self.slots.killed)
+                ):
                     raise UserError(self.children.failure(label))
             if condition():
                 held_since = held_since or time.monotonic()

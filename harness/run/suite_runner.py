@@ -11,9 +11,11 @@ from typing import Any
 
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
+from chaos.scenario import Scenario, load_scenario
 from harness.atomic import write_text_atomically
 from harness.checkers.verdict import Verdict
 from harness.drivers.base import LagProbe
+from harness.drivers.targets import LOCAL_DRIVERS
 from harness.errors import UserError
 from harness.history.store import History, compact
 from harness.run.figures import Window
@@ -21,10 +23,11 @@ from harness.run.fingerprint import fingerprint
 from harness.run.result import LAG_FILE, SCHEMA, capabilities_dict, evaluate, write_result
 from harness.run.search import Probe, SearchConfig, SearchResult, search_max_rate
 from harness.run.single import Progress, RunOutcome, RunRequest, execute
+from harness.run.topology import consumer_processes
 from harness.settings import Settings
 from harness.stack.services import local_broker_version
 from harness.suite import Suite, load_suite
-from harness.yamlconfig import validate_part
+from harness.yamlconfig import validate_part, where
 from workloads.flows.api import Flow
 from workloads.flows.evaluate import flow_verdicts
 from workloads.flows.registry import flow_class
@@ -41,6 +44,8 @@ class PlannedRun:
     config: ThroughputConfig
     run_dir: Path
     kind: str = "throughput"
+    scenario: Scenario | None = None
+    """None: the baseline (no fault)."""
 
     @property
     def flow(self) -> type[Flow] | None:
@@ -68,6 +73,7 @@ def plan_suite(path: Path, settings: Settings, output: Path) -> tuple[Suite, lis
         )
         for index, entry in enumerate(suite.workloads)
     }
+    scenarios = _load_scenarios(path, suite, configs)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     root = output / f"{suite.name}-{stamp}"
     runs = [
@@ -76,11 +82,13 @@ def plan_suite(path: Path, settings: Settings, output: Path) -> tuple[Suite, lis
             entry.name,
             repeat,
             configs[entry.name],
-            root / broker / entry.name / f"r{repeat}",
+            root / broker / entry.name / scenario.name / f"r{repeat}",
             kind=entry.kind,
+            scenario=scenario,
         )
         for entry in suite.workloads
         for broker in suite.brokers
+        for scenario in scenarios
         for repeat in range(suite.repeats)
     ]
     return suite, runs
@@ -97,6 +105,79 @@ def flow_checks(
         return flow_verdicts(kind, params, run_dir, run_id, history)
 
     return check
+
+
+NETWORK_ACTIONS_MODULE = "chaos.faults.network"
+
+
+def _load_scenarios(
+    path: Path, suite: Suite, configs: dict[str, ThroughputConfig]
+) -> list[Scenario]:
+    """Each scenario, checked against the suite: its faults fit in every workload's schedule,
+    network faults have a proxy path to act on, killed load processes exist."""
+    from chaos.faults.registry import fault_class
+
+    scenarios: list[Scenario] = []
+    for index, reference in enumerate(suite.scenarios):
+        scenario = load_scenario(reference, path.parent)
+        here = where(path, ("scenarios", index))
+        if any(s.name == scenario.name for s in scenarios):
+            raise UserError(f"{here}: scenarios: two scenarios are named {scenario.name!r}")
+        for name, config in configs.items():
+            seconds = sum(step.seconds for step in config.load_steps())
+            if config.search is None and scenario.end_seconds > seconds:
+                raise UserError(
+                    f"{here}: scenario {scenario.name!r} has faults until "
+                    f"{scenario.end_seconds:g} s, after workload {name!r}'s {seconds:g} s load: "
+                    "lengthen the load or move the faults"
+                )
+            kind = next(entry.kind for entry in suite.workloads if entry.name == name)
+            flow = None if kind == "throughput" else flow_class(kind)
+            for window in scenario.windows():
+                _check_target(here, scenario, window.spec.action, window.target, config, flow)
+        broker_faults = [
+            w.spec.action
+            for w in scenario.windows()
+            if fault_class(w.spec.action).default_target == "broker" and w.target == "broker"
+        ]
+        external = [b for b in suite.brokers if b not in LOCAL_DRIVERS]
+        if broker_faults and external:
+            raise UserError(
+                f"{here}: scenario {scenario.name!r} has broker faults ({broker_faults[0]}) but "
+                f"{external[0]!r} is an external target (no proxy, no process to signal): run "
+                "it with scenarios that only kill load processes, or in another suite"
+            )
+        networked = [
+            f.action
+            for f in scenario.faults
+            if fault_class(f.action).__module__ == NETWORK_ACTIONS_MODULE
+        ]
+        if networked and suite.proxy == "none":
+            raise UserError(
+                f"{here}: scenario {scenario.name!r} has network faults ({networked[0]}) but "
+                "the suite's proxy is none: set proxy: all (or producers / consumers)"
+            )
+        scenarios.append(scenario)
+    return scenarios
+
+
+def _check_target(  # noqa: PLR0917 - one call site
+    here: str,
+    scenario: Scenario,
+    action: str,
+    target: str,
+    config: ThroughputConfig,
+    flow: type[Flow] | None,
+) -> None:
+    slots = {
+        "consumer-kill": [f"consumer-{i}" for i in range(consumer_processes(config, flow))],
+        "producer-crash": [f"producer-{i}" for i in range(config.processes)],
+    }.get(action)
+    if slots is not None and target not in slots:
+        raise UserError(
+            f"{here}: scenario {scenario.name!r}: {action} target {target!r} does not exist "
+            f"in this workload: choose from {', '.join(slots)}"
+        )
 
 
 def finish_run(
@@ -188,6 +269,7 @@ def run_suite(
                 run_dir=run_dir,
                 metrics_port=metrics_port,
                 flow=planned.flow,
+                scenario=planned.scenario,
             )
             outcome = execute(request, _bind(on_progress, planned))
             probe = replace(planned, config=config, run_dir=run_dir)

@@ -41,14 +41,18 @@ def consumer_plans_of(
     flow: type[Flow] | None,
     shared: RunShared,
     topics: dict[str, DestinationPlan],
+    *,
+    durable_history: bool = False,
 ) -> dict[str, tuple[str, FrozenModel]]:
-    """Label -> (module, plan) of every consuming process: plain consumers for raw throughput,
-    each service's consumers per topic (and dead-letter readers) for a flow."""
+    """Label (``consumer-<consumer id>``) -> (module, plan) of every consuming process: plain
+    consumers for raw throughput; for a flow, each service's consumers per topic (in the flow's
+    order: the entry service's first), then the dead-letter readers. ``durable_history``: each
+    process flushes its history before acking (for runs that kill consumers)."""
     if flow is None:
         return {
             f"consumer-{index}": (
                 "harness.load.consumer_process",
-                ConsumerPlan(run=shared, consumer_id=index),
+                ConsumerPlan(run=shared, consumer_id=index, durable_history=durable_history),
             )
             for index in range(config.consumers)
         }
@@ -59,7 +63,7 @@ def consumer_plans_of(
 
     def add(service: str, topic: str, dead_letter_of: str | None = None) -> None:
         consumer_id = len(plans)
-        plans[f"consumer-{service}-{topic}-{consumer_id}"] = (
+        plans[f"consumer-{consumer_id}"] = (
             module,
             ServicePlan(
                 run=shared,
@@ -73,6 +77,7 @@ def consumer_plans_of(
                 ),
                 topics=topics,
                 dead_letter_of=dead_letter_of,
+                durable_history=durable_history,
             ),
         )
 
@@ -84,3 +89,19 @@ def consumer_plans_of(
         if declared.dead_letter:
             add(DEAD_LETTER_SERVICE, declared.name, dead_letter_of=declared.name)
     return plans
+
+
+def consumer_processes(config: ThroughputConfig, flow: type[Flow] | None) -> int:
+    """How many consuming processes a run starts (``consumer-0`` .. ``consumer-<n-1>``)."""
+    if flow is None:
+        return config.consumers
+    per_service = sum(len(service.topics) for service in flow.services) * config.consumers
+    return per_service + sum(1 for topic in flow.topics if topic.dead_letter)
+
+
+def replacement_plan(plan: FrozenModel, consumer_id: int) -> FrozenModel:
+    """The plan of a process replacing a killed one: a new consumer id (its history shard and
+    label), but a flow service keeps publishing its predecessor's outbox."""
+    if isinstance(plan, ServicePlan):
+        return plan.model_copy(update={"consumer_id": consumer_id, "outbox_owner": plan.owner})
+    return plan.model_copy(update={"consumer_id": consumer_id})

@@ -32,7 +32,9 @@ def test_backlog_builds_while_consumers_are_away_then_drains(stack: Stack, tmp_p
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-2000:]
-    (result_file,) = (tmp_path / "runs").glob("backlog-*/kafka/build-and-drain/r0/result.json")
+    (result_file,) = (tmp_path / "runs").glob(
+        "backlog-*/kafka/build-and-drain/baseline/r0/result.json"
+    )
     result = json.loads(result_file.read_text())
     assert result["valid"] is True
     lag = result["figures"]["lag"]

@@ -36,7 +36,7 @@ def runs(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pa
         check=False,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
-    found = {path.parts[-4]: path.parent for path in output.glob("e2e-*/*/*/r0/result.json")}
+    found = {path.parts[-5]: path.parent for path in output.glob("e2e-*/*/*/*/r0/result.json")}
     assert sorted(found) == sorted(BROKERS)
     return found
 

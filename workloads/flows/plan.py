@@ -32,10 +32,21 @@ class ServicePlan(FrozenModel):
     dead_letter_of: str | None = None
     """For the dead-letter reader: the topic whose dead letters it reads."""
     poll_batch: int = 100
+    durable_history: bool = False
+    """Flush the history before each ack, so a SIGKILL loses no acked delivery."""
+    outbox_owner: int | None = None
+    """Whose outbox rows this process publishes: its own (None), or those of the killed
+    process it replaces."""
+
+    @property
+    def owner(self) -> int:
+        return self.consumer_id if self.outbox_owner is None else self.outbox_owner
 
     @property
     def emitter_id(self) -> int:
-        return EMITTER_ID_BASE + self.consumer_id
+        """Producer id of the events it publishes: the outbox owner's, so that an event
+        published again after a crash keeps its identity."""
+        return EMITTER_ID_BASE + self.owner
 
 
 def partition_number(topic_index: int, partition: int | None) -> int:

@@ -138,7 +138,7 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
     ordering = driver.capabilities.ordering(plan.topics[plan.topic].ordered)
     publisher = outbox.OutboxPublisher(
         engine,
-        owner=plan.consumer_id,
+        owner=plan.owner,
         run_id=run.run_id,
         emitter_id=plan.emitter_id,
         producers=destinations.producer,
@@ -166,18 +166,14 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
         while not stop.is_set():
             batch = consumer.poll(plan.poll_batch, 0.2)
             now = time.time_ns()
-            done: list[Received] = []
-            again: list[Received] = []
-            for position, message in enumerate(batch):
-                outcome = handle(message, now + position)
-                if outcome is Outcome.FOREIGN:
-                    foreign += 1
-                if outcome in (Outcome.HANDLED, Outcome.FOREIGN):
-                    done.append(message)
-                    handled += redeliveries.first_time(message)
-                else:
-                    again.append(message)
-                    nacked += outcome is Outcome.POISON
+            outcomes = [(m, handle(m, now + position)) for position, m in enumerate(batch)]
+            done = [m for m, o in outcomes if o in (Outcome.HANDLED, Outcome.FOREIGN)]
+            again = [m for m, o in outcomes if o not in (Outcome.HANDLED, Outcome.FOREIGN)]
+            handled += sum(redeliveries.first_time(m) for m, o in outcomes if o is Outcome.HANDLED)
+            foreign += sum(o is Outcome.FOREIGN for _, o in outcomes)
+            nacked += sum(o is Outcome.POISON for _, o in outcomes)
+            if plan.durable_history and batch:
+                recorder.flush()
             consumer.ack(done)
             if again:
                 consumer.nack(again)
@@ -248,7 +244,7 @@ def _handler(
                     with db.begin():
                         event = replace(event, prepared=service.prepare(db, event))
             with engine.begin() as db:
-                outbox.store(db, plan.consumer_id, service.handle(db, event))
+                outbox.store(db, plan.owner, service.handle(db, event))
             outcome = Outcome.REDELIVER if redeliver(message) else Outcome.HANDLED
         except PoisonError:
             outcome = Outcome.POISON

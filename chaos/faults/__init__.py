@@ -1,0 +1,1 @@
+"""Fault types, found by the ``brokerbench.faults`` entry point group (``registry``)."""
