@@ -12,8 +12,10 @@ For an identity delivered ``n`` times as ``m`` distinct known broker messages,
 ``duplicate_publish = m - 1`` and ``redelivery = known deliveries - m``; the rest of the
 ``n - 1`` extra deliveries are unclassified.
 
-``valid`` (at-least-once, the default): False if any duplicate publish, else None if any
-unclassified, else True: redeliveries are the contract, not a violation.
+``valid`` (at-least-once, the default): False if any duplicate publish the history does not
+explain, else None if any unclassified, else True: redeliveries are the contract, not a
+violation, and so is a *duplicate publish after resend*: the workload itself sent the message
+again (a flow's outbox does when a send's outcome was not ok), and both copies arrived.
 With ``exactly_once=True`` any extra delivery is invalid, except one that follows a nack of the
 same message (``redelivery_after_nack``: the consumer asked for it).
 """
@@ -88,6 +90,16 @@ def _requested(history: HistoryIndex, rows: I64, local: I64, sizes: I64) -> I64:
     return np.bincount(local[order][nacked_before], minlength=sizes.size)
 
 
+def _sends_of(history: HistoryIndex, keys: U64) -> I64:
+    """How many times each of the sorted ``keys`` was sent (0 for phantoms)."""
+    sends = np.zeros(keys.size, dtype=np.int64)
+    if history.send_keys.size:
+        at = np.minimum(np.searchsorted(history.send_keys, keys), history.send_keys.size - 1)
+        sent = history.send_keys[at] == keys
+        sends[sent] = history.send_key_sends[at[sent]]
+    return sends
+
+
 def _send_outcomes(history: HistoryIndex, keys: U64) -> npt.NDArray[np.uint8]:
     """The send outcome of each of the sorted ``keys`` (``_NEVER_SENT`` for phantoms)."""
     outcome = np.full(keys.size, _NEVER_SENT, dtype=np.uint8)
@@ -110,6 +122,7 @@ def check_duplicates(history: HistoryIndex, *, exactly_once: bool = False) -> Ve
         "redelivery_after_nack": 0,
         "duplicate_publish": 0,
         "duplicate_publish_after_unknown": 0,
+        "duplicate_publish_after_resend": 0,
         "unclassified": 0,
     }
     if not repeated.size:
@@ -124,6 +137,8 @@ def check_duplicates(history: HistoryIndex, *, exactly_once: bool = False) -> Ve
     counts["redelivery_after_nack"] = int(_requested(history, rows, local, sizes).sum())
     counts["duplicate_publish"] = int(publish.sum())
     counts["duplicate_publish_after_unknown"] = int(publish[outcome == Outcome.UNKNOWN].sum())
+    resent = _sends_of(history, history.receive_keys[repeated]) > 1
+    counts["duplicate_publish_after_resend"] = int(publish[resent].sum())
     counts["unclassified"] = int(unclassified.sum())
 
     starts = run_starts(local)
@@ -155,14 +170,15 @@ def check_duplicates(history: HistoryIndex, *, exactly_once: bool = False) -> Ve
     extra = counts["extra_deliveries"]
     if exactly_once:
         valid: bool | None = extra == counts["redelivery_after_nack"]
-    elif counts["duplicate_publish"]:
+    elif counts["duplicate_publish"] > counts["duplicate_publish_after_resend"]:
         valid = False
     else:
         valid = None if counts["unclassified"] else True
     notes = (
         f"{counts['duplicated']} messages delivered more than once ({extra} extra deliveries): "
         f"{counts['redelivery']} redelivery, {counts['duplicate_publish']} duplicate publish "
-        f"({counts['duplicate_publish_after_unknown']} after an unknown outcome), "
+        f"({counts['duplicate_publish_after_unknown']} after an unknown outcome, "
+        f"{counts['duplicate_publish_after_resend']} after a resend), "
         f"{counts['unclassified']} unclassified; "
         + (
             "exactly-once: any extra delivery not asked for by a nack is invalid"

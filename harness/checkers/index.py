@@ -136,7 +136,7 @@ class HistoryIndex:
     # -- sends by identity ---------------------------------------------------------------------
 
     @cached_property
-    def _sends_by_identity(self) -> tuple[U64, I64, npt.NDArray[np.uint8]]:
+    def _sends_by_identity(self) -> tuple[U64, I64, npt.NDArray[np.uint8], I64]:
         codes = self.identities.sends
         outcome = self.send_outcome
         order = np.argsort(codes)
@@ -149,7 +149,8 @@ class HistoryIndex:
             ordered = codes[order]
             starts = run_starts(ordered)
         rows = order[starts].astype(np.int64)
-        return ordered[starts], rows, outcome[rows]
+        sends_per_identity = np.diff(np.append(starts, ordered.size)).astype(np.int64)
+        return ordered[starts], rows, outcome[rows], sends_per_identity
 
     @property
     def send_keys(self) -> U64:
@@ -165,6 +166,12 @@ class HistoryIndex:
     def send_key_outcome(self) -> npt.NDArray[np.uint8]:
         """For each of ``send_keys``, its outcome (the best one if sent more than once)."""
         return self._sends_by_identity[2]
+
+    @property
+    def send_key_sends(self) -> I64:
+        """For each of ``send_keys``, how many times the workload sent it (a flow's outbox sends
+        an event again when the first send's outcome was not ok)."""
+        return self._sends_by_identity[3]
 
     # -- receives by identity ------------------------------------------------------------------
 

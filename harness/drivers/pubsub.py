@@ -36,8 +36,16 @@ from harness.settings import FrozenModel
 
 KEY_ATTRIBUTE = "bb-key"
 _EMPTY_PULL_BACKOFF = 0.005
-# Errors after which a published message may or may not have been stored.
-_UNKNOWN_ERRORS = (google_errors.DeadlineExceeded, google_errors.ServiceUnavailable)
+# Errors that say the message was certainly not stored (the request was refused as such); after
+# any other (a deadline, an unavailable or reset connection, retries that gave up) it may or
+# may not have been.
+_REFUSED_ERRORS = (
+    google_errors.InvalidArgument,
+    google_errors.NotFound,
+    google_errors.PermissionDenied,
+    google_errors.Unauthenticated,
+    google_errors.FailedPrecondition,
+)
 # What the client library retries by default for Publish.
 _RETRIED_ERRORS = (
     google_errors.Aborted,
@@ -218,7 +226,7 @@ class PubSubProducer:
                 if error is None:
                     on_complete(SendResult(key, Outcome.OK, str(done.result())))
                     return
-                outcome = Outcome.UNKNOWN if isinstance(error, _UNKNOWN_ERRORS) else Outcome.FAIL
+                outcome = Outcome.FAIL if isinstance(error, _REFUSED_ERRORS) else Outcome.UNKNOWN
                 if self._ordered:  # an ordered publisher pauses a key after a failure
                     self._publisher.resume_publish(self._topic, key)
                 on_complete(SendResult(key, outcome, error=str(error)))

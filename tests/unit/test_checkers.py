@@ -429,6 +429,27 @@ def test_a_second_copy_with_a_new_broker_id_is_a_duplicate_publish(broker: str) 
     assert example["send_outcome"] == "unknown"
 
 
+@pytest.mark.parametrize("broker", ["kafka", "fifo"])
+def test_a_copy_the_workload_sent_again_after_a_failed_send_is_explained(broker: str) -> None:
+    history = build(broker)
+    history.sent(1, 1, 2)["outcome"] = FAIL  # the broker said no (but had taken it) ...
+    again = dict(history.sent(1, 1, 2)) | {"outcome": 0}  # ... so the outbox sent it again
+    history.sends.append(again)
+    copy = dict(history.receives[history.find(1, 1, 2)])
+    copy["receive_ns"] += 10_000
+    if broker == "kafka":
+        copy["offset"] = 24
+    else:
+        copy["message_id"] = "m-resent"
+    history.receives.append(copy)
+
+    duplicates = run(history, broker)["duplicates"]
+
+    assert duplicates.counts["duplicate_publish"] == 1
+    assert duplicates.counts["duplicate_publish_after_resend"] == 1
+    assert duplicates.valid is True, duplicates
+
+
 def test_a_repeat_without_broker_ids_is_unclassified() -> None:
     history = build("standard")
     for row in history.receives:

@@ -5,6 +5,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -14,6 +15,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Row,
     String,
     Table,
     delete,
@@ -86,6 +88,10 @@ class OutboxPublisher:
         self.recorder = recorder
         self.partition_number = partition_number
         self.published: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._in_flight: set[int] = set()
+        self._acked: set[int] = set()
+        """Acknowledged rows not deleted yet."""
 
     def unpublished(self) -> int:
         """Rows of this owner still waiting for the broker's acknowledgement."""
@@ -97,7 +103,10 @@ class OutboxPublisher:
             )
 
     def publish_pending(self) -> int:
-        """Send every stored row of this owner, wait for the acks, delete the acked rows."""
+        """Send this owner's stored rows not already in flight, wait (a while) for the acks,
+        delete the acknowledged rows. A row whose send is still pending (the broker is slow or
+        unreachable) is not sent again until its outcome arrives; a failed one is."""
+        self._delete_acked()
         with self.engine.connect() as db:
             rows = db.execute(
                 select(OUTBOX)
@@ -105,46 +114,52 @@ class OutboxPublisher:
                 .order_by(OUTBOX.c.id)
                 .limit(PUBLISH_BATCH)
             ).all()
-        if not rows:
-            return 0
-        acked: list[int] = []
-        lock = threading.Lock()
         used: set[str] = set()
         for row in rows:
-            producer = self.producers(row.topic)
+            with self._lock:
+                if row.id in self._in_flight or row.id in self._acked:
+                    continue
+                self._in_flight.add(row.id)
             used.add(row.topic)
-            key_id = key_id_of(row.key)
-            envelope = Envelope(self.run_id, self.emitter_id, key_id, row.id, row.created_ns)
-            token = self.recorder.send_invoked(
-                self.emitter_id, key_id, row.id, row.created_ns, time.time_ns()
-            )
-
-            def completed(
-                result: SendResult, token: int = token, row_id: int = row.id, topic: str = row.topic
-            ) -> None:
-                self.recorder.send_completed(
-                    token,
-                    SendOutcome[result.outcome.name],
-                    time.time_ns(),
-                    partition=self.partition_number(topic, result.partition),
-                    offset=-1 if result.offset is None else result.offset,
-                )
-                if result.ok:
-                    with lock:
-                        acked.append(row_id)
-                        self.published[topic] = self.published.get(topic, 0) + 1
-
-            producer.send(
-                row.key,
-                encode(envelope, 0, row.body),
-                completed,
-                dedup_id=f"{self.emitter_id}-{key_id}-{row.id}",
-            )
+            self._send(row)
         for topic in used:
             self.producers(topic).flush(FLUSH_SECONDS)
-        with lock:
-            done = list(acked)
+        return self._delete_acked()
+
+    def _send(self, row: Row[Any]) -> None:
+        key_id = key_id_of(row.key)
+        envelope = Envelope(self.run_id, self.emitter_id, key_id, row.id, row.created_ns)
+        token = self.recorder.send_invoked(
+            self.emitter_id, key_id, row.id, row.created_ns, time.time_ns()
+        )
+
+        def completed(result: SendResult) -> None:
+            self.recorder.send_completed(
+                token,
+                SendOutcome[result.outcome.name],
+                time.time_ns(),
+                partition=self.partition_number(row.topic, result.partition),
+                offset=-1 if result.offset is None else result.offset,
+            )
+            with self._lock:
+                self._in_flight.discard(row.id)
+                if result.ok:
+                    self._acked.add(row.id)
+                    self.published[row.topic] = self.published.get(row.topic, 0) + 1
+
+        self.producers(row.topic).send(
+            row.key,
+            encode(envelope, 0, row.body),
+            completed,
+            dedup_id=f"{self.emitter_id}-{key_id}-{row.id}",
+        )
+
+    def _delete_acked(self) -> int:
+        with self._lock:
+            done = list(self._acked)
         if done:
             with self.engine.begin() as db:
                 db.execute(delete(OUTBOX).where(OUTBOX.c.id.in_(done)))
+            with self._lock:
+                self._acked.difference_update(done)
         return len(done)

@@ -24,7 +24,8 @@ from harness.drivers.targets import open_driver
 from harness.history.envelope import decode
 from harness.history.recorder import Recorder
 from harness.history.schema import Disposition
-from harness.load.consumer_process import scope_of
+from harness.load.consumer_process import BrokerErrors, scope_of
+from harness.load.patience import with_patience
 from workloads.flows import outbox
 from workloads.flows.api import Event, PoisonError, Service, event_id
 from workloads.flows.database import READ_PHASE, create_tables, open_engine
@@ -128,9 +129,12 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
     engine = open_engine(plan.database_url)
     create_tables(engine, service.metadata, outbox.OUTBOX_METADATA)
     recorder = Recorder(Path(run.run_dir), f"{plan.service}-{plan.topic}-{plan.consumer_id}")
-    driver = open_driver(run.target, run.settings, via_proxy=run.consumers_via_proxy)
+    # A chaos run may start (or replace) this process while the broker is unreachable.
+    driver = with_patience(
+        lambda: open_driver(run.target, run.settings, via_proxy=run.consumers_via_proxy)
+    )
     destinations = _Destinations(driver, plan)
-    source = destinations.destination(plan.topic)
+    source = with_patience(lambda: destinations.destination(plan.topic))
     if plan.dead_letter_of is not None:
         source = source.dead_letter
     group = plan.topics[plan.topic].group
@@ -160,11 +164,16 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
         ordering=ordering,
         redeliver=redeliveries.pick,
     )
-    publisher.publish_pending()  # rows a killed predecessor with this consumer id left behind
+    errors = BrokerErrors()
+    with_patience(publisher.publish_pending)  # rows a killed predecessor left in its outbox
     _report(kind="ready", consumer=plan.consumer_id)
     try:
         while not stop.is_set():
-            batch = consumer.poll(plan.poll_batch, 0.2)
+            try:
+                batch = consumer.poll(plan.poll_batch, 0.2)
+            except Exception as exc:
+                errors.failed(exc)  # the broker is down or unreachable (a fault): keep trying
+                continue
             now = time.time_ns()
             outcomes = [(m, handle(m, now + position)) for position, m in enumerate(batch)]
             done = [m for m, o in outcomes if o in (Outcome.HANDLED, Outcome.FOREIGN)]
@@ -174,24 +183,31 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
             nacked += sum(o is Outcome.POISON for _, o in outcomes)
             if plan.durable_history and batch:
                 recorder.flush()
-            consumer.ack(done)
-            if again:
-                consumer.nack(again)
-            if time.monotonic() >= next_publish:
-                publisher.publish_pending()
-                next_publish = time.monotonic() + PUBLISH_EVERY_SECONDS
+            try:
+                consumer.ack(done)
+                if again:
+                    consumer.nack(again)
+                if time.monotonic() >= next_publish or time.monotonic() >= next_report:
+                    publisher.publish_pending()
+                    next_publish = time.monotonic() + PUBLISH_EVERY_SECONDS
+            except Exception as exc:
+                errors.failed(exc)  # unacked events come again; unpublished ones stay stored
+            else:
+                errors.succeeded()
             if time.monotonic() >= next_report:
-                publisher.publish_pending()
                 _report(
                     kind="progress",
                     consumer=plan.consumer_id,
-                    handled={plan.dead_letter_of or plan.topic: handled - foreign},
+                    handled={plan.dead_letter_of or plan.topic: handled},
                     nacked=nacked,
                     published=publisher.published,
                     unpublished=publisher.unpublished(),
                 )
                 next_report += 1.0
-        publisher.publish_pending()
+        try:
+            publisher.publish_pending()
+        except Exception as exc:  # what is left stays in the outbox (counted as unpublished)
+            sys.stderr.write(f"final publish failed: {exc}\n")
     finally:
         consumer.close()
         destinations.close()
@@ -201,7 +217,7 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
     _report(
         kind="done",
         consumer=plan.consumer_id,
-        handled={plan.dead_letter_of or plan.topic: handled - foreign},
+        handled={plan.dead_letter_of or plan.topic: handled},
         nacked=nacked,
         published=publisher.published,
         foreign=foreign,
