@@ -2,15 +2,14 @@
 each, then each invariant broken on purpose through the real flow (and only that one fails)."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from harness.stack.manager import Stack
+from tests.flows import runs as flow_runs
+from tests.flows.runs import result_of
 
 pytestmark = pytest.mark.broker
 
@@ -39,22 +38,11 @@ BROKEN_ON = "elasticmq"
 
 
 def run_suite(tmp: Path, brokers: list[str], workloads: list[dict[str, Any]]) -> dict[str, Path]:
-    """Run a suite; (broker, workload name) -> run directory."""
-    suite = tmp / "suite.yaml"
-    suite.write_text(yaml.safe_dump({"name": "es", "brokers": brokers, "workloads": workloads}))
-    output = tmp / "runs"
-    completed = subprocess.run(
-        [sys.executable, "-m", "harness", "run", str(suite), "-o", str(output),
-         "--metrics-port", "0"],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
+    """Run a suite; "broker/workload name" -> run directory."""
+    suite = {"name": "es", "brokers": brokers, "workloads": workloads}
     return {
-        f"{path.parts[-4]}/{path.parts[-3]}": path.parent
-        for path in output.glob("es-*/*/*/r0/result.json")
+        f"{result_of(run_dir)['broker']}/{result_of(run_dir)['workload']['name']}": run_dir
+        for run_dir in flow_runs.run_suite(suite, tmp, timeout=900)
     }
 
 

@@ -2,16 +2,14 @@
 on Kafka, ElasticMQ and Pub/Sub keep every invariant; runs with a handler broken on purpose
 (on Kafka) end in exactly the violation that handler causes."""
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from harness.stack.manager import Stack
+from tests.flows import runs as flow_runs
+from tests.flows.runs import by_broker_and_workload
 
 pytestmark = pytest.mark.broker
 
@@ -47,21 +45,7 @@ BROKEN = {
 
 def run_suite(suite: dict[str, Any], output: Path) -> dict[tuple[str, str], dict[str, Any]]:
     """Runs ``suite``; (broker, workload name) -> its result."""
-    path = output / "suite.yaml"
-    path.write_text(yaml.safe_dump(suite), encoding="utf-8")
-    completed = subprocess.run(
-        [sys.executable, "-m", "harness", "run", str(path), "-o", str(output),
-         "--metrics-port", "0"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
-    results = {}
-    for found in output.glob(f"{suite['name']}-*/*/*/r0/result.json"):
-        results[(found.parts[-4], found.parts[-3])] = json.loads(found.read_text())
-    return results
+    return by_broker_and_workload(flow_runs.run_suite(suite, output))
 
 
 @pytest.fixture(scope="module")
