@@ -165,6 +165,19 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
         redeliver=redeliveries.pick,
     )
     errors = BrokerErrors()
+
+    def report(kind: str, **extra: int) -> None:
+        """A progress line: what this process handled (its source topic's events, or for a
+        dead-letter reader the dead letters of the topic it reads) and published."""
+        _report(
+            kind=kind,
+            consumer=plan.consumer_id,
+            handled={plan.dead_letter_of or plan.topic: handled},
+            nacked=nacked,
+            published=publisher.published,
+            **extra,
+        )
+
     with_patience(publisher.publish_pending)  # rows a killed predecessor left in its outbox
     _report(kind="ready", consumer=plan.consumer_id)
     try:
@@ -195,14 +208,7 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
             else:
                 errors.succeeded()
             if time.monotonic() >= next_report:
-                _report(
-                    kind="progress",
-                    consumer=plan.consumer_id,
-                    handled={plan.dead_letter_of or plan.topic: handled},
-                    nacked=nacked,
-                    published=publisher.published,
-                    unpublished=publisher.unpublished(),
-                )
+                report("progress", unpublished=publisher.unpublished())
                 next_report += 1.0
         try:
             publisher.publish_pending()
@@ -214,14 +220,7 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
         driver.close()
         recorder.close()
         engine.dispose()
-    _report(
-        kind="done",
-        consumer=plan.consumer_id,
-        handled={plan.dead_letter_of or plan.topic: handled},
-        nacked=nacked,
-        published=publisher.published,
-        foreign=foreign,
-    )
+    report("done", foreign=foreign)
 
 
 def _handler(
