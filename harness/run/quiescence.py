@@ -4,6 +4,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+QUIET_SECONDS = 2.0
+
 
 @dataclass
 class ServiceTotals:
@@ -13,10 +15,19 @@ class ServiceTotals:
     """Events the services published (acknowledged by the broker) per topic."""
     unpublished: int = 0
     """Events still in the services' outboxes."""
+    quiet_seconds: float = 0.0
+    """How long every running service has polled nothing."""
 
     @classmethod
-    def of(cls, progress_lines: Iterable[Mapping[str, Any]]) -> "ServiceTotals":
-        totals = cls()
+    def of(
+        cls,
+        progress_lines: Iterable[Mapping[str, Any]],
+        running: Iterable[Mapping[str, Any]] = (),
+    ) -> "ServiceTotals":
+        """Totals over every service process's last line (killed ones included: what they
+        handled stays handled); ``running``: the lines of those still running."""
+        quiet = [float(last.get("idle_seconds", 0.0)) for last in running]
+        totals = cls(quiet_seconds=min(quiet, default=0.0))
         for last in progress_lines:
             for topic, count in last.get("handled", {}).items():
                 totals.handled[topic] = totals.handled.get(topic, 0) + int(count)
@@ -27,9 +38,13 @@ class ServiceTotals:
 
     def quiescent(self, entry_topic: str, entry_ok: int) -> bool:
         """Each topic's events were handled (or dead-lettered) as often as published (the
-        entry topic's ``entry_ok`` times), and no outbox holds an event yet to publish."""
+        entry topic's ``entry_ok`` times), no outbox holds an event yet to publish, and every
+        service has been idle for ``QUIET_SECONDS``. The counts alone can be fooled: a
+        replacement for a killed service handles again what its predecessor had handled but
+        not committed, while a poison pill may still be on its way to the dead letters."""
         return (
-            self.unpublished == 0
+            self.quiet_seconds >= QUIET_SECONDS
+            and self.unpublished == 0
             and self.handled.get(entry_topic, 0) >= entry_ok
             and all(self.handled.get(topic, 0) >= count for topic, count in self.published.items())
         )

@@ -403,7 +403,10 @@ class _Monitor:
         self.state.sent = sum(int(last.get("sent", 0)) for last in producers)
         self.state.failed = sum(int(last.get("failed", 0)) for last in producers)
         self.state.received = sum(int(last.get("received", 0)) for last in consumers.values())
-        self.services = ServiceTotals.of(consumers.values())
+        running = [
+            consumers[label] for label in consumers if not self.children.children[label].exited
+        ]
+        self.services = ServiceTotals.of(consumers.values(), running)
         self.state.received += sum(self.services.handled.values())
         self.live.update(self.state, consumers)
         self.report(self.state)

@@ -166,7 +166,9 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
     )
     errors = BrokerErrors()
 
-    def report(kind: str, **extra: int) -> None:
+    busy_at = time.monotonic()
+
+    def report(kind: str, **extra: float) -> None:
         """A progress line: what this process handled (its source topic's events, or for a
         dead-letter reader the dead letters of the topic it reads) and published."""
         _report(
@@ -187,6 +189,7 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
             except Exception as exc:
                 errors.failed(exc)  # the broker is down or unreachable (a fault): keep trying
                 continue
+            busy_at = time.monotonic() if batch else busy_at
             now = time.time_ns()
             outcomes = [(m, handle(m, now + position)) for position, m in enumerate(batch)]
             done = [m for m, o in outcomes if o in (Outcome.HANDLED, Outcome.FOREIGN)]
@@ -208,7 +211,11 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
             else:
                 errors.succeeded()
             if time.monotonic() >= next_report:
-                report("progress", unpublished=publisher.unpublished())
+                report(
+                    "progress",
+                    unpublished=publisher.unpublished(),
+                    idle_seconds=round(time.monotonic() - busy_at, 3),
+                )
                 next_report += 1.0
         try:
             publisher.publish_pending()

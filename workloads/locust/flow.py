@@ -106,8 +106,8 @@ class _Session:
         self.recorder.close()
         deadline = time.monotonic() + drain_seconds
         while time.monotonic() < deadline:
-            lines = (child.last for child in self.children.children.values())
-            if ServiceTotals.of(lines).quiescent(self.flow.entry_topic, sent_ok):
+            lines = [child.last for child in self.children.children.values()]
+            if ServiceTotals.of(lines, lines).quiescent(self.flow.entry_topic, sent_ok):
                 break
             gevent.sleep(0.2)
         self.children.stop_all()

@@ -1,0 +1,35 @@
+"""When a flow counts as caught up: handled >= published on every topic, nothing left in an
+outbox, and every running service idle for a while (counts alone can be fooled)."""
+
+from harness.run.quiescence import QUIET_SECONDS, ServiceTotals
+
+ENTRY = {"handled": {"clicks": 90}, "published": {"out": 5}, "idle_seconds": 3.0}
+DOWNSTREAM = {"handled": {"out": 5}, "unpublished": 0, "idle_seconds": 3.0}
+DEAD_LETTERS = {"handled": {"clicks": 10}, "idle_seconds": 3.0}
+
+
+def test_a_flow_that_handled_everything_and_went_quiet_is_quiescent() -> None:
+    lines = [ENTRY, DOWNSTREAM, DEAD_LETTERS]
+    totals = ServiceTotals.of(lines, lines)
+    assert totals.handled == {"clicks": 100, "out": 5}
+    assert totals.quiescent("clicks", 100)
+    assert not totals.quiescent("clicks", 101)
+
+
+def test_a_service_still_busy_keeps_the_flow_from_quiescing() -> None:
+    busy = DEAD_LETTERS | {"idle_seconds": QUIET_SECONDS / 4}  # a poison pill still retried
+    lines = [ENTRY, DOWNSTREAM, busy]
+    assert not ServiceTotals.of(lines, lines).quiescent("clicks", 100)
+
+
+def test_a_killed_service_counts_for_what_it_handled_not_for_being_idle() -> None:
+    killed = ENTRY | {"idle_seconds": 0.0}
+    replacement = {"handled": {"clicks": 0}, "idle_seconds": 3.0}
+    lines = [killed, replacement, DOWNSTREAM, DEAD_LETTERS]
+    running = [replacement, DOWNSTREAM, DEAD_LETTERS]
+    assert ServiceTotals.of(lines, running).quiescent("clicks", 100)
+
+
+def test_an_unpublished_outbox_row_keeps_the_flow_from_quiescing() -> None:
+    lines = [ENTRY, DOWNSTREAM | {"unpublished": 1}, DEAD_LETTERS]
+    assert not ServiceTotals.of(lines, lines).quiescent("clicks", 100)
