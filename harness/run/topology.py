@@ -81,22 +81,30 @@ def consumer_plans_of(
             ),
         )
 
-    for service in flow.services:
-        for topic in service.topics:
-            for _ in range(config.consumers):
-                add(service.name, topic)
-    for declared in flow.topics:
-        if declared.dead_letter:
-            add(DEAD_LETTER_SERVICE, declared.name, dead_letter_of=declared.name)
+    for service, topic, dead_letter_of in _service_slots(config, flow):
+        add(service, topic, dead_letter_of)
     return plans
+
+
+def _service_slots(config: FlowConfig, flow: type[Flow]) -> list[tuple[str, str, str | None]]:
+    """(service, topic, topic whose dead letters it reads) of each service process, in slot
+    order: every service's consumers per topic, then the dead-letter readers."""
+    slots: list[tuple[str, str, str | None]] = [
+        (service.name, topic, None)
+        for service in flow.services
+        for topic in service.topics
+        for _ in range(config.consumers)
+    ]
+    slots += [(DEAD_LETTER_SERVICE, t.name, t.name) for t in flow.topics if t.dead_letter]
+    return slots
 
 
 def consumer_processes(config: ThroughputConfig, flow: type[Flow] | None) -> int:
     """How many consuming processes a run starts (``consumer-0`` .. ``consumer-<n-1>``)."""
     if flow is None:
         return config.consumers
-    per_service = sum(len(service.topics) for service in flow.services) * config.consumers
-    return per_service + sum(1 for topic in flow.topics if topic.dead_letter)
+    assert isinstance(config, FlowConfig)
+    return len(_service_slots(config, flow))
 
 
 def replacement_plan(plan: FrozenModel, consumer_id: int) -> FrozenModel:

@@ -2,7 +2,6 @@
 in the real histories it wrote."""
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from harness.checkers import HistoryIndex, check_all, derive_backlog
 from harness.drivers.base import OrderingScope
 from harness.history.store import load
 from harness.stack.manager import Stack
+from tests.flows.runs import analyze_copy
 
 pytestmark = pytest.mark.broker
 
@@ -73,15 +73,7 @@ def test_a_healthy_run_is_complete_and_valid(runs: dict[str, Path], broker: str)
 def test_analyze_recomputes_the_same_verdicts_without_brokers(
     runs: dict[str, Path], tmp_path: Path
 ) -> None:
-    copy = tmp_path / "run"
-    shutil.copytree(runs["kafka"], copy)
-    before = result_of(copy)
-    completed = subprocess.run(
-        [sys.executable, "-m", "harness", "analyze", str(copy)],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stderr
-    after = result_of(copy)
+    before, after, _ = analyze_copy(runs["kafka"], tmp_path / "run")
     assert after["checks"] == before["checks"]
     assert after["counts"] == before["counts"]
 

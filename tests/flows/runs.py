@@ -1,6 +1,7 @@
 """Run a suite through the real `brokerbench run` and find the results it wrote."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -43,3 +44,16 @@ def check(result: dict[str, Any], name: str) -> dict[str, Any]:
 
 def invalid_checks(result: dict[str, Any]) -> list[str]:
     return sorted(c["name"] for c in result["checks"] if c["valid"] is False)
+
+
+def analyze_copy(run_dir: Path, copy: Path) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """Copy a run folder, re-check it with ``brokerbench analyze`` (no brokers): the result
+    before, after, and what analyze printed."""
+    shutil.copytree(run_dir, copy)
+    before = result_of(copy)
+    completed = subprocess.run(
+        [sys.executable, "-m", "harness", "analyze", str(copy)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    return before, result_of(copy), completed.stdout

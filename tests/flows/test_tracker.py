@@ -2,16 +2,20 @@
 without its dedup step, fed real redeliveries, over-counts (and only that check fails); one
 that drops poison pills instead of dead-lettering them fails only the poison check."""
 
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harness.stack.manager import Stack
-from tests.flows.runs import by_broker_and_workload, check, invalid_checks, result_of, run_suite
+from tests.flows.runs import (
+    analyze_copy,
+    by_broker_and_workload,
+    check,
+    invalid_checks,
+    result_of,
+    run_suite,
+)
 
 pytestmark = pytest.mark.broker
 
@@ -97,14 +101,6 @@ def test_an_aggregator_that_drops_poison_fails_only_the_poison_check(
 def test_analyze_recomputes_the_flow_checks_from_the_run_folder(
     healthy: dict[str, Path], tmp_path: Path
 ) -> None:
-    copy = tmp_path / "run"
-    shutil.copytree(healthy["kafka"], copy)
-    before = result_of(copy)
-    completed = subprocess.run(
-        [sys.executable, "-m", "harness", "analyze", str(copy)],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stderr
-    after = result_of(copy)
+    before, after, printed = analyze_copy(healthy["kafka"], tmp_path / "run")
     assert after["checks"] == before["checks"]
-    assert "tracker-aggregates" in completed.stdout
+    assert "tracker-aggregates" in printed

@@ -3,7 +3,7 @@
 import json
 import random
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import Field
 
@@ -25,7 +25,6 @@ class TrackerConfig(FlowConfig):
     dead_letter_poison: bool = True
     """``false`` builds an aggregator that drops malformed events (acks them) instead of
     rejecting them to the dead-letter destination: for demonstrating the poison check only."""
-    storage: Literal["sqlite"] = "sqlite"
 
 
 @dataclass(frozen=True)
