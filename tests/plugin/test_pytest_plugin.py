@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import paths
 from harness.drivers.base import DestinationSpec, Driver, Received
 from harness.pytest_plugin import OpenDriver
 from harness.stack.manager import Stack
@@ -14,6 +15,8 @@ from harness.stack.provider import StackProvider
 
 pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parents[2]
+# Read at import: once the `pytester` fixture is up, HOME points at a temporary directory.
+BROKERBENCH_HOME = paths.home()
 
 USER_SUITE = """
 import time, uuid
@@ -78,6 +81,8 @@ def test_a_user_suite_gets_connected_drivers(
     stack: Stack, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PYTHONPATH", f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    # The user's suite must find this session's downloads and running stack.
+    monkeypatch.setenv("BROKERBENCH_HOME", str(BROKERBENCH_HOME))
     pytester.makepyfile(test_user_suite=USER_SUITE)
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "--brokerbench-provider", "auto"
