@@ -281,8 +281,11 @@ def run(
                 total=state.expected,
                 detail="",
             )
-        detail = f"{state.phase}: sent {state.sent} received {state.received}/{state.expected}"
-        bars.update(tasks[planned.run_dir], completed=state.received, detail=detail)  # type: ignore[arg-type]
+        done = state.entry_received
+        detail = f"{state.phase}: sent {state.sent} received {done}/{state.expected}"
+        if state.received != state.entry_received:
+            detail += f" ({state.received} on all topics)"
+        bars.update(tasks[planned.run_dir], completed=done, detail=detail)  # type: ignore[arg-type]
 
     def on_result(planned: PlannedRun, result: dict[str, object]) -> None:
         summary.add_row(*_summary_row(planned.broker, planned.workload, planned.repeat, result))

@@ -74,7 +74,11 @@ class Progress:
     sent: int = 0
     failed: int = 0
     received: int = 0
+    """Deliveries on every topic (a flow's services count what they handled downstream too)."""
     expected: int = 0
+    entry_received: int = 0
+    """Deliveries of the messages the producers sent (a flow: its entry topic): the bar's
+    measure against ``expected``."""
 
 
 @dataclass(frozen=True)
@@ -408,6 +412,11 @@ class _Monitor:
         ]
         self.services = ServiceTotals.of(consumers.values(), running)
         self.state.received += sum(self.services.handled.values())
+        self.state.entry_received = (
+            self.services.handled.get(self.entry_topic, 0)
+            if self.entry_topic is not None
+            else self.state.received
+        )
         self.live.update(self.state, consumers)
         self.report(self.state)
 
