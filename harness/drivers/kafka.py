@@ -268,21 +268,24 @@ class KafkaConsumer:
         return received
 
     def ack(self, messages: Sequence[Received]) -> None:
+        # One store per partition and batch: the highest offset acked is what a commit keeps.
+        store: dict[int, int] = {}
         for message in messages:
             partition, offset = _position(message)
             self._attempts.pop((partition, offset), None)
             self._acked.setdefault(partition, set()).add(offset)
-            if offset + 1 <= self._stored.get(partition, -1):
-                continue
+            if offset + 1 > max(store.get(partition, -1), self._stored.get(partition, -1)):
+                store[partition] = offset + 1
+        for partition, next_offset in store.items():
             try:
                 self._consumer.store_offsets(
-                    offsets=[TopicPartition(self._destination.address, partition, offset + 1)]
+                    offsets=[TopicPartition(self._destination.address, partition, next_offset)]
                 )
             except KafkaException as exc:
                 if exc.args[0].code() != KafkaError._STATE:  # partition revoked meanwhile
                     raise
                 continue
-            self._stored[partition] = offset + 1
+            self._stored[partition] = next_offset
 
     def nack(self, messages: Sequence[Received]) -> None:
         policy = self._destination.spec.dead_letter

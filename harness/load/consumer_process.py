@@ -17,6 +17,7 @@ from harness.drivers.targets import open_driver
 from harness.history.envelope import decode
 from harness.history.recorder import Recorder
 from harness.history.schema import Disposition
+from harness.load.gc_tuning import tune_for_load
 from harness.load.patience import with_patience
 from harness.load.plan import ConsumerPlan
 
@@ -141,4 +142,5 @@ def main(plan_path: str) -> None:
 
 
 if __name__ == "__main__":
+    tune_for_load()
     main(sys.argv[1])

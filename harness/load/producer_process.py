@@ -15,6 +15,7 @@ from grpc.experimental import gevent as grpc_gevent
 from locust.env import Environment
 
 from harness.history.recorder import Recorder
+from harness.load.gc_tuning import tune_for_load
 from harness.load.locust_producer import OpenLoopProducer
 from harness.load.plan import ProducerPlan
 
@@ -26,6 +27,7 @@ def _report(**fields: object) -> None:
 
 def main(plan_path: str) -> None:
     grpc_gevent.init_gevent()
+    tune_for_load()
     plan = ProducerPlan.model_validate_json(Path(plan_path).read_text(encoding="utf-8"))
     recorder = Recorder(Path(plan.run.run_dir), f"producer-{plan.process_index}")
     OpenLoopProducer.configure(plan, recorder)
