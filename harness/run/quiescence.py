@@ -36,15 +36,22 @@ class ServiceTotals:
             totals.unpublished += int(last.get("unpublished", 0))
         return totals
 
+    def entry_handled(self, entry_topic: str) -> int:
+        """Of the entry topic's handled events, those the producers sent: services may publish
+        to the entry topic too (the saga's replies go to the Order service's inbox)."""
+        return max(0, self.handled.get(entry_topic, 0) - self.published.get(entry_topic, 0))
+
     def quiescent(self, entry_topic: str, entry_ok: int) -> bool:
-        """Each topic's events were handled (or dead-lettered) as often as published (the
-        entry topic's ``entry_ok`` times), no outbox holds an event yet to publish, and every
-        service has been idle for ``QUIET_SECONDS``. The counts alone can be fooled: a
-        replacement for a killed service handles again what its predecessor had handled but
-        not committed, while a poison pill may still be on its way to the dead letters."""
+        """Each topic's events were handled (or dead-lettered) as often as published (by the
+        services, plus the producers' ``entry_ok`` on the entry topic), no outbox holds an event
+        yet to publish, and every service has been idle for ``QUIET_SECONDS``. The counts alone
+        can be fooled: a replacement for a killed service handles again what its predecessor
+        had handled but not committed, while a poison pill may still be on its way to the dead
+        letters."""
+        needed = dict(self.published)
+        needed[entry_topic] = needed.get(entry_topic, 0) + entry_ok
         return (
             self.quiet_seconds >= QUIET_SECONDS
             and self.unpublished == 0
-            and self.handled.get(entry_topic, 0) >= entry_ok
-            and all(self.handled.get(topic, 0) >= count for topic, count in self.published.items())
+            and all(self.handled.get(topic, 0) >= count for topic, count in needed.items())
         )

@@ -413,7 +413,7 @@ class _Monitor:
         self.services = ServiceTotals.of(consumers.values(), running)
         self.state.received += sum(self.services.handled.values())
         self.state.entry_received = (
-            self.services.handled.get(self.entry_topic, 0)
+            self.services.entry_handled(self.entry_topic)
             if self.entry_topic is not None
             else self.state.received
         )

@@ -33,3 +33,16 @@ def test_a_killed_service_counts_for_what_it_handled_not_for_being_idle() -> Non
 def test_an_unpublished_outbox_row_keeps_the_flow_from_quiescing() -> None:
     lines = [ENTRY, DOWNSTREAM | {"unpublished": 1}, DEAD_LETTERS]
     assert not ServiceTotals.of(lines, lines).quiescent("clicks", 100)
+
+
+def test_services_publishing_to_the_entry_topic_add_to_what_it_must_handle() -> None:
+    """The saga's replies land in the Order service's inbox, the entry topic: 100 sent by the
+    producers plus 40 replies must all be handled, and only 100 count as entry deliveries."""
+    inbox = {"handled": {"orders": 130}, "published": {"orders": 40}, "idle_seconds": 3.0}
+    totals = ServiceTotals.of([inbox], [inbox])
+    assert not totals.quiescent("orders", 100)
+    assert totals.entry_handled("orders") == 90
+    caught_up = inbox | {"handled": {"orders": 140}}
+    totals = ServiceTotals.of([caught_up], [caught_up])
+    assert totals.quiescent("orders", 100)
+    assert totals.entry_handled("orders") == 100
