@@ -1,4 +1,4 @@
-"""Garbage-collector settings for the load processes (producers, consumers, flow services).
+"""Garbage-collector settings for the load processes (producers and consumers).
 
 A load process keeps tens of thousands of young container objects alive at once (sends in
 flight with their callbacks, buffered history rows), so CPython's default thresholds run a
