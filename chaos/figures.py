@@ -21,6 +21,7 @@ For each fault window (its ``fault-start`` / ``fault-end`` events):
 """
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -307,20 +308,16 @@ def adjust_for_non_durable(
     survivors = history.sends.filter(
         pc.or_kleene(pc.is_null(complete), pc.greater(complete, max(wipes)))
     )
-    adjusted = []
-    for verdict in verdicts:
-        if verdict.name != "lost" or verdict.valid is not False:
-            adjusted.append(verdict)
-            continue
-        rest = check_lost(HistoryIndex(survivors, history.receives))
-        wiped = int(verdict.counts.get("lost", 0)) - int(rest.counts.get("lost", 0))
-        counts = {**verdict.counts, "non_durable_lost": wiped}
-        notes = (
+    return _explain_part(
+        verdicts,
+        "lost",
+        lambda: check_lost(HistoryIndex(survivors, history.receives)),
+        "non_durable_lost",
+        lambda wiped, rest: (
             f"{wiped} acknowledged sends were lost when an in-memory broker restarted "
             f"(non-durable: expected, not an anomaly); other losses: {rest.notes}"
-        )
-        adjusted.append(Verdict(verdict.name, rest.valid, counts, verdict.examples, notes))
-    return adjusted
+        ),
+    )
 
 
 def adjust_for_producer_crash(
@@ -350,19 +347,39 @@ def adjust_for_producer_crash(
     kept = receives.filter(
         pc.invert(pc.is_in(receives.column("producer_id"), pa.array(crashed, pa.uint32())))
     )
-    adjusted = []
-    for verdict in verdicts:
-        if verdict.name != "phantom" or verdict.valid is not False:
-            adjusted.append(verdict)
-            continue
-        rest = check_phantoms(HistoryIndex(sends, kept))
-        unrecorded = int(verdict.counts.get("phantom", 0)) - int(rest.counts.get("phantom", 0))
-        counts = {**verdict.counts, "unrecorded_sends": unrecorded}
-        notes = (
+    return _explain_part(
+        verdicts,
+        "phantom",
+        lambda: check_phantoms(HistoryIndex(sends, kept)),
+        "unrecorded_sends",
+        lambda unrecorded, rest: (
             f"{unrecorded} deliveries of sends a crashed producer had not recorded yet (its "
             f"history died with it: not an anomaly); other phantoms: {rest.notes}"
+        ),
+    )
+
+
+def _explain_part(
+    verdicts: list[Verdict],
+    name: str,
+    recheck: Callable[[], Verdict],
+    explained_as: str,
+    notes: Callable[[int, Verdict], str],
+) -> list[Verdict]:
+    """Re-check the failed ``name`` verdict on the history without what a fault explains
+    (``recheck``): the difference is counted as ``explained_as``, not as an anomaly, and the
+    verdict becomes the re-check's."""
+    adjusted = []
+    for verdict in verdicts:
+        if verdict.name != name or verdict.valid is not False:
+            adjusted.append(verdict)
+            continue
+        rest = recheck()
+        explained = int(verdict.counts.get(name, 0)) - int(rest.counts.get(name, 0))
+        counts = {**verdict.counts, explained_as: explained}
+        adjusted.append(
+            Verdict(verdict.name, rest.valid, counts, verdict.examples, notes(explained, rest))
         )
-        adjusted.append(Verdict(verdict.name, rest.valid, counts, verdict.examples, notes))
     return adjusted
 
 

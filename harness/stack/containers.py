@@ -31,7 +31,7 @@ from harness.stack.container_specs import (
     container_specs,
     network_name,
 )
-from harness.stack.manager import ServiceStatus, _holder_of, _port_is_free
+from harness.stack.manager import ServiceStatus, require_free_ports, require_known_services
 from harness.stack.provider import ProviderName, forget_provider, record_provider
 from harness.stack.services import Service, Toxiproxy, all_services
 from harness.stack.toxiproxy import Proxy
@@ -140,10 +140,7 @@ class ContainerProvider:
         self, settings: Settings, only: Collection[str] | None = None, *, reap_on_exit: bool = False
     ) -> None:
         specs = container_specs(settings)
-        known = [spec.service for spec in specs]
-        unknown = sorted(set(only or ()) - set(known))
-        if unknown:
-            raise UserError(f"unknown service {unknown[0]!r}: choose from {', '.join(known)}")
+        require_known_services(only, [spec.service for spec in specs])
         self.settings = settings
         self.specs = [spec for spec in specs if only is None or spec.service in only]
         self.services = {service.name: service for service in all_services(settings)}
@@ -228,13 +225,7 @@ class ContainerProvider:
 
     def _check_ports_free(self, specs: list[ContainerSpec]) -> None:
         for spec in specs:
-            for field, port in spec.ports.items():
-                if not _port_is_free(port):
-                    raise UserError(
-                        f"port {port} ({spec.service}) is already in use{_holder_of(port)}: stop "
-                        f"that process or choose another port with ports.{field} in "
-                        f"brokerbench.yaml or BROKERBENCH_PORT_{field.upper()}"
-                    )
+            require_free_ports(spec.service, spec.ports)
 
     def down(self, report: Callable[[str], None] = lambda _: None) -> None:
         existing = self._existing()

@@ -8,7 +8,7 @@ orphans. ``down`` stops exactly the process groups named in the pid files.
 import errno
 import socket
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -48,6 +48,25 @@ def proxy_specs(settings: Settings) -> list[ProxySpec]:
         ProxySpec(name, f"{LOOPBACK}:{listen}", f"{LOOPBACK}:{upstream}")
         for name, (listen, upstream) in pairs.items()
     ]
+
+
+def require_known_services(only: Collection[str] | None, known: list[str]) -> None:
+    """UserError naming the choices when ``only`` names a service that does not exist."""
+    unknown = sorted(set(only or ()) - set(known))
+    if unknown:
+        raise UserError(f"unknown service {unknown[0]!r}: choose from {', '.join(known)}")
+
+
+def require_free_ports(service: str, ports: Mapping[str, int]) -> None:
+    """UserError naming the fix when one of ``service``'s ports (settings field -> port) is
+    taken."""
+    for field, port in ports.items():
+        if not _port_is_free(port):
+            raise UserError(
+                f"port {port} ({service}) is already in use{_holder_of(port)}: stop "
+                f"that process or choose another port with ports.{field} in "
+                f"brokerbench.yaml or BROKERBENCH_PORT_{field.upper()}"
+            )
 
 
 def _port_is_free(port: int) -> bool:
@@ -97,10 +116,7 @@ class Stack:
 
     def __init__(self, settings: Settings, only: Collection[str] | None = None) -> None:
         services = all_services(settings)
-        known = [service.name for service in services]
-        unknown = sorted(set(only or ()) - set(known))
-        if unknown:
-            raise UserError(f"unknown service {unknown[0]!r}: choose from {', '.join(known)}")
+        require_known_services(only, [service.name for service in services])
         self.settings = settings
         self.services = [s for s in services if only is None or s.name in only]
 
@@ -142,13 +158,7 @@ class Stack:
 
     def _check_ports_free(self, services: list[Service]) -> None:
         for service in services:
-            for field, port in service.ports().items():
-                if not _port_is_free(port):
-                    raise UserError(
-                        f"port {port} ({service.name}) is already in use{_holder_of(port)}: stop "
-                        f"that process or choose another port with ports.{field} in "
-                        f"brokerbench.yaml or BROKERBENCH_PORT_{field.upper()}"
-                    )
+            require_free_ports(service.name, service.ports())
 
     def _wait_ready(self, service: Service) -> None:
         record = processes.recorded(service.directory)
