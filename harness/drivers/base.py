@@ -180,6 +180,68 @@ class Consumer(Protocol):
         """Leave the group cleanly, committing what was acked."""
 
 
+class SendCompletions(Protocol):
+    """Where a batch-sending producer reports each message's outcome, by the index the message
+    was given (``BatchProducer.send_batch``). May be called from any thread; each index exactly
+    once."""
+
+    def ok(self, index: int, partition: int = -1, offset: int = -1) -> None: ...
+
+    def failed(self, index: int, outcome: Outcome, error: str) -> None:
+        """``outcome`` is ``FAIL`` (certainly not taken) or ``UNKNOWN``."""
+
+
+@runtime_checkable
+class BatchProducer(Protocol):
+    """The load generators' hot path: many messages per call, outcomes reported by index into
+    preallocated columns instead of a callback object per message. Optional: a driver without
+    it is driven through ``Producer.send`` (``harness.drivers.batching``)."""
+
+    def send_batch(
+        self,
+        keys: Sequence[str],
+        payloads: Sequence[bytes],
+        first_index: int,
+        completions: SendCompletions,
+        *,
+        dedup_ids: Sequence[str] | None = None,
+    ) -> None:
+        """Queue ``payloads[i]`` with key ``keys[i]``; its outcome is reported to
+        ``completions`` as index ``first_index + i``. Never waits on the network, except when
+        the client's own buffer is full."""
+
+
+@dataclass(slots=True)
+class ReceivedBatch:
+    """One poll's deliveries as columns, in delivery order: the consumers' hot path
+    (``Received`` is the per-message form). Columns a broker has no use for are None."""
+
+    payloads: list[bytes]
+    partitions: list[int] | None = None
+    offsets: list[int] | None = None
+    message_ids: list[str] | None = None
+    """The broker's ids where partition:offset is not the identity (SQS, Pub/Sub)."""
+    keys: list[str] | None = None
+    """Present where the ordering scope is the key (SQS FIFO group, Pub/Sub ordering key)."""
+    delivery_attempts: list[int] | None = None
+    handle: Any = None
+    """The driver's own ack state for the batch; opaque to everyone else."""
+
+    def __len__(self) -> int:
+        return len(self.payloads)
+
+
+@runtime_checkable
+class BatchConsumer(Protocol):
+    """Optional batched form of ``Consumer`` (``harness.drivers.batching`` adapts the rest)."""
+
+    def poll_batch(self, max_messages: int, timeout: float) -> ReceivedBatch:
+        """Up to ``max_messages``; waits at most about ``timeout`` seconds for the first."""
+
+    def ack_batch(self, batch: ReceivedBatch) -> None:
+        """Done with every message of ``batch``."""
+
+
 class Driver(Protocol):
     """A connection to one broker endpoint."""
 

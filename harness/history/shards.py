@@ -19,9 +19,9 @@ from typing import Any, TypeAlias
 import pyarrow as pa  # type: ignore[import-untyped]
 
 BATCH_ROWS = 65_536
+"""Rows per record batch; also the most a crashed process loses per table."""
 FLUSH_SECONDS = 2.0
 """A batch is also written once it is this old, so a crash at a low rate loses little."""
-"""Rows per record batch; also the most a crashed process loses per table."""
 
 _IPC_OPTIONS = pa.ipc.IpcWriteOptions(compression="zstd")
 _LABEL = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*")
@@ -65,11 +65,12 @@ _Buffer: TypeAlias = "array.array[int] | list[Any]"
 class ShardWriter:
     """Appends rows of one table to one shard file.
 
-    ``append`` only adds Python values to per-column buffers (it sits on the load generators'
-    hot path); every ``batch_rows`` rows or ``FLUSH_SECONDS``, and on ``flush``/``close``, the
-    buffers become one record batch written to the file, so memory stays bounded however long
-    the run. Thread-safe. The file is created at construction and must not exist yet: two
-    processes with the same label would otherwise overwrite each other's history.
+    ``append`` adds one row's Python values to per-column buffers; ``append_columns`` adds many
+    rows at once as arrays (the load generators' batched hot path). Every ``batch_rows`` rows or
+    ``FLUSH_SECONDS``, and on ``flush``/``close``, what is buffered becomes one record batch
+    written to the file, so memory stays bounded however long the run. Thread-safe. The file
+    is created at construction and must not exist yet: two processes with the same label would
+    otherwise overwrite each other's history.
     """
 
     def __init__(self, path: Path, schema: pa.Schema, *, batch_rows: int = BATCH_ROWS) -> None:
@@ -92,6 +93,8 @@ class ShardWriter:
             self._sink.close()
             raise
         self._rows = 0
+        self._chunks: list[pa.RecordBatch] = []
+        self._chunk_rows = 0
         self._flush_due = time.monotonic() + FLUSH_SECONDS
         self._buffers: list[_Buffer] = []
         self._appends: list[Callable[[Any], None]] = []
@@ -111,8 +114,31 @@ class ShardWriter:
                     del buffer[self._rows :]
                 raise
             self._rows += 1
-            if self._rows >= self._batch_rows or time.monotonic() >= self._flush_due:
-                self._write_batch()
+            self._write_if_due()
+
+    def append_columns(self, columns: Sequence[pa.Array | Sequence[object]]) -> None:
+        """Add many rows at once: one array (numpy, Arrow, or a sequence) per column, in schema
+        order, all of one length. Converted here, so a bad value fails in the caller."""
+        batch = pa.RecordBatch.from_arrays(
+            [
+                pa.array(column, type=field.type)
+                for field, column in zip(self._schema, columns, strict=True)
+            ],
+            schema=self._schema,
+        )
+        if batch.num_rows == 0:
+            return
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"{self.path}: the shard writer is closed")
+            self._rows_to_chunk()  # rows keep the order they were appended in
+            self._chunks.append(batch)
+            self._chunk_rows += batch.num_rows
+            self._write_if_due()
+
+    def _write_if_due(self) -> None:
+        if self._rows + self._chunk_rows >= self._batch_rows or time.monotonic() >= self._flush_due:
+            self._write_batch()
 
     def flush(self) -> None:
         """Write the buffered rows as one record batch (nothing if there are none)."""
@@ -139,9 +165,23 @@ class ShardWriter:
         self._appends = [buffer.append for buffer in self._buffers]
         self._rows = 0
 
+    def _rows_to_chunk(self) -> None:
+        if self._rows:
+            self._chunk_rows += self._rows
+            self._chunks.append(self._rows_as_batch())
+            self._new_buffers()
+
     def _write_batch(self) -> None:
-        if self._rows == 0:
-            return
+        self._rows_to_chunk()
+        if self._chunks:
+            table = pa.Table.from_batches(self._chunks, schema=self._schema).combine_chunks()
+            for batch in table.to_batches():
+                self._writer.write_batch(batch)
+            self._chunks = []
+            self._chunk_rows = 0
+        self._flush_due = time.monotonic() + FLUSH_SECONDS
+
+    def _rows_as_batch(self) -> pa.RecordBatch:
         columns = [
             pa.Array.from_buffers(field.type, self._rows, [None, pa.py_buffer(buffer)])
             if code
@@ -150,9 +190,7 @@ class ShardWriter:
                 self._schema, self._typecodes, self._buffers, strict=True
             )
         ]
-        self._writer.write_batch(pa.RecordBatch.from_arrays(columns, schema=self._schema))
-        self._new_buffers()
-        self._flush_due = time.monotonic() + FLUSH_SECONDS
+        return pa.RecordBatch.from_arrays(columns, schema=self._schema)
 
 
 def read_shard(path: Path) -> list[pa.RecordBatch]:
