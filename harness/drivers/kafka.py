@@ -8,7 +8,8 @@ to the message and, after the policy's max deliveries, the consumer publishes it
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import ClassVar
 
 from confluent_kafka import Consumer as ConfluentConsumer
@@ -27,6 +28,7 @@ from harness.drivers.base import (
     Outcome,
     Received,
     SendCallback,
+    SendCompletions,
     SendResult,
 )
 from harness.errors import BrokerUnreachableError
@@ -164,6 +166,9 @@ class KafkaProducer:
     def __init__(self, config: ClientConfig, topic: str) -> None:
         self._topic = topic
         self._producer = ConfluentProducer({"acks": "all", "linger.ms": 5, **config})
+        self._report: (
+            tuple[SendCompletions, Callable[[int, KafkaError | None, Message], None]] | None
+        ) = None
         self._closed = threading.Event()
         self._poller = threading.Thread(target=self._poll_forever, name="kafka-poll", daemon=True)
         self._poller.start()
@@ -192,6 +197,49 @@ class KafkaProducer:
                 return
             except BufferError:  # the local queue is full: wait for deliveries to drain it
                 time.sleep(_POLL_INTERVAL)
+
+    def send_batch(
+        self,
+        keys: Sequence[str],
+        payloads: Sequence[bytes],
+        first_index: int,
+        completions: SendCompletions,
+        *,
+        dedup_ids: Sequence[str] | None = None,
+    ) -> None:
+        """``BatchProducer.send_batch``: librdkafka batches by itself; what is saved here is the
+        per-message Python around ``produce`` (one small partial per message is all the state
+        a delivery report needs)."""
+        produce = self._producer.produce
+        topic = self._topic
+        report = self._reporter(completions)
+        for index, key, payload in zip(
+            range(first_index, first_index + len(payloads)), keys, payloads, strict=True
+        ):
+            on_delivery = partial(report, index)
+            while True:
+                try:
+                    produce(topic, payload, key, on_delivery=on_delivery)
+                    break
+                except BufferError:  # the local queue is full: wait for deliveries to drain it
+                    time.sleep(_POLL_INTERVAL)
+
+    def _reporter(
+        self, completions: SendCompletions
+    ) -> Callable[[int, KafkaError | None, Message], None]:
+        if self._report is not None and self._report[0] is completions:
+            return self._report[1]
+        ok, failed = completions.ok, completions.failed
+
+        def report(index: int, error: KafkaError | None, message: Message) -> None:
+            if error is None:
+                ok(index, message.partition(), message.offset())  # type: ignore[arg-type]
+            else:
+                unknown = error.code() in _UNKNOWN_ERRORS
+                failed(index, Outcome.UNKNOWN if unknown else Outcome.FAIL, error.str())
+
+        self._report = (completions, report)
+        return report
 
     def flush(self, timeout: float) -> int:
         deadline = time.monotonic() + timeout

@@ -13,6 +13,9 @@ import struct
 import threading
 from dataclasses import dataclass, fields
 
+import numpy as np
+import numpy.typing as npt
+
 MAGIC = b"BB"
 VERSION = 1
 HEADER = struct.Struct("<2sBBQIIQq")
@@ -73,6 +76,66 @@ def encode(envelope: Envelope, size: int, body: bytes = b"") -> bytes:
     if fill > len(_pad):
         _grow_pad(fill)
     return header + body + _pad[:fill]
+
+
+_HEADER_FIELDS = [
+    ("magic", "S2"),
+    ("version", "u1"),
+    ("flags", "u1"),
+    ("run_id", "<u8"),
+    ("producer_id", "<u4"),
+    ("key_id", "<u4"),
+    ("seq", "<u8"),
+    ("intended_ns", "<i8"),
+]
+HEADER_DTYPE = np.dtype(_HEADER_FIELDS)
+assert HEADER_DTYPE.itemsize == HEADER_SIZE
+
+
+class EnvelopePacker:
+    """``encode`` for many envelopes of one producer without bodies (the batched send path):
+    the same bytes, packed into a reused template whose constant fields and padding are
+    written once."""
+
+    def __init__(self, run_id: int, producer_id: int, size: int) -> None:
+        fill = max(0, size - HEADER_SIZE)
+        if fill > len(_pad):
+            _grow_pad(fill)
+        self._dtype = np.dtype([*_HEADER_FIELDS, ("pad", f"V{fill}")]) if fill else HEADER_DTYPE
+        self._constants = {
+            "magic": MAGIC,
+            "version": VERSION,
+            "flags": 0,
+            "run_id": run_id,
+            "producer_id": producer_id,
+        }
+        self._padding = np.void(bytes(_pad[:fill])) if fill else None
+        self._template = self._new_template(0)
+
+    def _new_template(self, rows: int) -> npt.NDArray[np.void]:
+        template = np.empty(rows, self._dtype)
+        for name, value in self._constants.items():
+            template[name] = value
+        if self._padding is not None:
+            template["pad"] = self._padding
+        return template
+
+    def pack(
+        self,
+        key_ids: npt.NDArray[np.uint32],
+        seqs: npt.NDArray[np.uint64],
+        intended_ns: npt.NDArray[np.int64],
+    ) -> list[bytes]:
+        count = len(key_ids)
+        if count > len(self._template):
+            self._template = self._new_template(max(count, 2 * len(self._template)))
+        records = self._template[:count]
+        records["key_id"] = key_ids
+        records["seq"] = seqs
+        records["intended_ns"] = intended_ns
+        raw = records.tobytes()
+        width = self._dtype.itemsize
+        return [raw[start : start + width] for start in range(0, len(raw), width)]
 
 
 def decode(payload: bytes) -> tuple[Envelope, bytes] | None:

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any, Self, TypeAlias
 
 from harness.history.schema import EVENTS, RECEIVES, SENDS, Disposition, EventKind, SendOutcome
+from harness.history.send_log import SendLog
 from harness.history.shards import BATCH_ROWS, ShardWriter, shard_path
 
 __all__ = ["Recorder", "SendToken", "ShardWriter"]
@@ -54,6 +55,14 @@ class Recorder:
         # close() cannot slip between the two.
         self._lock = threading.Lock()
         self._closed = False
+        self._send_logs: list[SendLog] = []
+
+    def send_log(self, producer_id: int) -> SendLog:
+        """A columnar log of producer ``producer_id``'s sends (the batched send path), written
+        to this recorder's ``sends`` shard and closed with it."""
+        log = SendLog(self._sends, producer_id)
+        self._send_logs.append(log)
+        return log
 
     def send_invoked(
         self, producer_id: int, key_id: int, seq: int, intended_ns: int, invoke_ns: int
@@ -152,6 +161,8 @@ class Recorder:
             self._closed = True
             pending, self._pending = self._pending, {}
             try:
+                for log in self._send_logs:
+                    log.close()
                 for row in pending.values():
                     self._sends.append((*row, None, SendOutcome.UNKNOWN, -1, -1))
             finally:

@@ -40,6 +40,9 @@ class EventKind(StrEnum):
     WARMUP_END = "warmup-end"
     DRAIN_START = "drain-start"
     DRAIN_END = "drain-end"
+    NOT_SENT = "not-sent"
+    """A producer reached the run's bound with messages of its schedule unsent (``detail``:
+    ``producer_id``, ``count``): the harness fell behind."""
 
 
 def _required(name: str, type_: pa.DataType) -> pa.Field:

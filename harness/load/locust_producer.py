@@ -1,49 +1,62 @@
-"""Producers as Locust users that follow an open-loop schedule.
+"""Producers as Locust users that follow an open-loop schedule, a batch at a time.
 
-Each user owns one driver producer and a share of the schedule. It sleeps until a message's
-intended time, or sends at once if it is already late; the lateness is the *publish delay*,
-recorded with every send. Locust's request events carry each completed send, so Locust's own
-stats and web UI show the load, and its master/worker mode can spread users across machines.
+Each user owns one driver producer and a share of the schedule. It sleeps until the next
+intended time, then hands every message already due (up to ``MAX_BATCH``) to the driver in one
+``send_batch`` call: a producer that falls behind catches up in large batches instead of paying
+a task, a greenlet switch and a callback object per message. How late each send was (the
+*publish delay*) is recorded with it. Sends live in a columnar ``SendLog``; what completed is
+harvested every ``HARVEST_SECONDS`` into the history shard and into Locust's request statistics
+(``log_sends``: true counts and response times, fed per batch), so Locust's stats and web UI
+show the load, and its master/worker mode can spread users across machines.
+
+A run is bounded: a user stops sending ``END_GRACE_SECONDS`` after its schedule's end, whatever
+the schedule still holds; those messages are counted as ``not_sent`` (the harness fell behind)
+and recorded as a ``not-sent`` event in the history.
 
 Import this module only in a process meant to run gevent (Locust patches the standard library
 on import); brokerbench runs it in producer processes of its own.
 """
 
-import itertools
 import time
-from collections.abc import Callable, Iterator
-from typing import ClassVar
+from collections.abc import Callable
+from typing import ClassVar, NoReturn
 
 import gevent
+import numpy as np
+import numpy.typing as npt
 from locust import User, constant, task
 from locust.exception import StopUser
 
-from harness.drivers.base import Destination, Driver, Outcome, Producer, SendResult
+from harness.drivers.base import Destination, Driver, Producer
+from harness.drivers.batching import send_batch
 from harness.drivers.targets import open_driver
-from harness.history.envelope import Envelope, encode
+from harness.history.envelope import Envelope, EnvelopePacker, encode
 from harness.history.recorder import Recorder
-from harness.history.schema import SendOutcome
-from harness.load.keys import key_ids, key_name
+from harness.history.schema import EventKind
+from harness.history.send_log import SendLog
+from harness.load.keys import KeyStream
+from harness.load.locust_stats import log_sends
 from harness.load.patience import with_patience
 from harness.load.plan import ProducerPlan
+from harness.load.schedule import NS_PER_S, Cursor
 
-MAX_BURST = 256
-"""Messages a late producer sends in one go before it lets other greenlets run."""
-
-_OUTCOMES = {
-    Outcome.OK: SendOutcome.OK,
-    Outcome.FAIL: SendOutcome.FAIL,
-    Outcome.UNKNOWN: SendOutcome.UNKNOWN,
-}
-
+MAX_BATCH = 1024
+"""Messages handed to the driver in one call; also bounds how far apart the sends of one batch
+are from the ``invoke_ns`` they share (a few hundred microseconds on Kafka)."""
+HARVEST_SECONDS = 0.05
+"""How often completed sends go to the history shard and Locust's statistics."""
+END_GRACE_SECONDS = 1.0
+"""A producer may finish its schedule this late; what is still unsent then is ``not_sent``."""
+FLUSH_SECONDS = 60.0
+"""How long a stopping producer waits for its sends' outcomes (then they are unknown)."""
 
 BodyMaker = Callable[[int, int, int], bytes]
 
 
-def _body_maker(plan: ProducerPlan) -> BodyMaker:
-    """Empty bodies (padding only), or the plan's flow generator's."""
+def _body_maker(plan: ProducerPlan) -> BodyMaker | None:
+    """None for empty bodies (padding only), else the plan's flow generator."""
     if plan.flow is None:
-        return lambda producer_id, key_id, seq: b""
+        return None
     from workloads.flows.api import event_rng
     from workloads.flows.registry import flow_class
 
@@ -58,6 +71,25 @@ def _body_maker(plan: ProducerPlan) -> BodyMaker:
     return make
 
 
+class Lateness:
+    """Publish delays (send - intended) since the last ``take``: the producers' share of the
+    saturation figures (a producer that cannot keep up falls behind its schedule)."""
+
+    def __init__(self) -> None:
+        self._delays: list[npt.NDArray[np.int64]] = []
+
+    def add(self, delays_ns: npt.NDArray[np.int64]) -> None:
+        self._delays.append(delays_ns)
+
+    def take(self) -> tuple[float, float]:
+        """(p99, max) in ms since the last call; (0, 0) when nothing was sent."""
+        delays, self._delays = self._delays, []
+        if not delays:
+            return 0.0, 0.0
+        joined = np.concatenate(delays)
+        return float(np.percentile(joined, 99)) / 1e6, float(joined.max()) / 1e6
+
+
 class OpenLoopProducer(User):
     """Configured by ``configure`` before Locust spawns any user."""
 
@@ -65,7 +97,9 @@ class OpenLoopProducer(User):
     plan: ClassVar[ProducerPlan]
     recorder: ClassVar[Recorder]
     finished: ClassVar[gevent.event.Event]
-    _indexes: ClassVar[Iterator[int]]
+    lateness: ClassVar[Lateness]
+    not_sent: ClassVar[int] = 0
+    _next_index: ClassVar[int] = 0
     _running: ClassVar[int] = 0
 
     @classmethod
@@ -73,7 +107,9 @@ class OpenLoopProducer(User):
         cls.plan = plan
         cls.recorder = recorder
         cls.finished = gevent.event.Event()
-        cls._indexes = itertools.count()
+        cls.lateness = Lateness()
+        cls.not_sent = 0
+        cls._next_index = 0
         cls._running = 0
 
     def global_index(self, local_index: int) -> int:
@@ -85,8 +121,9 @@ class OpenLoopProducer(User):
 
     def on_start(self) -> None:
         plan = self.plan
-        index = next(self._indexes)
-        type(self)._running += 1
+        cls = type(self)
+        index, cls._next_index = cls._next_index, cls._next_index + 1
+        cls._running += 1
         self.producer_id = self.global_index(index)
         self.driver: Driver = with_patience(
             lambda: open_driver(
@@ -96,84 +133,108 @@ class OpenLoopProducer(User):
         spec = plan.run.destination.spec()
         self.destination: Destination = with_patience(lambda: self.driver.create_destination(spec))
         self.producer: Producer = self.driver.producer(self.destination)
-        self.times = plan.schedule().intended_times(
-            self.schedule_start_ns(), self.producer_id, plan.total_producers
-        )
-        self.keys = key_ids(
+        schedule = plan.schedule()
+        start_ns = self.schedule_start_ns()
+        self.cursor: Cursor = schedule.cursor(start_ns, self.producer_id, plan.total_producers)
+        self.stop_ns = start_ns + round((schedule.seconds + END_GRACE_SECONDS) * NS_PER_S)
+        self.keys = KeyStream(
             plan.key_distribution,
             plan.keys,
             seed=plan.run.run_id ^ self.producer_id,
             zipf_exponent=plan.zipf_exponent,
             start=self.producer_id,
         )
-        self.sequences: dict[int, int] = {}
-        self._peeked: int | None = None
-        self.request_type = plan.run.target
+        self.log: SendLog = self.recorder.send_log(self.producer_id)
         self.body = _body_maker(plan)
+        self.packer = EnvelopePacker(plan.run.run_id, self.producer_id, plan.message_size)
+        self.payload_bytes = plan.message_size
+        self.request_type = plan.run.target
         self.exactly_once = plan.run.destination.exactly_once
+        self.next_harvest_ns = 0
 
     @task
     def send_due(self) -> None:
-        """Sleep until the next intended time, then send every message already due (up to
-        ``MAX_BURST``, then yield to the other greenlets): a late producer catches up without a
-        greenlet switch per message."""
-        intended = self._next_time()
-        if intended is None:
-            raise StopUser
-        wait = intended - time.time_ns()
-        if wait > 0:
-            gevent.sleep(wait / 1e9)
+        """Sleep until the next intended time (waking to harvest meanwhile), then send every
+        message already due; stop at the schedule's end or the run's bound."""
         now = time.time_ns()
-        self._send(intended)
-        for _ in range(MAX_BURST - 1):
-            upcoming = self._next_time()
-            if upcoming is None:
-                return
-            if upcoming > now:
-                self._peeked = upcoming
-                return
-            self._send(upcoming)
+        upcoming = self.cursor.next_time()
+        if upcoming is None or now >= self.stop_ns:
+            self._end_schedule()
+        if now >= self.next_harvest_ns:
+            self.harvest()
+            self.next_harvest_ns = now + round(HARVEST_SECONDS * NS_PER_S)
+        assert upcoming is not None
+        if upcoming > now:
+            gevent.sleep((min(upcoming, self.next_harvest_ns) - now) / NS_PER_S)
+            return
+        self._send(self.cursor.take_due(now, MAX_BATCH))
 
-    def _next_time(self) -> int | None:
-        if self._peeked is not None:
-            upcoming, self._peeked = self._peeked, None
-            return upcoming
-        return next(self.times, None)
-
-    def _send(self, intended: int) -> None:
-        key_id = next(self.keys)
-        seq = self.sequences.get(key_id, 0)
-        self.sequences[key_id] = seq + 1
-        envelope = Envelope(self.plan.run.run_id, self.producer_id, key_id, seq, intended)
-        payload = encode(envelope, self.plan.message_size, self.body(self.producer_id, key_id, seq))
+    def _send(self, intended_ns: npt.NDArray[np.int64]) -> None:
+        key_ids, seqs = self.keys.take(len(intended_ns))
+        if self.body is None:
+            payloads = self.packer.pack(key_ids, seqs, intended_ns)
+        else:
+            payloads = self._payloads_with_bodies(key_ids, seqs, intended_ns)
+        names = self.keys.names
+        ids = key_ids.tolist()
+        keys = [names[key_id] for key_id in ids]
+        dedup_ids = (
+            [f"{self.producer_id}-{k}-{s}" for k, s in zip(ids, seqs.tolist(), strict=True)]
+            if self.exactly_once
+            else None
+        )
         invoke_ns = time.time_ns()
-        token = self.recorder.send_invoked(self.producer_id, key_id, seq, intended, invoke_ns)
+        first = self.log.invoked(key_ids, seqs, intended_ns, invoke_ns)
+        send_batch(self.producer, keys, payloads, first, self.log, dedup_ids=dedup_ids)
+        self.lateness.add(invoke_ns - intended_ns)
 
-        def completed(result: SendResult) -> None:
-            complete_ns = time.time_ns()
-            self.recorder.send_completed(
-                token,
-                _OUTCOMES[result.outcome],
-                complete_ns,
-                partition=-1 if result.partition is None else result.partition,
-                offset=-1 if result.offset is None else result.offset,
-            )
-            self.environment.events.request.fire(
-                request_type=self.request_type,
-                name="send",
-                response_time=(complete_ns - invoke_ns) / 1e6,
-                response_length=len(payload),
-                exception=None if result.ok else RuntimeError(f"{result.outcome}: {result.error}"),
-                context={},
-            )
+    def _payloads_with_bodies(
+        self,
+        key_ids: npt.NDArray[np.uint32],
+        seqs: npt.NDArray[np.uint64],
+        intended_ns: npt.NDArray[np.int64],
+    ) -> list[bytes]:
+        assert self.body is not None
+        run_id, producer_id, size, body = (
+            self.plan.run.run_id,
+            self.producer_id,
+            self.plan.message_size,
+            self.body,
+        )
+        payloads = [
+            encode(Envelope(run_id, producer_id, k, s, t), size, body(producer_id, k, s))
+            for k, s, t in zip(key_ids.tolist(), seqs.tolist(), intended_ns.tolist(), strict=True)
+        ]
+        self.payload_bytes = sum(map(len, payloads)) // len(payloads)
+        return payloads
 
-        dedup_id = f"{self.producer_id}-{key_id}-{seq}" if self.exactly_once else None
-        self.producer.send(key_name(key_id), payload, completed, dedup_id=dedup_id)
+    def harvest(self) -> None:
+        """Completed sends to the history shard and Locust's statistics."""
+        harvest = self.log.harvest()
+        if harvest.completed:
+            stats = self.environment.stats
+            log_sends(stats, self.request_type, "send", harvest, self.payload_bytes)
+
+    def _end_schedule(self) -> NoReturn:
+        rest = self.cursor.count_rest()
+        if rest:
+            type(self).not_sent += rest
+            self.recorder.event(
+                EventKind.NOT_SENT,
+                "schedule",
+                f"producer-{self.producer_id}",
+                {"producer_id": self.producer_id, "count": rest},
+            )
+        raise StopUser
 
     def on_stop(self) -> None:
-        self.producer.flush(60)
+        deadline = time.monotonic() + FLUSH_SECONDS
+        while self.log.in_flight and time.monotonic() < deadline:
+            self.producer.flush(0.05)
+            self.harvest()
         self.producer.close()
         self.driver.close()
+        self.harvest()
         type(self)._running -= 1
         if type(self)._running == 0:
             self.finished.set()

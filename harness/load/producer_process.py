@@ -2,7 +2,9 @@
 
 Runs the plan's producers as Locust users in this process (headless local runner), writes the
 sends to its own history shard and prints one JSON progress line per second on stdout for the
-orchestrator. Exits when every user has finished its share of the schedule.
+orchestrator: sends completed (``sent``, ``failed``), how late the sends of the last second were
+(``late_ms_p99``, ``late_ms_max``) and messages left unsent at the run's bound (``not_sent``).
+Exits when every user has finished its share of the schedule.
 """
 
 import json
@@ -25,6 +27,18 @@ def _report(**fields: object) -> None:
     sys.stdout.flush()
 
 
+def _figures(environment: Environment) -> dict[str, object]:
+    total = environment.stats.total  # replaced when the runner resets its stats
+    late_p99, late_max = OpenLoopProducer.lateness.take()
+    return {
+        "sent": total.num_requests,
+        "failed": total.num_failures,
+        "late_ms_p99": round(late_p99, 3),
+        "late_ms_max": round(late_max, 3),
+        "not_sent": OpenLoopProducer.not_sent,
+    }
+
+
 def main(plan_path: str) -> None:
     grpc_gevent.init_gevent()
     tune_for_load()
@@ -35,15 +49,13 @@ def main(plan_path: str) -> None:
     runner = environment.create_local_runner()
     runner.start(plan.producers, spawn_rate=min(100, plan.producers * 10))
     while not OpenLoopProducer.finished.wait(timeout=1.0):
-        total = environment.stats.total  # replaced when the runner resets its stats
-        _report(kind="progress", sent=total.num_requests, failed=total.num_failures)
+        _report(kind="progress", **_figures(environment))
         if runner.exceptions:  # a user raised; failed sends (runner.errors) are history
             break
     runner.quit()
     recorder.close()
-    total = environment.stats.total
     errors = [str(exception["msg"]) for exception in runner.exceptions.values()]
-    _report(kind="done", sent=total.num_requests, failed=total.num_failures, errors=errors[:5])
+    _report(kind="done", **_figures(environment), errors=errors[:5])
     gevent.sleep(0)
     sys.exit(1 if errors else 0)
 

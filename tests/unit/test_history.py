@@ -311,4 +311,5 @@ def test_schema_matches_the_spec() -> None:
         "warmup-end",
         "drain-start",
         "drain-end",
+        "not-sent",
     ]
