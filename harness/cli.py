@@ -287,9 +287,16 @@ def run(
             detail += f" ({state.received} on all topics)"
         bars.update(tasks[planned.run_dir], completed=done, detail=detail)  # type: ignore[arg-type]
 
-    def on_result(planned: PlannedRun, result: dict[str, object]) -> None:
+    def on_result(planned: PlannedRun, result: dict[str, Any]) -> None:
         summary.add_row(*_summary_row(planned.broker, planned.workload, planned.repeat, result))
         console.print(f"{planned.broker}: {planned.run_dir / 'result.json'}")
+        not_sent = int(result["counts"].get("not_sent", 0))
+        if not_sent:
+            console.print(
+                f"[yellow]{planned.broker} / {planned.workload}: the harness fell behind: "
+                f"{not_sent} scheduled messages not sent by the run's end (the load processes "
+                "could not keep this rate; more producer processes may)[/]"
+            )
 
     if metrics_port:
         console.print(f"live metrics: http://127.0.0.1:{metrics_port}/metrics")

@@ -37,7 +37,7 @@ from harness.history.send_log import SendLog
 from harness.load.keys import KeyStream
 from harness.load.locust_stats import log_sends
 from harness.load.patience import with_patience
-from harness.load.plan import ProducerPlan
+from harness.load.plan import END_GRACE_SECONDS, FLUSH_SECONDS, ProducerPlan
 from harness.load.schedule import NS_PER_S, Cursor
 
 MAX_BATCH = 1024
@@ -45,10 +45,6 @@ MAX_BATCH = 1024
 are from the ``invoke_ns`` they share (a few hundred microseconds on Kafka)."""
 HARVEST_SECONDS = 0.05
 """How often completed sends go to the history shard and Locust's statistics."""
-END_GRACE_SECONDS = 1.0
-"""A producer may finish its schedule this late; what is still unsent then is ``not_sent``."""
-FLUSH_SECONDS = 60.0
-"""How long a stopping producer waits for its sends' outcomes (then they are unknown)."""
 
 BodyMaker = Callable[[int, int, int], bytes]
 

@@ -10,6 +10,12 @@ from harness.load.keys import KeyDistribution
 from harness.load.schedule import Schedule, Step
 from harness.settings import FrozenModel, Settings
 
+END_GRACE_SECONDS = 1.0
+"""A producer may finish its schedule this late; what is still unsent then is ``not_sent``
+(the run is bounded: it ends at the schedule's end plus this, plus the drain)."""
+FLUSH_SECONDS = 60.0
+"""How long a stopping producer waits for its sends' outcomes (then they are unknown)."""
+
 
 class DestinationPlan(FrozenModel):
     name: str

@@ -5,6 +5,7 @@ measured window, from the end of the warm-up to the end of the schedule: latenci
 messages *intended* in it, throughput of what *happened* in it.
 """
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ import pyarrow.compute as pc  # type: ignore[import-untyped]
 from harness.collectors.latency import LatencyKind, LatencyRecorder
 from harness.collectors.summary import latency_summaries
 from harness.collectors.throughput import NS_PER_S, series_from_ns
-from harness.history.schema import SendOutcome
+from harness.history.schema import EventKind, SendOutcome
 from harness.history.store import History
 
 IDENTITY = ["producer_id", "key_id", "seq"]
@@ -72,6 +73,15 @@ def throughput_figures(history: History, window: Window, message_size: int) -> d
     }
 
 
+def not_sent(events: pa.Table) -> int:
+    """Messages of the schedule never sent: the producers reached the run's bound first."""
+    total = 0
+    for kind, detail in zip(events["kind"].to_pylist(), events["detail"].to_pylist(), strict=True):
+        if kind == EventKind.NOT_SENT and detail:
+            total += int(json.loads(detail).get("count", 0))
+    return total
+
+
 def counts(history: History) -> dict[str, int]:
     outcomes = history.sends["outcome"]
     return {
@@ -80,6 +90,7 @@ def counts(history: History) -> dict[str, int]:
         "failed": int(pc.sum(pc.equal(outcomes, int(SendOutcome.FAIL))).as_py() or 0),
         "unknown": int(pc.sum(pc.equal(outcomes, int(SendOutcome.UNKNOWN))).as_py() or 0),
         "received": history.receives.num_rows,
+        "not_sent": not_sent(history.events),
     }
 
 

@@ -1,15 +1,18 @@
 """Max-rate search: the highest rate a broker sustains without an unbounded backlog.
 
 Each probe is a full run at one constant rate. A rate is *sustained* when the producers kept
-to the schedule (acknowledged throughput within ``tolerance`` of the target) and the consumers
-kept up (the backlog at the end of the schedule is under ``backlog_seconds`` worth of
-messages). The search multiplies the rate by ``factor`` until a probe fails, then bisects
-between the last sustained rate and the first failed one until they are within ``precision``.
+to the schedule (sent every message by the run's bound, and acknowledged throughput within
+``tolerance`` of the target) and the consumers kept up (the backlog at the end of the schedule
+is under ``backlog_seconds`` worth of messages). A probe whose producers left messages unsent
+failed because the harness could not keep up, not the broker: the result says which limit was
+found (``limited_by``). The search multiplies the rate by ``factor`` until a probe fails, then
+bisects between the last sustained rate and the first failed one until they are within
+``precision``.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -36,9 +39,11 @@ class Probe:
     """Acknowledged messages per second over the measured window."""
     final_backlog: int | None
     """Messages not yet consumed when the schedule ended (None if unknown)."""
+    not_sent: int = 0
+    """Messages the producers could not send by the run's bound: the harness fell behind."""
 
     def sustained(self, config: SearchConfig) -> bool:
-        kept_schedule = self.achieved >= self.rate * (1 - config.tolerance)
+        kept_schedule = self.not_sent == 0 and self.achieved >= self.rate * (1 - config.tolerance)
         kept_up = (
             self.final_backlog is None or self.final_backlog <= self.rate * config.backlog_seconds
         )
@@ -49,6 +54,18 @@ class Probe:
 class SearchResult:
     max_sustained_rate: float | None
     probes: list[Probe]
+    limited_by: Literal["broker", "harness"] | None = None
+    """What stopped the search: the lowest failed rate failed because the producers could not
+    send (``harness``: the broker's limit is higher still) or because the broker did not keep
+    up (``broker``); None when no probe failed (``max_rate`` reached)."""
+
+
+def _limit(probes: list[Probe], config: SearchConfig) -> Literal["broker", "harness"] | None:
+    failed = [probe for probe in probes if not probe.sustained(config)]
+    if not failed:
+        return None
+    lowest = min(failed, key=lambda probe: probe.rate)
+    return "harness" if lowest.not_sent > 0 else "broker"
 
 
 def search_max_rate(config: SearchConfig, probe: Callable[[float], Probe]) -> SearchResult:
@@ -67,12 +84,12 @@ def search_max_rate(config: SearchConfig, probe: Callable[[float], Probe]) -> Se
             break
         good, rate = rate, rate * config.factor
     if bad is None:
-        return SearchResult(good, probes)
+        return SearchResult(good, probes, _limit(probes, config))
     floor = config.start / config.factor**MAX_SHRINK_STEPS
     while good is None:  # even the start rate failed: shrink
         rate = bad / config.factor
         if rate < floor:
-            return SearchResult(None, probes)
+            return SearchResult(None, probes, _limit(probes, config))
         if sustained(rate):
             good = rate
         else:
@@ -83,4 +100,4 @@ def search_max_rate(config: SearchConfig, probe: Callable[[float], Probe]) -> Se
             good = middle
         else:
             bad = middle
-    return SearchResult(good, probes)
+    return SearchResult(good, probes, _limit(probes, config))

@@ -55,6 +55,7 @@ def test_a_healthy_run_is_complete_and_valid(runs: dict[str, Path], broker: str)
     assert result["valid"] is True, [c for c in result["checks"] if c["valid"] is not True]
     counts = result["counts"]
     assert counts["sent"] == counts["ok"] == 300 * 4
+    assert counts["not_sent"] == 0
     assert counts["received"] == counts["ok"]
     figures = result["figures"]
     assert figures["throughput"]["sent"]["mean_msgs_per_s"] > 0

@@ -1,8 +1,9 @@
 import struct
 
+import numpy as np
 import pytest
 
-from harness.history.envelope import HEADER_SIZE, Envelope, decode, encode
+from harness.history.envelope import HEADER_SIZE, Envelope, EnvelopePacker, decode, encode
 
 ENVELOPE = Envelope(
     run_id=0xDEADBEEF_01234567,
@@ -93,3 +94,18 @@ def test_out_of_range_field_is_refused() -> None:
 def test_envelope_is_frozen() -> None:
     with pytest.raises(AttributeError):
         ENVELOPE.seq = 1  # type: ignore[misc]
+
+
+def test_the_packer_writes_the_same_bytes_as_encode() -> None:
+    key_ids = np.array([0, 5, 2**32 - 1], np.uint32)
+    seqs = np.array([0, 1, 2**64 - 1], np.uint64)
+    intended = np.array([-(2**63), 0, 2**63 - 1], np.int64)
+    for size in (0, HEADER_SIZE, HEADER_SIZE + 1, 200, 70_000):
+        packer = EnvelopePacker(2**64 - 1, 9, size)
+        for count in (1, 3):  # and again, from the reused template
+            packed = packer.pack(key_ids[:count], seqs[:count], intended[:count])
+            expected = [
+                encode(Envelope(2**64 - 1, 9, int(k), int(s), int(t)), size)
+                for k, s, t in zip(key_ids[:count], seqs[:count], intended[:count], strict=True)
+            ]
+            assert packed == expected, size

@@ -39,3 +39,14 @@ def test_the_ceiling_ends_the_search() -> None:
     result = search_max_rate(SearchConfig(start=1000, max_rate=4000), fake_probe(1e9, tried))
     assert result.max_sustained_rate == 4000
     assert tried == [1000, 2000, 4000]
+
+
+def test_a_search_stopped_by_unsent_messages_says_the_harness_was_the_limit() -> None:
+    def probe(rate: float) -> Probe:
+        # The producers cannot send more than 3000 msg/s; the broker would take anything.
+        return Probe(rate, min(rate, 3000.0), 0, not_sent=max(0, int(rate - 3000)))
+
+    result = search_max_rate(SearchConfig(start=1000, precision=0.05), probe)
+    assert result.limited_by == "harness"
+    assert result.max_sustained_rate is not None and result.max_sustained_rate <= 3000
+    assert search_max_rate(SearchConfig(start=1000), fake_probe(5300, [])).limited_by == "broker"
