@@ -23,7 +23,7 @@ from harness.settings import Settings
 from harness.stack.services import Toxiproxy
 from harness.stack.toxiproxy import Toxic
 from harness.suite import ProxyPath
-from tests.benchmarks.test_kafka_produce import run_and_evaluate
+from tests.benchmarks.kafka_runs import run_and_evaluate
 from tests.conftest import RequireService
 from workloads.throughput import ThroughputConfig
 
