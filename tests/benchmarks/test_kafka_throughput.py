@@ -24,6 +24,7 @@ and the load average before it are printed.
 
 import os
 import statistics
+import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -100,7 +101,7 @@ def consumer_end_ms(output: str) -> int:
 def reference(settings: Settings) -> Figures:
     topic = create_topic(settings, PARTITIONS)
     bootstrap = f"127.0.0.1:{settings.ports.kafka}"
-    processes = {}
+    processes: dict[str, subprocess.Popen[str]] = {}
     try:
         with CpuSampler(
             lambda: {
