@@ -94,6 +94,9 @@ class OpenLoopProducer(User):
     recorder: ClassVar[Recorder]
     finished: ClassVar[gevent.event.Event]
     lateness: ClassVar[Lateness]
+    connected: ClassVar[int] = 0
+    """Users whose producer is connected (they then wait for the schedule's start)."""
+    _start: ClassVar["gevent.event.AsyncResult[int]"]
     not_sent: ClassVar[int] = 0
     _next_index: ClassVar[int] = 0
     _running: ClassVar[int] = 0
@@ -104,6 +107,8 @@ class OpenLoopProducer(User):
         cls.recorder = recorder
         cls.finished = gevent.event.Event()
         cls.lateness = Lateness()
+        cls.connected = 0
+        cls._start = gevent.event.AsyncResult()
         cls.not_sent = 0
         cls._next_index = 0
         cls._running = 0
@@ -113,7 +118,13 @@ class OpenLoopProducer(User):
         return self.plan.first_producer + local_index
 
     def schedule_start_ns(self) -> int:
-        return self.plan.start_ns
+        """The plan's start, or the one given to ``begin`` (waits for it)."""
+        return self.plan.start_ns if self.plan.start_ns is not None else self._start.get()
+
+    @classmethod
+    def begin(cls, start_ns: int) -> None:
+        """The schedule starts at ``start_ns`` (plans without a start wait for this)."""
+        cls._start.set(start_ns)
 
     def on_start(self) -> None:
         plan = self.plan
@@ -129,6 +140,7 @@ class OpenLoopProducer(User):
         spec = plan.run.destination.spec()
         self.destination: Destination = with_patience(lambda: self.driver.create_destination(spec))
         self.producer: Producer = self.driver.producer(self.destination)
+        type(self).connected += 1
         schedule = plan.schedule()
         start_ns = self.schedule_start_ns()
         self.cursor: Cursor = schedule.cursor(start_ns, self.producer_id, plan.total_producers)

@@ -61,8 +61,9 @@ class ProducerPlan(FrozenModel):
     """Producer ids of this process: first_producer .. first_producer + producers - 1."""
     producers: int
     total_producers: int
-    start_ns: int
-    """Wall-clock time the schedule starts (the same for every producer process)."""
+    start_ns: int | None = None
+    """Wall-clock time the schedule starts (the same for every producer process); None: the
+    process connects, prints a ``ready`` line and reads ``start <ns>`` from its stdin."""
     steps: list[StepPlan]
     message_size: int
     keys: int

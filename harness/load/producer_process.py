@@ -15,6 +15,7 @@ import gevent
 import locust  # noqa: F401 - must come first: it patches the standard library for gevent
 from grpc.experimental import gevent as grpc_gevent
 from locust.env import Environment
+from locust.runners import LocalRunner
 
 from harness.history.recorder import Recorder
 from harness.load.gc_tuning import tune_for_load
@@ -39,6 +40,17 @@ def _figures(environment: Environment) -> dict[str, object]:
     }
 
 
+def _await_start(plan: ProducerPlan, runner: LocalRunner) -> None:
+    """Once every user is connected, say ``ready`` and wait for ``start <ns>`` on stdin."""
+    while OpenLoopProducer.connected < plan.producers and not runner.exceptions:
+        gevent.sleep(0.02)
+    _report(kind="ready")
+    line = gevent.get_hub().threadpool.apply(sys.stdin.readline)
+    if not line.startswith("start "):  # the orchestrator went away
+        sys.exit(1)
+    OpenLoopProducer.begin(int(line.split()[1]))
+
+
 def main(plan_path: str) -> None:
     grpc_gevent.init_gevent()
     tune_for_load()
@@ -48,6 +60,8 @@ def main(plan_path: str) -> None:
     environment = Environment(user_classes=[OpenLoopProducer], catch_exceptions=False)
     runner = environment.create_local_runner()
     runner.start(plan.producers, spawn_rate=min(100, plan.producers * 10))
+    if plan.start_ns is None:
+        _await_start(plan, runner)
     while not OpenLoopProducer.finished.wait(timeout=1.0):
         _report(kind="progress", **_figures(environment))
         if runner.exceptions:  # a user raised; failed sends (runner.errors) are history

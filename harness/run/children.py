@@ -36,7 +36,8 @@ class Children:
         self.run_dir = run_dir
         self.children: dict[str, Child] = {}
 
-    def start(self, label: str, module: str, plan: BaseModel) -> Child:
+    def start(self, label: str, module: str, plan: BaseModel, *, stdin: bool = False) -> Child:
+        """Start ``label``; with ``stdin``, its standard input is a pipe for ``tell``."""
         plan_path = self.run_dir / "plans" / f"{label}.json"
         write_text_atomically(plan_path, plan.model_dump_json(indent=2))
         log = self.run_dir / "logs" / f"{label}.log"
@@ -44,7 +45,7 @@ class Children:
         with log.open("w", encoding="utf-8") as stderr:
             process = subprocess.Popen(
                 [sys.executable, "-m", module, str(plan_path)],
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=stderr,
                 text=True,
@@ -63,6 +64,13 @@ class Children:
             except json.JSONDecodeError:
                 continue
             child.last = fields
+
+    def tell(self, label: str, line: str) -> None:
+        """Write one line to a child started with ``stdin``."""
+        pipe = self.children[label].process.stdin
+        assert pipe is not None, f"{label} was started without stdin"
+        pipe.write(line + "\n")
+        pipe.flush()
 
     def stop(self, labels: list[str], grace_seconds: float = 30.0) -> None:
         """SIGTERM the named children, wait, SIGKILL whatever is left."""

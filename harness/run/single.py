@@ -44,8 +44,10 @@ from workloads.flows.api import Flow
 from workloads.throughput import ThroughputConfig
 
 NS_PER_S = 1_000_000_000
-SCHEDULE_LEAD_SECONDS = 3.0
-"""Time between starting the producer processes and their shared schedule start."""
+SCHEDULE_LEAD_SECONDS = 0.3
+"""Time between telling the ready producer processes the start and the start itself."""
+READY_SECONDS = 60.0
+"""How long the load processes may take to start and connect."""
 
 
 @dataclass(frozen=True)
@@ -130,13 +132,10 @@ def _producer_shares(config: ThroughputConfig) -> list[int]:
 
 
 def _start_producers(
-    children: Children,
-    shared: RunShared,
-    config: ThroughputConfig,
-    start_ns: int,
-    flow: type[Flow] | None,
+    children: Children, shared: RunShared, config: ThroughputConfig, flow: type[Flow] | None
 ) -> list[str]:
-    """One producer process per share; all follow one schedule from ``start_ns``."""
+    """One producer process per share; each connects, says ``ready`` and waits to be told the
+    schedule's start (``Children.tell``)."""
     labels = []
     first = 0
     for index, count in enumerate(_producer_shares(config)):
@@ -147,7 +146,6 @@ def _start_producers(
             first_producer=first,
             producers=count,
             total_producers=config.producers,
-            start_ns=start_ns,
             steps=config.load_steps(),
             message_size=config.message_size,
             keys=config.keys,
@@ -156,7 +154,7 @@ def _start_producers(
             flow=None if flow is None else flow.kind,
             flow_params={} if flow is None else config.model_dump(mode="json"),
         )
-        children.start(label, "harness.load.producer_process", plan)
+        children.start(label, "harness.load.producer_process", plan, stdin=True)
         labels.append(label)
         first += count
     return labels
@@ -289,14 +287,20 @@ def execute(  # noqa: PLR0915 - the phases read best in one sequence
     monitor.slots = consumer_slots
     try:
         nemesis.check()
+        # Producers and consumers start together; the schedule starts once all are ready.
+        producers = _start_producers(children, shared, config, request.flow)
+        ready = list(producers)
         if config.backlog_build == 0:
             start_consumers()
-            if not monitor.wait_for(lambda: monitor.said(consumers, "ready"), 60):
-                raise UserError(f"{request.target}: consumers not ready within 60 s")
+            ready += consumers
+        if not monitor.wait_for(lambda: monitor.started(ready, producers), READY_SECONDS):
+            late = [label for label in ready if not monitor.said([label], "ready")]
+            raise UserError(f"{request.target}: {', '.join(late)} not ready within 60 s")
         lag.start()
         start_ns = time.time_ns() + round(SCHEDULE_LEAD_SECONDS * NS_PER_S)
+        for label in producers:
+            children.tell(label, f"start {start_ns}")
         schedule_seconds = sum(step.seconds for step in config.load_steps())
-        producers = _start_producers(children, shared, config, start_ns, request.flow)
         events.event(EventKind.RUN_START, "schedule", time_ns=start_ns)
         nemesis.start(start_ns)
         warmup_end_ns = start_ns + round(config.warmup * NS_PER_S)
@@ -436,6 +440,13 @@ class _Monitor:
         return all(
             self.children.children[label].last.get("kind") in (kind, "progress") for label in labels
         )
+
+    def started(self, labels: list[str], producers: list[str]) -> bool:
+        """Every one of ``labels`` said ready; raises if a producer died before that."""
+        for label in producers:
+            if self.children.children[label].exited:
+                raise UserError(self.children.failure(label))
+        return self.said(labels, "ready")
 
     def exited(self, labels: list[str]) -> bool:
         return all(self.children.children[label].exited for label in labels)
