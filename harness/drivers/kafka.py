@@ -8,9 +8,9 @@ to the message and, after the policy's max deliveries, the consumer publishes it
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from confluent_kafka import Consumer as ConfluentConsumer
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
@@ -27,6 +27,7 @@ from harness.drivers.base import (
     OrderingScope,
     Outcome,
     Received,
+    ReceivedBatch,
     SendCallback,
     SendCompletions,
     SendResult,
@@ -255,6 +256,10 @@ class KafkaProducer:
 
 
 class KafkaConsumer:
+    """Polls per message (``poll``/``ack``/``nack``, the flows) or per batch as columns
+    (``poll_batch``/``ack_batch``, the raw consumers); both share the fetching and the offset
+    stores. The batch path skips the nack bookkeeping while no nack is pending."""
+
     def __init__(self, config: ClientConfig, destination: Destination, driver: KafkaDriver) -> None:
         self._destination = destination
         self._driver = driver
@@ -278,29 +283,40 @@ class KafkaConsumer:
         # the broker: acked offsets are kept (since the last poll, and while a partition has a
         # nacked message pending) and dropped when they come back, instead of redelivered.
         self._acked: dict[int, set[int]] = {}
+        # (partitions, offsets) of batches acked since the last poll while no nack was pending:
+        # they go into _acked only if a nack follows before the next poll (never, for a raw
+        # consumer), which keeps the batch path free of per-message bookkeeping.
+        self._acked_batches: list[tuple[list[int], list[int]]] = []
         self._dead_letters: KafkaProducer | None = None
 
-    def poll(self, max_messages: int, timeout: float) -> list[Received]:
-        # consume(n, timeout) waits for n messages or the timeout, which would add up to
-        # ``timeout`` of latency at low rates: wait for the first, then take what is buffered.
+    def _fetch(self, max_messages: int, timeout: float) -> list[Message]:
+        """The next messages, without errors and without the acked ones a rewind brought back."""
         pending = {partition for partition, _ in self._attempts}
         for settled in [p for p in self._acked if p not in pending]:
             del self._acked[settled]
+        self._acked_batches.clear()
+        # consume(n, timeout) waits for n messages or the timeout, which would add up to
+        # ``timeout`` of latency at low rates: wait for the first, then take what is buffered.
         first = self._consumer.poll(timeout)
         if first is None:
             return []
-        batch = [first, *self._consumer.consume(num_messages=max_messages - 1, timeout=0)]
+        messages = [first]
+        if max_messages > 1:
+            messages += self._consumer.consume(num_messages=max_messages - 1, timeout=0)
+        if any([message.error() is not None for message in messages]):  # noqa: C419 - faster
+            messages = [message for message in messages if _usable(message)]
+        if self._acked:
+            messages = [m for m in messages if not self._acked_already(m)]
+        return messages
+
+    def _acked_already(self, message: Message) -> bool:
+        return message.offset() in self._acked.get(message.partition() or 0, ())
+
+    def poll(self, max_messages: int, timeout: float) -> list[Received]:
         received = []
-        for message in batch:
-            error = message.error()
-            if error is not None:
-                if error.fatal():
-                    raise KafkaException(error)
-                continue
+        for message in self._fetch(max_messages, timeout):
             partition, offset = message.partition(), message.offset()
             assert partition is not None and offset is not None, "consumed messages have both"
-            if offset in self._acked.get(partition, ()):
-                continue
             key = message.key()
             received.append(
                 Received(
@@ -315,16 +331,51 @@ class KafkaConsumer:
             )
         return received
 
+    def poll_batch(self, max_messages: int, timeout: float) -> ReceivedBatch:
+        messages = self._fetch(max_messages, timeout)
+        # Consumed messages (errors are filtered out) always have both.
+        partitions = cast(list[int], [message.partition() for message in messages])
+        offsets = cast(list[int], [message.offset() for message in messages])
+        if self._attempts:
+            attempts = self._attempts
+            delivery_attempts = [
+                attempts.get(position, 0) + 1 for position in zip(partitions, offsets, strict=True)
+            ]
+        else:
+            delivery_attempts = [1] * len(messages)
+        return ReceivedBatch(
+            payloads=[message.value() or b"" for message in messages],
+            partitions=partitions,
+            offsets=offsets,
+            delivery_attempts=delivery_attempts,
+        )
+
     def ack(self, messages: Sequence[Received]) -> None:
-        # One store per partition and batch: the highest offset acked is what a commit keeps.
-        store: dict[int, int] = {}
-        for message in messages:
-            partition, offset = _position(message)
+        self._ack_positions([_position(message) for message in messages])
+
+    def ack_batch(self, batch: ReceivedBatch) -> None:
+        assert batch.partitions is not None and batch.offsets is not None, "not a Kafka batch"
+        if self._attempts:  # a nack is pending: the full bookkeeping
+            self._ack_positions(list(zip(batch.partitions, batch.offsets, strict=True)))
+            return
+        self._acked_batches.append((batch.partitions, batch.offsets))
+        # One poll's messages of a partition come in offset order (librdkafka drops what a
+        # seek or rebalance made stale), so the last offset of each partition is its highest.
+        self._store(dict(zip(batch.partitions, batch.offsets, strict=True)))
+
+    def _ack_positions(self, positions: list[tuple[int, int]]) -> None:
+        for partition, offset in positions:
             self._attempts.pop((partition, offset), None)
             self._acked.setdefault(partition, set()).add(offset)
-            if offset + 1 > max(store.get(partition, -1), self._stored.get(partition, -1)):
-                store[partition] = offset + 1
-        for partition, next_offset in store.items():
+        self._store(_highest_offsets(positions))
+
+    def _store(self, highest: dict[int, int]) -> None:
+        """Store the offset after each partition's highest acked one, once per partition: it is
+        what the next commit keeps. Never moves a stored offset back."""
+        for partition, offset in highest.items():
+            next_offset = offset + 1
+            if next_offset <= self._stored.get(partition, -1):
+                continue
             try:
                 self._consumer.store_offsets(
                     offsets=[TopicPartition(self._destination.address, partition, next_offset)]
@@ -336,6 +387,10 @@ class KafkaConsumer:
             self._stored[partition] = next_offset
 
     def nack(self, messages: Sequence[Received]) -> None:
+        for partitions, offsets in self._acked_batches:  # the rewind may bring these back
+            for partition, offset in zip(partitions, offsets, strict=True):
+                self._acked.setdefault(partition, set()).add(offset)
+        self._acked_batches.clear()
         policy = self._destination.spec.dead_letter
         rewind: dict[int, int] = {}
         for message in messages:
@@ -364,6 +419,23 @@ class KafkaConsumer:
         if self._dead_letters is not None:
             self._dead_letters.close()
         self._consumer.close()
+
+
+def _usable(message: Message) -> bool:
+    """False for an error event (skipped); a fatal error raises."""
+    error = message.error()
+    if error is not None and error.fatal():
+        raise KafkaException(error)
+    return error is None
+
+
+def _highest_offsets(positions: Iterable[tuple[int, int]]) -> dict[int, int]:
+    """The highest offset of each partition among ``(partition, offset)`` positions."""
+    highest: dict[int, int] = {}
+    for partition, offset in positions:
+        if offset > highest.get(partition, -1):
+            highest[partition] = offset
+    return highest
 
 
 def _group_id(destination: Destination, group: str) -> str:

@@ -6,27 +6,60 @@ in two steps, like a Jepsen operation: ``send_invoked`` when ``Producer.send`` i
 ``send_completed`` from the driver's callback (often another thread). Only completed sends are
 written; ``close`` writes those still pending with outcome unknown and no ``complete_ns``,
 because a message whose outcome never arrived may or may not have reached the broker.
+
+Deliveries are recorded one by one (``received``) or a poll's batch at a time as columns
+(``received_batch``, the raw consumers' hot path); both write the same rows.
 """
 
 import itertools
 import json
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeAlias
 
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa  # type: ignore[import-untyped]
+
+from harness.history.envelope import EnvelopeColumns
 from harness.history.schema import EVENTS, RECEIVES, SENDS, Disposition, EventKind, SendOutcome
 from harness.history.send_log import SendLog
 from harness.history.shards import BATCH_ROWS, ShardWriter, shard_path
 
-__all__ = ["Recorder", "SendToken", "ShardWriter"]
+__all__ = ["Recorder", "SendToken", "ShardWriter", "partition_scope", "partition_scopes"]
 
 SendToken: TypeAlias = int
 """Returned by ``send_invoked``; hand it to ``send_completed``."""
 
 _PendingSend: TypeAlias = tuple[int, int, int, int, int]
+_IntColumn: TypeAlias = Sequence[int] | npt.NDArray[np.integer[Any]]
+_STRING_DICTIONARY = RECEIVES.field("scope").type
+_partition_names = pa.array([], pa.string())
+
+
+def partition_scope(partition: int) -> str:
+    """The ``scope`` of a delivery from a Kafka partition (``docs/history.md``)."""
+    return f"p{partition}"
+
+
+def partition_scopes(partitions: _IntColumn) -> pa.DictionaryArray:
+    """``partition_scope`` of every partition, as a dictionary array whose codes are the
+    partition numbers themselves (no string per row)."""
+    global _partition_names  # noqa: PLW0603 - grown, never shrunk: a cache of the names
+    codes = pa.array(partitions, type=pa.int32())
+    if len(codes) == 0:
+        return pa.DictionaryArray.from_arrays(codes, _partition_names[:0])
+    values = codes.to_numpy()
+    low, high = int(values.min()), int(values.max())
+    if low < 0:
+        raise ValueError(f"partition {low} has no scope")
+    if high >= len(_partition_names):
+        size = max(high + 1, 2 * len(_partition_names))
+        _partition_names = pa.array([partition_scope(p) for p in range(size)], pa.string())
+    return pa.DictionaryArray.from_arrays(codes, _partition_names[: high + 1])
 
 
 class Recorder:
@@ -130,6 +163,47 @@ class Recorder:
                 scope,
             )
         )
+
+    def received_batch(
+        self,
+        *,
+        consumer_id: int,
+        envelopes: EnvelopeColumns,
+        receive_ns: _IntColumn,
+        disposition: Disposition,
+        partitions: _IntColumn | None = None,
+        offsets: _IntColumn | None = None,
+        message_ids: Sequence[str | None] | None = None,
+        delivery_attempts: _IntColumn | None = None,
+        scopes: pa.Array | Sequence[str | None] | None = None,
+    ) -> int:
+        """One poll's deliveries as columns, one entry per delivery, in delivery order: the rows
+        ``received`` would write, except that rows of foreign envelopes are left out. A column
+        left None takes ``received``'s default in every row. Returns the rows written."""
+        rows = len(envelopes)
+        columns: list[Any] = [
+            np.full(rows, consumer_id, np.uint32),
+            envelopes.producer_id,
+            envelopes.key_id,
+            envelopes.seq,
+            envelopes.intended_ns,
+            receive_ns,
+            np.full(rows, -1, np.int32) if partitions is None else partitions,
+            np.full(rows, -1, np.int64) if offsets is None else offsets,
+            pa.nulls(rows, _STRING_DICTIONARY) if message_ids is None else message_ids,
+            np.zeros(rows, np.int16) if delivery_attempts is None else delivery_attempts,
+            np.full(rows, int(disposition), np.uint8),
+            pa.nulls(rows, _STRING_DICTIONARY) if scopes is None else scopes,
+        ]
+        if envelopes.foreign.any():
+            ours = pa.array(~envelopes.foreign)
+            batch = pa.RecordBatch.from_arrays(
+                [pa.array(c, type=f.type) for f, c in zip(RECEIVES, columns, strict=True)],
+                schema=RECEIVES,
+            ).filter(ours)
+            columns = batch.columns
+        self._receives.append_columns(columns)
+        return len(columns[0])
 
     def event(
         self,

@@ -1,8 +1,14 @@
 """A consumer process: ``python -m harness.load.consumer_process PLAN.json``.
 
-Polls the run's destination, records every delivery in its own history shard, acks, and prints
-one JSON progress line per second. Stops on SIGTERM or SIGINT, closing the consumer cleanly
-(committing what it acked) and flushing its history.
+Polls the run's destination a batch at a time, records every delivery in its own history shard
+(columns per batch: envelopes decoded at once, one append per poll), acks, and prints one JSON
+progress line per second. Stops on SIGTERM or SIGINT, closing the consumer cleanly (committing
+what it acked) and flushing its history.
+
+A progress line holds ``received`` (this run's deliveries so far), ``tick`` (the line's number),
+``e2e_ms`` (a sample of end-to-end latencies for the live metrics) and ``poll_gap_ms_max``: the
+longest time, since the previous line, between a poll returning and the next poll being called,
+i.e. recording and acking one batch. A consumer short of CPU shows it there first.
 """
 
 import json
@@ -10,12 +16,18 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-from harness.drivers.base import OrderingScope, Received
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa  # type: ignore[import-untyped]
+
+from harness.drivers.base import OrderingScope, Received, ReceivedBatch
+from harness.drivers.batching import batch_consumer
 from harness.drivers.targets import open_driver
-from harness.history.envelope import decode
-from harness.history.recorder import Recorder
+from harness.history.envelope import decode_columns
+from harness.history.recorder import Recorder, partition_scope, partition_scopes
 from harness.history.schema import Disposition
 from harness.load.gc_tuning import tune_for_load
 from harness.load.patience import with_patience
@@ -25,6 +37,7 @@ from harness.load.plan import ConsumerPlan
 E2E_SAMPLE_EVERY = 10
 E2E_SAMPLES_PER_LINE = 200
 MAX_ERROR_SECONDS = 120.0
+POLL_TIMEOUT_SECONDS = 0.5
 
 
 def _report(**fields: object) -> None:
@@ -35,9 +48,20 @@ def _report(**fields: object) -> None:
 def scope_of(message: Received, ordering: OrderingScope) -> str | None:
     """The ordering-scope instance the broker promises order within, or None."""
     if ordering is OrderingScope.PARTITION:
-        return f"p{message.partition}"
+        return partition_scope(message.partition or 0)
     if ordering in (OrderingScope.MESSAGE_GROUP, OrderingScope.ORDERING_KEY):
         return message.key
+    return None
+
+
+def scopes_of(batch: ReceivedBatch, ordering: OrderingScope) -> pa.Array | Sequence[str] | None:
+    """``scope_of`` of every message of ``batch``, as a column."""
+    if ordering is OrderingScope.PARTITION:
+        assert batch.partitions is not None, "a partitioned broker's batch has partitions"
+        return partition_scopes(batch.partitions)
+    if ordering in (OrderingScope.MESSAGE_GROUP, OrderingScope.ORDERING_KEY):
+        assert batch.keys is not None, "a batch ordered by key carries the keys"
+        return batch.keys
     return None
 
 
@@ -64,6 +88,78 @@ class BrokerErrors:
         self.since = None
 
 
+class Progress:
+    """What the progress lines report, gathered between two lines."""
+
+    def __init__(self, consumer_id: int) -> None:
+        self.consumer_id = consumer_id
+        self.received = 0
+        self.tick = 0
+        self.e2e_samples: list[float] = []
+        self.poll_gap_max = 0.0
+        self.next_line = time.monotonic() + 1.0
+
+    def delivered(self, poll_ns: int, intended_ns: npt.NDArray[np.int64]) -> None:
+        """This run's deliveries of one poll, returned at ``poll_ns``: counts them and samples
+        every ``E2E_SAMPLE_EVERY``-th delivery's end-to-end latency."""
+        room = E2E_SAMPLES_PER_LINE - len(self.e2e_samples)
+        if room > 0:
+            first = -(self.received + 1) % E2E_SAMPLE_EVERY  # the next multiple of the step
+            sampled = intended_ns[first::E2E_SAMPLE_EVERY][:room]
+            self.e2e_samples += np.round((poll_ns - sampled) / 1e6, 3).tolist()
+        self.received += len(intended_ns)
+
+    def poll_gap(self, seconds: float) -> None:
+        self.poll_gap_max = max(self.poll_gap_max, seconds)
+
+    def line_if_due(self) -> None:
+        if time.monotonic() < self.next_line:
+            return
+        self.tick += 1
+        _report(
+            kind="progress",
+            consumer=self.consumer_id,
+            received=self.received,
+            tick=self.tick,
+            e2e_ms=self.e2e_samples,
+            poll_gap_ms_max=round(self.poll_gap_max * 1e3, 3),
+        )
+        self.e2e_samples = []
+        self.poll_gap_max = 0.0
+        self.next_line += 1.0
+
+
+def _record(
+    recorder: Recorder,
+    plan: ConsumerPlan,
+    batch: ReceivedBatch,
+    *,
+    ordering: OrderingScope,
+    poll_ns: int,
+    progress: Progress,
+) -> int:
+    """Records one poll's deliveries (returned at ``poll_ns``); returns how many were foreign."""
+    envelopes = decode_columns(batch.payloads, plan.run.run_id)
+    recorded = recorder.received_batch(
+        consumer_id=plan.consumer_id,
+        envelopes=envelopes,
+        # +1 ns per position keeps the delivery order of one poll batch in the history, whose
+        # compacted form is sorted by identity and time.
+        receive_ns=np.arange(poll_ns, poll_ns + len(batch), dtype=np.int64),
+        disposition=Disposition.ACKED,
+        partitions=batch.partitions,
+        offsets=batch.offsets,
+        message_ids=batch.message_ids,
+        delivery_attempts=batch.delivery_attempts,
+        scopes=scopes_of(batch, ordering),
+    )
+    intended_ns = envelopes.intended_ns
+    if recorded < len(batch):
+        intended_ns = intended_ns[~envelopes.foreign]
+    progress.delivered(poll_ns, intended_ns)
+    return len(batch) - recorded
+
+
 def main(plan_path: str) -> None:
     plan = ConsumerPlan.model_validate_json(Path(plan_path).read_text(encoding="utf-8"))
     stop = threading.Event()
@@ -76,69 +172,46 @@ def main(plan_path: str) -> None:
     )
     destination = with_patience(lambda: driver.create_destination(run.destination.spec()))
     consumer = driver.consumer(destination, run.destination.group)
+    batches = batch_consumer(consumer)
     ordering = driver.capabilities.ordering(run.destination.ordered)
-    received = foreign = tick = 0
+    foreign = 0
     errors = BrokerErrors()
-    e2e_samples: list[float] = []
-    next_report = time.monotonic() + 1.0
+    progress = Progress(plan.consumer_id)
+    returned: float | None = None  # when the last poll returned, unless a back-off followed
     _report(kind="ready", consumer=plan.consumer_id)
     try:
         while not stop.is_set():
+            if returned is not None:
+                progress.poll_gap(time.perf_counter() - returned)
+            progress.line_if_due()
             try:
-                batch = consumer.poll(plan.poll_batch, 0.5)
+                batch = batches.poll_batch(plan.poll_batch, POLL_TIMEOUT_SECONDS)
             except Exception as exc:
+                returned = None
                 errors.failed(exc)  # e.g. the broker is down (a fault): keep trying
                 continue
+            returned = time.perf_counter()
             now = time.time_ns()
-            for position, message in enumerate(batch):
-                decoded = decode(message.payload)
-                if decoded is None or decoded[0].run_id != run.run_id:
-                    foreign += 1
-                    continue
-                envelope = decoded[0]
-                recorder.received(
-                    consumer_id=plan.consumer_id,
-                    producer_id=envelope.producer_id,
-                    key_id=envelope.key_id,
-                    seq=envelope.seq,
-                    intended_ns=envelope.intended_ns,
-                    # +1 ns per position keeps the delivery order of one poll batch in the
-                    # history, whose compacted form is sorted by identity and time.
-                    receive_ns=now + position,
-                    partition=-1 if message.partition is None else message.partition,
-                    offset=-1 if message.offset is None else message.offset,
-                    message_id=None if message.offset is not None else message.message_id,
-                    delivery_attempt=message.delivery_attempt or 0,
-                    disposition=Disposition.ACKED,
-                    scope=scope_of(message, ordering),
-                )
-                received += 1
-                if received % E2E_SAMPLE_EVERY == 0 and len(e2e_samples) < E2E_SAMPLES_PER_LINE:
-                    e2e_samples.append(round((now - envelope.intended_ns) / 1e6, 3))
-            if plan.durable_history and batch:
+            if len(batch) == 0:
+                errors.succeeded()
+                continue
+            foreign += _record(
+                recorder, plan, batch, ordering=ordering, poll_ns=now, progress=progress
+            )
+            if plan.durable_history:
                 recorder.flush()
             try:
-                consumer.ack(batch)
+                batches.ack_batch(batch)
             except Exception as exc:
+                returned = None
                 errors.failed(exc)  # unacked: the broker delivers these again
             else:
                 errors.succeeded()
-            if time.monotonic() >= next_report:
-                tick += 1
-                _report(
-                    kind="progress",
-                    consumer=plan.consumer_id,
-                    received=received,
-                    tick=tick,
-                    e2e_ms=e2e_samples,
-                )
-                e2e_samples = []
-                next_report += 1.0
     finally:
         consumer.close()
         driver.close()
         recorder.close()
-    _report(kind="done", consumer=plan.consumer_id, received=received, foreign=foreign)
+    _report(kind="done", consumer=plan.consumer_id, received=progress.received, foreign=foreign)
 
 
 if __name__ == "__main__":

@@ -22,8 +22,10 @@ from harness.drivers.base import (
     Outcome,
     Producer,
     Received,
+    ReceivedBatch,
     SendResult,
 )
+from harness.drivers.batching import batch_consumer
 from harness.drivers.targets import open_driver
 from harness.settings import Settings
 from harness.stack.manager import Stack
@@ -141,6 +143,60 @@ class DriverContract:
         for message in received:
             by_key[message.key].append(sequence_of(message))
         assert by_key == {key: list(range(per_key)) for key in KEYS}
+
+    def test_batches_carry_every_message_once_in_order_as_columns(
+        self, driver: Driver, create: Callable[..., Destination]
+    ) -> None:
+        destination = create(partitions=3, ordered=True)
+        per_key = 30
+        sent = [(key, payload(key, seq)) for seq in range(per_key) for key in KEYS]
+        producer = driver.producer(destination)
+        assert all(r.ok for r in send_all(producer, sent))
+        producer.close()
+
+        consumer = driver.consumer(destination, "default")
+        batches = batch_consumer(consumer)  # the driver's own, or the per-message fallback
+        received: list[ReceivedBatch] = []
+        deadline = time.monotonic() + 60
+        while sum(map(len, received)) < len(sent) and time.monotonic() < deadline:
+            batch = batches.poll_batch(100, 1.0)
+            received.append(batch)
+            batches.ack_batch(batch)
+        consumer.close()
+
+        for batch in received:
+            columns = [batch.partitions, batch.offsets, batch.message_ids, batch.keys]
+            lengths = {len(column) for column in [*columns, batch.delivery_attempts] if column}
+            assert lengths <= {len(batch)}, "a column of another length than the batch"
+            assert set(batch.delivery_attempts or [0]) <= {0, 1}, "first deliveries"
+        payloads = [p for batch in received for p in batch.payloads]
+        assert Counter(payloads) == Counter(body for _, body in sent)
+        by_key: dict[bytes, list[int]] = defaultdict(list)
+        for body in payloads:
+            by_key[body.split(b":")[0]].append(int(body.split(b":")[1]))
+        assert by_key == {key.encode(): list(range(per_key)) for key in KEYS}
+        ordering = driver.capabilities.ordering(ordered=True)
+        if ordering is OrderingScope.PARTITION:  # the scope and the identity: partition:offset
+            positions = [
+                position
+                for batch in received
+                for position in zip(batch.partitions or [], batch.offsets or [], strict=True)
+            ]
+            assert len(set(positions)) == len(sent)
+            assert all(partition >= 0 and offset >= 0 for partition, offset in positions)
+        else:  # the scope is the key; the identity, the broker's message id
+            keyed = [
+                (key, body)
+                for batch in received
+                for key, body in zip(batch.keys or [], batch.payloads, strict=True)
+            ]
+            assert Counter(keyed) == Counter(sent)
+            ids = [message_id for batch in received for message_id in batch.message_ids or []]
+            assert len(set(ids)) == len(sent)
+
+        again = batch_consumer(driver.consumer(destination, "default"))
+        leftovers = [again.poll_batch(100, 1.0) for _ in range(3)]
+        assert sum(map(len, leftovers)) == 0, "batch-acked messages were delivered again"
 
     def test_poison_message_is_dead_lettered_and_blocks_nothing(
         self, driver: Driver, create: Callable[..., Destination]

@@ -3,7 +3,15 @@ import struct
 import numpy as np
 import pytest
 
-from harness.history.envelope import HEADER_SIZE, Envelope, EnvelopePacker, decode, encode
+from harness.history.envelope import (
+    HEADER_SIZE,
+    Envelope,
+    EnvelopeColumns,
+    EnvelopePacker,
+    decode,
+    decode_columns,
+    encode,
+)
 
 ENVELOPE = Envelope(
     run_id=0xDEADBEEF_01234567,
@@ -109,3 +117,64 @@ def test_the_packer_writes_the_same_bytes_as_encode() -> None:
                 for k, s, t in zip(key_ids[:count], seqs[:count], intended[:count], strict=True)
             ]
             assert packed == expected, size
+
+
+def _ours(columns: EnvelopeColumns, run_id: int) -> list[Envelope | None]:
+    """Each row of ``columns`` as the Envelope ``decode`` would give, None where foreign."""
+    return [
+        None if foreign else Envelope(run_id, int(producer), int(key), int(seq), int(intended))
+        for producer, key, seq, intended, foreign in zip(
+            columns.producer_id,
+            columns.key_id,
+            columns.seq,
+            columns.intended_ns,
+            columns.foreign,
+            strict=True,
+        )
+    ]
+
+
+def test_columns_decode_like_decode_and_mark_every_kind_of_foreign_payload() -> None:
+    run_id = ENVELOPE.run_id
+    payloads = [
+        encode(ENVELOPE, 200),
+        b"",  # empty
+        encode(Envelope(run_id, 1, 2, 3, 4), 0)[:-1],  # one byte short of a header
+        encode(Envelope(run_id, 0, 0, 0, 2**63 - 1), 0),  # header only, extreme values
+        encode(Envelope(run_id + 1, 5, 6, 7, 8), 100),  # another run's
+        b"BB\x02" + bytes(60),  # a future version
+        b"XY" + encode(ENVELOPE, 100)[2:],  # wrong magic
+        encode(Envelope(run_id, 9, 10, 11, -5), 36, b'{"body": 1}'),  # a body, no padding
+        b"short",
+    ]
+    columns = decode_columns(payloads, run_id)
+
+    expected = []
+    for payload in payloads:
+        decoded = decode(payload)
+        expected.append(None if decoded is None or decoded[0].run_id != run_id else decoded[0])
+    assert _ours(columns, run_id) == expected
+    assert columns.foreign.tolist() == [e is None for e in expected]
+    assert len(columns) == len(payloads)
+
+
+def test_columns_have_the_history_dtypes_and_survive_many_payloads() -> None:
+    run_id = 99
+    start_ns = 1_700_000_000_000_000_000
+    envelopes = [Envelope(run_id, i % 7, i % 64, i, start_ns + i) for i in range(5000)]
+    payloads = [encode(envelope, 36 + i % 300) for i, envelope in enumerate(envelopes)]
+    columns = decode_columns(payloads, run_id)
+    assert _ours(columns, run_id) == envelopes
+    assert columns.producer_id.dtype == columns.key_id.dtype == np.uint32
+    assert columns.seq.dtype == np.uint64
+    assert columns.intended_ns.dtype == np.int64
+    assert all(
+        array.flags.c_contiguous
+        for array in (columns.producer_id, columns.key_id, columns.seq, columns.intended_ns)
+    )
+
+
+def test_no_payloads_give_empty_columns() -> None:
+    columns = decode_columns([], 1)
+    assert len(columns) == 0
+    assert columns.seq.dtype == np.uint64

@@ -3,11 +3,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 import pytest
 
-from harness.history.recorder import Recorder
+from harness.history.envelope import Envelope, decode, decode_columns, encode
+from harness.history.recorder import Recorder, partition_scopes
 from harness.history.schema import (
     EVENTS,
     RECEIVES,
@@ -20,6 +22,7 @@ from harness.history.shards import ShardWriter, read_shard, shard_path, shard_pa
 from harness.history.store import SORT_KEYS, compact, load, parquet_path, read_shards
 
 Row = dict[str, Any]
+RUN_ID = 0x5EED
 
 
 def _rows(table: pa.Table) -> list[Row]:
@@ -313,3 +316,107 @@ def test_schema_matches_the_spec() -> None:
         "drain-end",
         "not-sent",
     ]
+
+
+def _deliveries(run_id: int, count: int, seed: int) -> list[tuple[bytes, int, int, str, int]]:
+    """(payload, partition, offset, key, delivery attempt) of one poll, some payloads foreign."""
+    rng = random.Random(seed)
+    deliveries = []
+    for index in range(count):
+        key_id = rng.randrange(16)
+        owner = run_id if index % 7 else run_id + 1  # every 7th from another run
+        payload = encode(Envelope(owner, seed, key_id, index, 1_000 * index), 64)
+        if index % 11 == 5:
+            payload = payload[:20]  # too short for a header
+        deliveries.append((payload, key_id % 5, 100 + index, f"k-{key_id}", 1 + index % 3))
+    return deliveries
+
+
+def _record_per_message(
+    recorder: Recorder, deliveries: list[tuple[bytes, int, int, str, int]], now: int, broker: str
+) -> None:
+    """What the consumer process recorded per message before the batched path."""
+    for position, (payload, partition, offset, key, attempt) in enumerate(deliveries):
+        decoded = decode(payload)
+        if decoded is None or decoded[0].run_id != RUN_ID:
+            continue
+        envelope = decoded[0]
+        kafka = broker == "kafka"
+        recorder.received(
+            consumer_id=3,
+            producer_id=envelope.producer_id,
+            key_id=envelope.key_id,
+            seq=envelope.seq,
+            intended_ns=envelope.intended_ns,
+            receive_ns=now + position,
+            partition=partition if kafka else -1,
+            offset=offset if kafka else -1,
+            message_id=None if kafka else f"id-{offset}",
+            delivery_attempt=attempt if broker != "pubsub" else 0,
+            disposition=Disposition.ACKED,
+            scope=f"p{partition}" if kafka else key if broker == "sqs" else None,
+        )
+
+
+def _record_batch(
+    recorder: Recorder, deliveries: list[tuple[bytes, int, int, str, int]], now: int, broker: str
+) -> int:
+    payloads, partitions, offsets, keys, attempts = (list(c) for c in zip(*deliveries, strict=True))
+    kafka = broker == "kafka"
+    return recorder.received_batch(
+        consumer_id=3,
+        envelopes=decode_columns(payloads, RUN_ID),
+        receive_ns=np.arange(now, now + len(payloads), dtype=np.int64),
+        disposition=Disposition.ACKED,
+        partitions=partitions if kafka else None,
+        offsets=offsets if kafka else None,
+        message_ids=None if kafka else [f"id-{offset}" for offset in offsets],
+        delivery_attempts=attempts if broker != "pubsub" else None,
+        scopes=partition_scopes(partitions) if kafka else keys if broker == "sqs" else None,
+    )
+
+
+@pytest.mark.parametrize("broker", ["kafka", "sqs", "pubsub"])
+def test_a_batch_of_receives_writes_the_rows_received_would(tmp_path: Path, broker: str) -> None:
+    polls = [_deliveries(RUN_ID, count, seed) for seed, count in enumerate([1, 100, 37, 250])]
+    shards = []
+    for path_name, record in (("rows", _record_per_message), ("columns", _record_batch)):
+        # A small batch_rows: appended batches are cut across the shard's record batches.
+        with Recorder(tmp_path / path_name, "consumer-3", batch_rows=64) as recorder:
+            for number, deliveries in enumerate(polls):
+                record(recorder, deliveries, 1_000_000 * number, broker)
+        shards.append(read_shards(tmp_path / path_name, "receives"))
+    per_message, batched = shards
+
+    assert 0 < batched.num_rows < sum(len(poll) for poll in polls)  # foreign ones left out
+    assert batched.schema.equals(RECEIVES)
+    assert batched.to_pylist() == per_message.to_pylist()
+
+
+def test_a_batch_returns_how_many_rows_it_recorded(tmp_path: Path) -> None:
+    deliveries = _deliveries(RUN_ID, 50, 0)
+    decoded = [decode(payload) for payload, *_ in deliveries]
+    ours = sum(1 for d in decoded if d is not None and d[0].run_id == RUN_ID)
+    with Recorder(tmp_path, "consumer-3") as recorder:
+        assert _record_batch(recorder, deliveries, 0, "kafka") == ours
+    assert read_shards(tmp_path, "receives").num_rows == ours
+
+
+def test_batches_and_single_rows_keep_the_order_they_were_recorded_in(tmp_path: Path) -> None:
+    with Recorder(tmp_path, "consumer-3") as recorder:
+        _record_per_message(recorder, _deliveries(RUN_ID, 10, 1), 0, "kafka")
+        _record_batch(recorder, _deliveries(RUN_ID, 10, 2), 100, "kafka")
+        _record_per_message(recorder, _deliveries(RUN_ID, 10, 3), 200, "kafka")
+    receive_ns = read_shards(tmp_path, "receives").column("receive_ns").to_pylist()
+    assert receive_ns == sorted(receive_ns)
+    assert {ns // 100 for ns in receive_ns} == {0, 1, 2}
+
+
+def test_partition_scopes_name_each_partition_without_a_string_per_row() -> None:
+    scopes = partition_scopes([0, 5, 5, 2, 1200, 0])
+    assert scopes.type == RECEIVES.field("scope").type
+    assert scopes.to_pylist() == ["p0", "p5", "p5", "p2", "p1200", "p0"]
+    assert partition_scopes(np.array([3, 1], dtype=np.int32)).to_pylist() == ["p3", "p1"]
+    assert partition_scopes([]).to_pylist() == []
+    with pytest.raises(ValueError, match="partition -1"):
+        partition_scopes([0, -1])
