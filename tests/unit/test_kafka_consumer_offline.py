@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Message, TopicPartition
 
-import harness.drivers.kafka as kafka
+from harness.drivers import kafka
 from harness.drivers.base import Destination, DestinationSpec
 
 
