@@ -7,7 +7,7 @@ in two steps, like a Jepsen operation: ``send_invoked`` when ``Producer.send`` i
 written; ``close`` writes those still pending with outcome unknown and no ``complete_ns``,
 because a message whose outcome never arrived may or may not have reached the broker.
 
-Deliveries are recorded one by one (``received``) or a poll's batch at a time as columns
+Deliveries are recorded one by one (``received``) or many at a time as columns
 (``received_batch``, the raw consumers' hot path); both write the same rows.
 """
 
@@ -177,9 +177,10 @@ class Recorder:
         delivery_attempts: _IntColumn | None = None,
         scopes: pa.Array | Sequence[str | None] | None = None,
     ) -> int:
-        """One poll's deliveries as columns, one entry per delivery, in delivery order: the rows
-        ``received`` would write, except that rows of foreign envelopes are left out. A column
-        left None takes ``received``'s default in every row. Returns the rows written."""
+        """Deliveries as columns (a poll's, or several polls'), one entry per delivery, in
+        delivery order: the rows ``received`` would write, except that rows of foreign
+        envelopes are left out. A column left None takes ``received``'s default in every row.
+        Returns the rows written."""
         rows = len(envelopes)
         columns: list[Any] = [
             np.full(rows, consumer_id, np.uint32),

@@ -1,14 +1,16 @@
 """A consumer process: ``python -m harness.load.consumer_process PLAN.json``.
 
-Polls the run's destination a batch at a time, records every delivery in its own history shard
-(columns per batch: envelopes decoded at once, one append per poll), acks, and prints one JSON
-progress line per second. Stops on SIGTERM or SIGINT, closing the consumer cleanly (committing
-what it acked) and flushing its history.
+Polls the run's destination a batch at a time, acks, and records every delivery in its own
+history shard, as columns: the polls of the last fraction of a second together (envelopes
+decoded at once, one append), every poll before its ack with ``durable_history``. Prints one
+JSON progress line per second. Stops on SIGTERM or SIGINT, closing the consumer cleanly
+(committing what it acked) and recording and flushing its history.
 
 A progress line holds ``received`` (this run's deliveries so far), ``tick`` (the line's number),
 ``e2e_ms`` (a sample of end-to-end latencies for the live metrics) and ``poll_gap_ms_max``: the
 longest time, since the previous line, between a poll returning and the next poll being called,
-i.e. recording and acking one batch. A consumer short of CPU shows it there first.
+i.e. acking one batch (and recording, when it is due). A consumer short of CPU shows it there
+first.
 """
 
 import json
@@ -31,6 +33,7 @@ from harness.history.recorder import Recorder, partition_scope, partition_scopes
 from harness.history.schema import Disposition
 from harness.load.gc_tuning import tune_for_load
 from harness.load.patience import with_patience
+from harness.load.pending_receives import Deliveries, PendingReceives
 from harness.load.plan import ConsumerPlan
 
 # Live metrics get a sample of end-to-end latencies (the history keeps every one).
@@ -54,14 +57,16 @@ def scope_of(message: Received, ordering: OrderingScope) -> str | None:
     return None
 
 
-def scopes_of(batch: ReceivedBatch, ordering: OrderingScope) -> pa.Array | Sequence[str] | None:
-    """``scope_of`` of every message of ``batch``, as a column."""
+def scopes_of(
+    deliveries: Deliveries, ordering: OrderingScope
+) -> pa.Array | Sequence[str | None] | None:
+    """``scope_of`` of every delivery, as a column."""
     if ordering is OrderingScope.PARTITION:
-        assert batch.partitions is not None, "a partitioned broker's batch has partitions"
-        return partition_scopes(batch.partitions)
+        assert deliveries.partitions is not None, "a partitioned broker's batch has partitions"
+        return partition_scopes(deliveries.partitions)
     if ordering in (OrderingScope.MESSAGE_GROUP, OrderingScope.ORDERING_KEY):
-        assert batch.keys is not None, "a batch ordered by key carries the keys"
-        return batch.keys
+        assert deliveries.keys is not None, "a batch ordered by key carries the keys"
+        return deliveries.keys
     return None
 
 
@@ -99,21 +104,25 @@ class Progress:
         self.poll_gap_max = 0.0
         self.next_line = time.monotonic() + 1.0
 
-    def delivered(self, poll_ns: int, intended_ns: npt.NDArray[np.int64]) -> None:
-        """This run's deliveries of one poll, returned at ``poll_ns``: counts them and samples
-        every ``E2E_SAMPLE_EVERY``-th delivery's end-to-end latency."""
+    def delivered(self, poll_ns: npt.NDArray[np.int64], intended_ns: npt.NDArray[np.int64]) -> None:
+        """This run's deliveries, in order, with the times their polls returned: counts them
+        and samples every ``E2E_SAMPLE_EVERY``-th delivery's end-to-end latency."""
         room = E2E_SAMPLES_PER_LINE - len(self.e2e_samples)
         if room > 0:
             first = -(self.received + 1) % E2E_SAMPLE_EVERY  # the next multiple of the step
-            sampled = intended_ns[first::E2E_SAMPLE_EVERY][:room]
-            self.e2e_samples += np.round((poll_ns - sampled) / 1e6, 3).tolist()
+            sampled = slice(first, first + room * E2E_SAMPLE_EVERY, E2E_SAMPLE_EVERY)
+            latency_ms = (poll_ns[sampled] - intended_ns[sampled]) / 1e6
+            self.e2e_samples += np.round(latency_ms, 3).tolist()
         self.received += len(intended_ns)
 
     def poll_gap(self, seconds: float) -> None:
         self.poll_gap_max = max(self.poll_gap_max, seconds)
 
+    def line_due(self) -> bool:
+        return time.monotonic() >= self.next_line
+
     def line_if_due(self) -> None:
-        if time.monotonic() < self.next_line:
+        if not self.line_due():
             return
         self.tick += 1
         _report(
@@ -129,35 +138,51 @@ class Progress:
         self.next_line += 1.0
 
 
-def _record(
-    recorder: Recorder,
-    plan: ConsumerPlan,
-    batch: ReceivedBatch,
-    *,
-    ordering: OrderingScope,
-    poll_ns: int,
-    progress: Progress,
-) -> int:
-    """Records one poll's deliveries (returned at ``poll_ns``); returns how many were foreign."""
-    envelopes = decode_columns(batch.payloads, plan.run.run_id)
-    recorded = recorder.received_batch(
-        consumer_id=plan.consumer_id,
-        envelopes=envelopes,
-        # +1 ns per position keeps the delivery order of one poll batch in the history, whose
-        # compacted form is sorted by identity and time.
-        receive_ns=np.arange(poll_ns, poll_ns + len(batch), dtype=np.int64),
-        disposition=Disposition.ACKED,
-        partitions=batch.partitions,
-        offsets=batch.offsets,
-        message_ids=batch.message_ids,
-        delivery_attempts=batch.delivery_attempts,
-        scopes=scopes_of(batch, ordering),
-    )
-    intended_ns = envelopes.intended_ns
-    if recorded < len(batch):
-        intended_ns = intended_ns[~envelopes.foreign]
-    progress.delivered(poll_ns, intended_ns)
-    return len(batch) - recorded
+class Recording:
+    """This process's deliveries on their way into the history: the polls not yet recorded,
+    and what the progress lines report."""
+
+    def __init__(self, recorder: Recorder, plan: ConsumerPlan, ordering: OrderingScope) -> None:
+        self.recorder = recorder
+        self.plan = plan
+        self.ordering = ordering
+        self.progress = Progress(plan.consumer_id)
+        self.pending = PendingReceives()
+        self.foreign = 0
+
+    def add(self, batch: ReceivedBatch) -> None:
+        """A poll's deliveries, just returned; recorded now with ``durable_history`` (before
+        they are acked), else with the next polls."""
+        self.pending.add(batch, time.time_ns())
+        if self.plan.durable_history:
+            self.record()
+            self.recorder.flush()
+
+    def record_if_due(self) -> None:
+        """Records the pending polls when enough wait, or before a progress line."""
+        if self.pending.rows and (self.pending.due() or self.progress.line_due()):
+            self.record()
+
+    def record(self) -> None:
+        deliveries = self.pending.take()
+        envelopes = decode_columns(deliveries.payloads, self.plan.run.run_id)
+        recorded = self.recorder.received_batch(
+            consumer_id=self.plan.consumer_id,
+            envelopes=envelopes,
+            receive_ns=deliveries.receive_ns,
+            disposition=Disposition.ACKED,
+            partitions=deliveries.partitions,
+            offsets=deliveries.offsets,
+            message_ids=deliveries.message_ids,
+            delivery_attempts=deliveries.delivery_attempts,
+            scopes=scopes_of(deliveries, self.ordering),
+        )
+        poll_ns, intended_ns = deliveries.poll_ns, envelopes.intended_ns
+        if recorded < len(deliveries):
+            ours = ~envelopes.foreign
+            poll_ns, intended_ns = poll_ns[ours], intended_ns[ours]
+        self.progress.delivered(poll_ns, intended_ns)
+        self.foreign += len(deliveries) - recorded
 
 
 def main(plan_path: str) -> None:
@@ -173,45 +198,47 @@ def main(plan_path: str) -> None:
     destination = with_patience(lambda: driver.create_destination(run.destination.spec()))
     consumer = driver.consumer(destination, run.destination.group)
     batches = batch_consumer(consumer)
-    ordering = driver.capabilities.ordering(run.destination.ordered)
-    foreign = 0
+    recording = Recording(recorder, plan, driver.capabilities.ordering(run.destination.ordered))
+    progress = recording.progress
     errors = BrokerErrors()
-    progress = Progress(plan.consumer_id)
-    returned: float | None = None  # when the last poll returned, unless a back-off followed
     _report(kind="ready", consumer=plan.consumer_id)
     try:
         while not stop.is_set():
-            if returned is not None:
-                progress.poll_gap(time.perf_counter() - returned)
-            progress.line_if_due()
             try:
                 batch = batches.poll_batch(plan.poll_batch, POLL_TIMEOUT_SECONDS)
             except Exception as exc:
-                returned = None
                 errors.failed(exc)  # e.g. the broker is down (a fault): keep trying
                 continue
-            returned = time.perf_counter()
-            now = time.time_ns()
-            if len(batch) == 0:
-                errors.succeeded()
-                continue
-            foreign += _record(
-                recorder, plan, batch, ordering=ordering, poll_ns=now, progress=progress
-            )
-            if plan.durable_history:
-                recorder.flush()
-            try:
-                batches.ack_batch(batch)
-            except Exception as exc:
-                returned = None
-                errors.failed(exc)  # unacked: the broker delivers these again
+            returned: float | None = time.perf_counter()
+            if len(batch):
+                recording.add(batch)
+                try:
+                    batches.ack_batch(batch)
+                except Exception as exc:
+                    returned = None  # the back-off is not time spent on the batch
+                    errors.failed(exc)  # unacked: the broker delivers these again
+                else:
+                    errors.succeeded()
             else:
                 errors.succeeded()
+            recording.record_if_due()
+            if returned is not None:
+                progress.poll_gap(time.perf_counter() - returned)
+            progress.line_if_due()
     finally:
-        consumer.close()
-        driver.close()
-        recorder.close()
-    _report(kind="done", consumer=plan.consumer_id, received=progress.received, foreign=foreign)
+        try:
+            if recording.pending.rows:
+                recording.record()
+        finally:
+            consumer.close()
+            driver.close()
+            recorder.close()
+    _report(
+        kind="done",
+        consumer=plan.consumer_id,
+        received=progress.received,
+        foreign=recording.foreign,
+    )
 
 
 if __name__ == "__main__":

@@ -10,14 +10,15 @@ import pytest
 from harness.drivers.base import BatchConsumer, Received, ReceivedBatch
 from harness.drivers.batching import PerMessageBatches, batch_consumer
 from harness.load.consumer_process import E2E_SAMPLE_EVERY, E2E_SAMPLES_PER_LINE, Progress
+from harness.load.pending_receives import PendingReceives
 
 
 def test_e2e_samples_are_every_nth_delivery_across_batches_up_to_a_line_s_worth() -> None:
     progress = Progress(consumer_id=0)
-    poll_ns = 10_000_000_000
     expected: list[float] = []
     received = 0
-    for size in [3, 1, 17, 0, 9, 250, 4000]:
+    for number, size in enumerate([3, 1, 17, 0, 9, 250, 4000]):
+        poll_ns = np.full(size, 10_000_000_000 + number * 7_654_321, dtype=np.int64)
         intended = poll_ns - np.arange(size, dtype=np.int64) * 1_234_567
         for latency_ns in (poll_ns - intended).tolist():  # the rule, one delivery at a time
             received += 1
@@ -106,3 +107,35 @@ def test_a_batch_consumer_is_used_as_it_is() -> None:
     consumer = Batched([])
     assert isinstance(consumer, BatchConsumer)
     assert batch_consumer(consumer) is consumer
+
+
+def test_pending_polls_become_one_batch_with_each_poll_s_own_times() -> None:
+    pending = PendingReceives(max_rows=6, max_seconds=60)
+    pending.add(ReceivedBatch([b"a", b"b"], [0, 1], [10, 20], None, None, [1, 1]), 1_000)
+    pending.add(ReceivedBatch([b"c"], None, None, ["id-c"], ["k"], None), 5_000)
+    assert not pending.due()
+    pending.add(ReceivedBatch([b"d", b"e", b"f"], [2, 2, 2], [7, 8, 9], None, None, [2, 1, 3]), 9)
+    assert pending.due()
+
+    deliveries = pending.take()
+    assert pending.rows == 0
+    assert deliveries.payloads == [b"a", b"b", b"c", b"d", b"e", b"f"]
+    assert deliveries.partitions == [0, 1, -1, 2, 2, 2]
+    assert deliveries.offsets == [10, 20, -1, 7, 8, 9]
+    assert deliveries.message_ids == [None, None, "id-c", None, None, None]
+    assert deliveries.keys == [None, None, "k", None, None, None]
+    assert deliveries.delivery_attempts == [1, 1, 0, 2, 1, 3]
+    assert deliveries.poll_ns.tolist() == [1_000, 1_000, 5_000, 9, 9, 9]
+    assert deliveries.receive_ns.tolist() == [1_000, 1_001, 5_000, 9, 10, 11]
+
+
+def test_a_single_pending_poll_keeps_its_columns_and_old_polls_fall_due() -> None:
+    pending = PendingReceives(max_rows=100, max_seconds=0.0)
+    assert not pending.due(), "nothing pending"
+    batch = ReceivedBatch([b"x", b"y"], None, None, ["1", "2"], ["k", "k"], [3, 4])
+    pending.add(batch, 50)
+    assert pending.due()
+    deliveries = pending.take()
+    assert (deliveries.message_ids, deliveries.keys) == (["1", "2"], ["k", "k"])
+    assert (deliveries.partitions, deliveries.offsets) == (None, None)
+    assert deliveries.receive_ns.tolist() == [50, 51]
