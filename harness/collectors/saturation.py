@@ -196,6 +196,9 @@ class SaturationSampler:
     # --- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Prime (here, so that every process started after this returns is counted from its
+        start) and sample on the thread from then on."""
+        self.sample_once()
         self._thread.start()
 
     def stop(self, timeout: float | None = 10.0) -> None:
@@ -216,17 +219,16 @@ class SaturationSampler:
             return list(self._samples)
 
     def _run(self) -> None:
+        self._thread_cpu_s = time.thread_time()  # this thread's, from now on
         next_tick = time.monotonic()
-        while True:
-            with contextlib.suppress(Exception):  # best effort: the run goes on without it
-                self.sample_once()
-            if self._stopping.is_set():
-                return
+        while not self._stopping.is_set():
             now = time.monotonic()
             next_tick += self.interval
             if next_tick <= now:
                 next_tick += ((now - next_tick) // self.interval + 1) * self.interval
             self._stopping.wait(next_tick - now)
+            with contextlib.suppress(Exception):  # best effort: the run goes on without it
+                self.sample_once()  # the last one when stopped (if not too short)
 
     # --- one sample ------------------------------------------------------------------------
 

@@ -173,10 +173,13 @@ def saturation_section(
     )
     origin = origin_ns if origin_ns is not None else (ticks[0] if ticks else 0)
     machine = list(facts.machine_cpu_percent.values())
+    notes = list(stored.notes)
+    if not facts.late_ms_p99 and inside:
+        notes.append("producers reported no lateness (late_ms_p99): that rule was not applied")
     return {
         "cpu_count": stored.cpu_count,
         "interval_s": stored.interval_s,
-        "notes": stored.notes,
+        "notes": notes,
         "series": {
             "origin_ns": origin,
             "t": [round((t - origin) / 1e9, 3) for t in ticks],
