@@ -58,7 +58,8 @@ def render(runs: list[RunResult], matrix: Matrix) -> str:
     if bound:
         lines += ["", "### Harness-bound runs", ""]
         lines.append(
-            "The harness (or the machine it shares), not the broker, was the limit: these runs' figures are not the broker's."
+            "The harness (or the machine it shares), not the broker, was the limit: these "
+            "runs' figures are not the broker's."
         )
         lines.append("")
         for run in bound:

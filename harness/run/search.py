@@ -36,6 +36,9 @@ class Probe:
     """Acknowledged messages per second over the measured window."""
     final_backlog: int | None
     """Messages not yet consumed when the schedule ended (None if unknown)."""
+    harness_bound: bool | None = None
+    """The probe's ``saturation.harness_bound`` verdict: a rate that failed while the harness
+    was the limit says more about the harness than about the broker."""
 
     def sustained(self, config: SearchConfig) -> bool:
         kept_schedule = self.achieved >= self.rate * (1 - config.tolerance)

@@ -298,6 +298,7 @@ def search_rate(
             rate,
             result["figures"]["throughput"]["sent"]["mean_msgs_per_s"] or 0.0,
             _backlog_at(result["figures"]["lag"], result["phases"]["end_ns"]),
+            result.get("saturation", {}).get("harness_bound", {}).get("value"),
         )
 
     found = search_max_rate(search, probe)
