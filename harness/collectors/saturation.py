@@ -27,7 +27,6 @@ exits between two samples loses its last partial second; one that vanishes is dr
 without error.
 """
 
-import contextlib
 import json
 import logging
 import math
@@ -163,6 +162,9 @@ class SaturationSampler:
         self._pending: dict[str, dict[str, float]] = {}
         self._lock = threading.Lock()
         self._tracked: dict[tuple[str, int], _Cpu] = {}
+        self._gone: set[tuple[str, int]] = set()
+        """Processes psutil could not read: never read again (their pid may be reused)."""
+        self._failed = False
         self._machine: tuple[float, float] | None = None
         self._previous_ns: int | None = None
         self._thread_cpu_s = 0.0
@@ -227,8 +229,12 @@ class SaturationSampler:
             if next_tick <= now:
                 next_tick += ((now - next_tick) // self.interval + 1) * self.interval
             self._stopping.wait(next_tick - now)
-            with contextlib.suppress(Exception):  # best effort: the run goes on without it
+            try:
                 self.sample_once()  # the last one when stopped (if not too short)
+            except Exception as exc:  # best effort: the run goes on without it
+                if not self._failed:
+                    logging.getLogger(__name__).warning("saturation sample failed: %r", exc)
+                self._failed = True
 
     # --- one sample ------------------------------------------------------------------------
 
@@ -254,6 +260,8 @@ class SaturationSampler:
         seen: set[tuple[str, int]] = set()
         for watched in [*self._watched_services(), *self._safe_processes()]:
             key = (watched.subject, watched.pid)
+            if key in self._gone:
+                continue
             seen.add(key)
             used_s = self._cpu_seconds(key, watched)
             if used_s is None:
@@ -294,6 +302,7 @@ class SaturationSampler:
             times = tracked.process.cpu_times()
         except psutil.Error:
             self._tracked.pop(key, None)
+            self._gone.add(key)
             return None
         used_s = times.user + times.system
         before = None if math.isnan(tracked.used_s) else tracked.used_s

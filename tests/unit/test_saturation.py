@@ -15,6 +15,7 @@ from harness.collectors.saturation import (
     SaturationSampler,
     StoredSamples,
     Watched,
+    WatchedService,
     read_samples,
 )
 from harness.run.figures import Window
@@ -95,6 +96,34 @@ def test_the_sampler_thread_writes_its_samples_when_stopped(tmp_path: Path) -> N
     assert stored.cpu_count >= 1
     assert stored.interval_s == 0.05
     assert not list(tmp_path.glob(".saturation.parquet.*"))  # written atomically
+    assert all(row.value >= 0 for row in sampler.samples)
+
+
+def test_a_service_is_followed_through_its_pid_file_and_its_restarts(tmp_path: Path) -> None:
+    from harness.stack import processes
+
+    service = tmp_path / "kafka"
+    service.mkdir()
+    missing = WatchedService("proxy:toxiproxy", "proxy", tmp_path / "toxiproxy")
+    sampler = SaturationSampler(
+        None, services=[WatchedService("broker:kafka", "broker", service), missing], interval=1e-9
+    )
+    try:
+        first = processes.start(service, [sys.executable, "-c", "import time; time.sleep(60)"])
+        sampler.sample_once()
+        time.sleep(0.1)
+        rows = [row for row in sampler.sample_once() if row.subject == "broker:kafka"]
+        assert [(row.role, row.pid) for row in rows] == [("broker", first.pid)]
+        processes.stop(service)
+        second = processes.start(service, [sys.executable, "-c", "import time; time.sleep(60)"])
+        time.sleep(0.1)
+        rows = [row for row in sampler.sample_once() if row.subject == "broker:kafka"]
+        # a new pid in the file is a restart: counted from its start, so a value at once
+        # (a process seen for the first time otherwise only primes)
+        assert [row.pid for row in rows] == [second.pid]
+    finally:
+        processes.stop(service)
+    assert sampler.all_notes() == ["proxy:toxiproxy: no running process found: not sampled"]
 
 
 # --- progress lines --------------------------------------------------------------------------
