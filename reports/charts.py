@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
+from harness.collectors.saturation import HARNESS_ROLES
 from reports.load import RunResult
 from reports.matrix import Row
 
@@ -32,9 +33,6 @@ def _lag_times(run: RunResult) -> tuple[list[float], list[Any]]:
     samples = lag.get("samples") or []
     offset = _seconds_since(run, lag.get("first_ns")) or 0.0
     return [t + offset for t, _ in samples], [backlog for _, backlog in samples]
-
-
-HARNESS_ROLES = ("orchestrator", "producer", "consumer", "proxy")
 
 
 def _cores(run: RunResult) -> list[tuple[list[float], list[Any], str]]:

@@ -63,6 +63,8 @@ METADATA_KEY = b"brokerbench.saturation"
 """Parquet metadata: ``{"cpu_count", "interval_s", "notes"}`` (JSON)."""
 
 Role = Literal["machine", "sampler", "orchestrator", "producer", "consumer", "broker", "proxy"]
+HARNESS_ROLES = ("orchestrator", "producer", "consumer", "proxy")
+"""The roles whose CPU is the harness's cost (the sampler is inside the orchestrator)."""
 CPU_PERCENT = "cpu_percent"
 """Machine: % of all cores busy. Processes: % of one core."""
 LATE_MS_MAX, LATE_MS_P99, NOT_SENT, POLL_GAP_MS_MAX = (

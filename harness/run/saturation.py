@@ -11,6 +11,7 @@ from typing import Any
 from harness import paths
 from harness.collectors.saturation import (
     CPU_PERCENT,
+    HARNESS_ROLES,
     LATE_MS_MAX,
     LATE_MS_P99,
     NOT_SENT,
@@ -29,8 +30,6 @@ from harness.settings import Settings
 
 ROLES = ("orchestrator", "producer", "consumer", "proxy", "broker", "sampler")
 """Roles in the section, in this order; ``sampler`` is part of ``orchestrator`` too."""
-HARNESS_ROLES = ("orchestrator", "producer", "consumer", "proxy")
-"""The processes whose CPU is the harness's cost."""
 
 
 def watched_services(
@@ -133,7 +132,11 @@ def _role_summary(samples: _Samples, inside: list[int]) -> dict[str, Any]:
             v / 100 * samples.interval_ns[t] / 1e9 for t, v in zip(inside, values, strict=True)
         )
         summary[role] = {
-            "processes": sum(1 for r in samples.role_of.values() if r == role),
+            "processes": sum(
+                1
+                for subject, r in samples.role_of.items()
+                if r == role and not samples.processes[subject].keys().isdisjoint(inside)
+            ),
             "mean_cpu_percent": _mean(values),
             "max_cpu_percent": _max(values),
             "cpu_seconds": round(seconds, 3),

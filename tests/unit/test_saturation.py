@@ -272,3 +272,28 @@ def test_no_measured_second_is_unknown() -> None:
     assert bound([]) == (None, [])
     found = section(seconds([99.0], "machine", "machine"))  # only during the warm-up
     assert found["harness_bound"] == {"value": None, "reasons": []}
+
+
+def test_what_a_run_watches_depends_on_where_the_broker_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.run.saturation import watched_services
+    from harness.settings import load_settings
+
+    monkeypatch.setenv("BROKERBENCH_HOME", str(tmp_path))
+    settings = load_settings()
+    services, notes = watched_services("kafka", "all", settings)
+    assert [(s.subject, s.role, s.directory) for s in services] == [
+        ("broker:kafka", "broker", tmp_path / "state" / "kafka"),
+        ("proxy:toxiproxy", "proxy", tmp_path / "state" / "toxiproxy"),
+    ]
+    assert notes == []
+    assert [s.subject for s in watched_services("moto", "none", settings)[0]] == ["broker:moto"]
+    assert watched_services("my-cluster", "none", settings) == (
+        [],
+        ["broker 'my-cluster' is an external target: no local process, not sampled"],
+    )
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "provider.json").write_text('{"provider": "containers"}')
+    services, notes = watched_services("kafka", "all", settings)
+    assert services == [] and "containers" in notes[0]
