@@ -146,6 +146,13 @@ def test_reports_mark_harness_bound_runs_and_leave_the_others_alone(tmp_path: Pa
     page = html_report.render(runs, matrix)
     assert 'class="bound" title="r0: machine CPU &gt;= 90% in 6 of 8 seconds"' in page
     assert "machine CPU mean 97%, max 100% over 8 measured seconds" in page
+    planted = {**BOUND, "harness_bound": {"value": True, "reasons": ['"><script>x=1</script>']}}
+    result(tmp_path / "planted", "p", 0, saturation=planted)
+    planted_runs = find_runs([tmp_path / "planted"])
+    planted_page = html_report.render(planted_runs, build_matrix(planted_runs))
+    assert "<script>x=1" not in planted_page and "&#34;&gt;&lt;script&gt;x=1" in planted_page
+    planted_md = markdown_report.render(planted_runs, build_matrix(planted_runs))
+    assert "<script>" not in planted_md
     table = csv_report.render(runs, matrix).splitlines()
     assert table[0].endswith("valid,harness_bound,harness_bound_reasons")
     assert [line.split(",")[-2] for line in table[1:]] == ["unknown", "true", "false"]
