@@ -54,7 +54,8 @@ class Workload(Lenient):
 
 
 class HarnessBound(Lenient):
-    value: bool | None = None
+    value: bool | None = Field(default=None, strict=True)
+    """Only JSON true / false / null: anything else leaves the section unknown."""
     reasons: list[str] = Field(default_factory=list)
 
 

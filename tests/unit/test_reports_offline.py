@@ -116,7 +116,9 @@ def test_the_saturation_section_is_read_leniently(tmp_path: Path) -> None:
     bound = read_run(result(tmp_path, "bound", 0, saturation=BOUND) / "result.json")
     assert bound.harness_bound is True
     assert bound.harness_bound_reasons == ["machine CPU >= 90% in 6 of 8 seconds"]
-    for i, odd in enumerate(([], {"harness_bound": "yes"}, {"harness_bound": {"value": 3}})):
+    odds = ([], {"harness_bound": "yes"}, {"harness_bound": {"value": 1}},
+            {"harness_bound": {"value": "true"}})  # fmt: skip
+    for i, odd in enumerate(odds):
         run = read_run(result(tmp_path, f"odd{i}", 0, saturation=odd) / "result.json")
         assert run.harness_bound is None
     added = {**NOT_BOUND, "a_key_added_later": 1, "harness_bound": {"value": False, "x": 1}}
