@@ -262,8 +262,10 @@ def run(
         "dup",
         "order",
         "valid",
+        "harness",
         box=None,
     )
+    bound: list[str] = []
     bars = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -290,13 +292,10 @@ def run(
     def on_result(planned: PlannedRun, result: dict[str, Any]) -> None:
         summary.add_row(*_summary_row(planned.broker, planned.workload, planned.repeat, result))
         console.print(f"{planned.broker}: {planned.run_dir / 'result.json'}")
-        not_sent = int(result["counts"].get("not_sent", 0))
-        if not_sent:
-            console.print(
-                f"[yellow]{planned.broker} / {planned.workload}: the harness fell behind: "
-                f"{not_sent} scheduled messages not sent by the run's end (the load processes "
-                "could not keep this rate; more producer processes may)[/]"
-            )
+        verdict = _harness_bound(result)
+        if verdict.get("value") is True:
+            where = f"{planned.broker} / {planned.workload} / r{planned.repeat}"
+            bound.extend(f"harness-bound: {where}: {reason}" for reason in verdict["reasons"])
 
     if metrics_port:
         console.print(f"live metrics: http://127.0.0.1:{metrics_port}/metrics")
@@ -310,6 +309,17 @@ def run(
             on_result=on_result,
         )
     console.print(summary)
+    for line in bound:
+        console.print(line, style="yellow", markup=False, highlight=False, soft_wrap=True)
+
+
+def _harness_bound(result: dict[str, Any]) -> dict[str, Any]:
+    found = result.get("saturation", {}).get("harness_bound")
+    return found if isinstance(found, dict) else {}
+
+
+HARNESS_WORD = {True: "[yellow]BOUND[/]", False: "ok", None: "unknown"}
+"""The run summary's ``harness`` column: was the harness, not the broker, the limit?"""
 
 
 def _summary_row(broker: str, workload: str, repeat: int, result: dict[str, Any]) -> list[str]:
@@ -334,6 +344,7 @@ def _summary_row(broker: str, workload: str, repeat: int, result: dict[str, Any]
         count("duplicates", "duplicate_publish", "redelivery"),
         "ok" if checks.get("ordering", {}).get("valid") is not False else "[red]violated[/]",
         valid[result["valid"]],
+        HARNESS_WORD[_harness_bound(result).get("value")],
     ]
 
 
@@ -372,6 +383,11 @@ def analyze(
     for check in result["checks"]:
         table.add_row(check["name"], str(check["valid"]), json.dumps(check["counts"]))
     console.print(table)
+    verdict = _harness_bound(result)
+    if verdict:
+        answer = {True: "yes", False: "no", None: "unknown"}[verdict.get("value")]
+        lines = [f"harness-bound: {answer}", *(f"  {r}" for r in verdict.get("reasons", []))]
+        console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
 
 
 app.command()(report)

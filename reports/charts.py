@@ -1,6 +1,6 @@
-"""Plotly figures per matrix row: throughput, end-to-end latency and lag over time, with
-each fault window shaded. Only plotly's JSON leaves this module; the HTML embeds plotly.js
-once."""
+"""Plotly figures per matrix row: throughput, end-to-end latency, lag and CPU (machine,
+harness, broker) over time, with each fault window shaded. Only plotly's JSON leaves this
+module; the HTML embeds plotly.js once."""
 
 import html
 from typing import Any
@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
+from harness.collectors.saturation import HARNESS_ROLES
 from reports.load import RunResult
 from reports.matrix import Row
 
@@ -34,10 +35,39 @@ def _lag_times(run: RunResult) -> tuple[list[float], list[Any]]:
     return [t + offset for t, _ in samples], [backlog for _, backlog in samples]
 
 
+def _cores(run: RunResult) -> list[tuple[list[float], list[Any], str]]:
+    """(x, cores busy, label) of the machine, the harness and the broker from the saturation
+    series (none for results without one)."""
+    saturation = run.value("saturation.series")
+    if not isinstance(saturation, dict) or not isinstance(saturation.get("t"), list):
+        return []
+    offset = _seconds_since(run, saturation.get("origin_ns")) or 0.0
+    x = [t + offset for t in saturation["t"]]
+    cpus = run.number("saturation.cpu_count") or 1.0
+    found = saturation.get("cpu_percent")
+    roles = found if isinstance(found, dict) else {}
+
+    def cores(values: Any, scale: float) -> list[float | None]:
+        numbers = values if isinstance(values, list) else []
+        return [v * scale / 100 if isinstance(v, int | float) else None for v in numbers]
+
+    present = [roles[r] for r in HARNESS_ROLES if isinstance(roles.get(r), list)]
+    harness = [
+        sum(v for v in values if isinstance(v, int | float))
+        for values in zip(*present, strict=False)
+    ]
+    return [
+        (x, cores(saturation.get("machine_cpu_percent"), cpus), "machine CPU"),
+        (x, cores(harness, 1.0), "harness CPU"),
+        (x, cores(roles.get("broker"), 1.0), "broker CPU"),
+    ]
+
+
 def row_figure(row: Row) -> go.Figure:
     figure = make_subplots(
-        rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.07,
-        subplot_titles=("throughput (msg/s)", "end-to-end latency (ms)", "lag (messages)"),
+        rows=4, cols=1, shared_xaxes=True, vertical_spacing=0.06,
+        subplot_titles=("throughput (msg/s)", "end-to-end latency (ms)", "lag (messages)",
+                        "CPU (cores busy)"),
     )  # fmt: skip
     for index, run in enumerate(row.runs):
         colour = COLOURS[index % len(COLOURS)]
@@ -51,7 +81,9 @@ def row_figure(row: Row) -> go.Figure:
             (2, times, series.get("e2e_p50_ms"), "e2e p50", "solid"),
             (2, times, series.get("e2e_p99_ms"), "e2e p99", "dot"),
             (3, *_lag_times(run), "lag", "solid"),
-        )
+            *((4, x, y, label, dash) for (x, y, label), dash in
+              zip(_cores(run), ("solid", "dot", "dash"), strict=False)),
+        )  # fmt: skip
         for at, x, y, label, dash in traces:
             line = {"color": colour, "dash": dash, "width": 1.5}
             figure.add_trace(
@@ -72,10 +104,10 @@ def row_figure(row: Row) -> go.Figure:
                 text=_text(f"{name} {fault.name}"), font={"size": 10, "color": "#d62728"},
             )  # fmt: skip
     figure.update_layout(
-        template="plotly_white", height=620, margin={"l": 60, "r": 20, "t": 40, "b": 40},
+        template="plotly_white", height=800, margin={"l": 60, "r": 20, "t": 40, "b": 40},
         legend={"orientation": "h", "y": -0.08},
     )  # fmt: skip
-    figure.update_xaxes(title_text="seconds since start", row=3, col=1)
+    figure.update_xaxes(title_text="seconds since start", row=4, col=1)
     return figure
 
 

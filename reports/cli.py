@@ -11,7 +11,7 @@ from rich.table import Table
 
 from harness.atomic import write_text_atomically
 from reports.load import find_runs
-from reports.matrix import FIGURE_COLUMNS, build_matrix, fmt, verdict_word
+from reports.matrix import FIGURE_COLUMNS, bound_word, build_matrix, fmt, verdict_word
 
 if TYPE_CHECKING:
     from reports.gate import GateResult
@@ -51,8 +51,17 @@ def report(
     for row in matrix.rows:
         figures = [fmt(row.figures[c.title], c.digits) for c in FIGURE_COLUMNS]
         key = [escape(part) for part in ([row.source] if source else []) + list(row.key)]
-        table.add_row(*key, str(len(row.runs)), *figures, verdict_word(row.valid))
+        verdict = verdict_word(row.valid)
+        if row.bound_runs:
+            verdict += f" [yellow]{bound_word(row)}[/]"
+        table.add_row(*key, str(len(row.runs)), *figures, verdict)
     console.print(table)
+    for row in matrix.rows:
+        for reason in row.harness_bound:
+            console.print(
+                f"harness-bound: {row.key.label()} {reason}",
+                markup=False, highlight=False, soft_wrap=True,
+            )  # fmt: skip
     if not any((html, md, junit, csv)):
         html = Path("report.html")
     writers = ((html, html_report.render), (md, markdown_report.render),

@@ -22,6 +22,7 @@ def render(runs: list[RunResult], matrix: Matrix) -> str:
     header = ["broker", "workload", "scenario", "repeat", "kind", "semantics", "run_id", "path"]
     header += [column.title for column in FIGURE_COLUMNS]
     header += [f"check {name}" for name in matrix.check_names] + ["anomalies", "valid"]
+    header += ["harness_bound", "harness_bound_reasons"]
     writer.writerow(header)
     for run in runs:
         verdicts = {check.name: check.valid for check in run.checks}
@@ -30,6 +31,7 @@ def render(runs: list[RunResult], matrix: Matrix) -> str:
         row += ["" if (v := run.number(c.path)) is None else v for c in FIGURE_COLUMNS]
         row += [_verdict(verdicts, name) for name in matrix.check_names]
         row += ["; ".join(anomalies(run)), _verdict({"": run.valid}, "")]
+        row += [_verdict({"": run.harness_bound}, ""), "; ".join(run.harness_bound_reasons)]
         writer.writerow([_safe(value) for value in row])
     return buffer.getvalue()
 

@@ -5,7 +5,9 @@ scenario); the repeats of a key are the sample.
 - Performance: a metric regresses when its median is worse by at least the policy's minimum
   effect (relative and absolute) *and* the one-sided Mann-Whitney U test says so at ``alpha``.
 - Too few repeats to ever reach ``alpha``, or a key missing from the current side: cannot
-  decide. Environments that differ (host, CPUs, broker and client versions): cannot compare,
+  decide. So are a key's metrics when any of its runs, on either side, was harness-bound
+  (result.json ``saturation.harness_bound``): those figures measured the harness, not the
+  broker. Environments that differ (host, CPUs, broker and client versions): cannot compare,
   unless allowed.
 """
 
@@ -167,6 +169,25 @@ def _correctness(key: RunKey, current: list[RunResult]) -> list[Outcome]:
     return outcomes
 
 
+def _harness_bound(
+    key: RunKey, baseline: list[RunResult], current: list[RunResult], result: GateResult
+) -> str:
+    """'' when no run of the key was harness-bound; else which were ('baseline r1, current
+    r0'), each with a warning giving its reasons."""
+    bound = [
+        (side, run)
+        for side, runs in (("baseline", baseline), ("current", current))
+        for run in runs
+        if run.harness_bound
+    ]
+    for side, run in bound:
+        reasons = "; ".join(run.harness_bound_reasons) or "no reason recorded"
+        result.warnings.append(
+            f"{key.label()}: {side} r{run.repeat} was harness-bound ({run.path}): {reasons}"
+        )
+    return ", ".join(f"{side} r{run.repeat}" for side, run in bound)
+
+
 def run_gate(
     baseline: list[RunResult],
     current: list[RunResult],
@@ -196,12 +217,17 @@ def run_gate(
         if key not in base_keys:
             result.outcomes.append(Outcome(key, "baseline", "new", "not in the baseline"))
             continue
+        bound = _harness_bound(key, base_keys[key], runs, result)
         for name, rule in policy.metrics.items():
-            result.outcomes.append(
-                _compare_metric(
-                    key, name, rule, base=base_keys[key], cur=runs, policy=policy, result=result
-                )
-            )
+            compared = _compare_metric(
+                key, name, rule, base=base_keys[key], cur=runs, policy=policy,
+                result=GateResult() if bound else result,
+            )  # fmt: skip
+            if bound:
+                why = f"harness-bound run(s) {bound}: not the broker's figures ({compared.status} "
+                why += "otherwise)"
+                compared = Outcome(key, name, "undecided", why, compared.baseline, compared.current)
+            result.outcomes.append(compared)
     for key in base_keys:
         if key not in cur_keys:
             why = "in the baseline but not in the current runs"

@@ -11,7 +11,7 @@ from markupsafe import Markup
 
 from reports.charts import figure_json, row_figure
 from reports.load import RunResult
-from reports.matrix import FIGURE_COLUMNS, Matrix, fmt, verdict_word
+from reports.matrix import FIGURE_COLUMNS, Matrix, bound_word, fmt, saturation_line, verdict_word
 
 _environment = jinja2.Environment(
     loader=jinja2.PackageLoader("reports", "templates"),
@@ -22,6 +22,8 @@ _environment = jinja2.Environment(
 )
 _environment.filters["fmt"] = fmt
 _environment.filters["verdict"] = verdict_word
+_environment.filters["bound"] = bound_word
+_environment.filters["saturation"] = saturation_line
 _environment.filters["pretty"] = lambda value: json.dumps(value, indent=1, default=str)
 
 

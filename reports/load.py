@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness.errors import UserError
 
@@ -53,6 +53,20 @@ class Workload(Lenient):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class HarnessBound(Lenient):
+    value: bool | None = Field(default=None, strict=True)
+    """Only JSON true / false / null: anything else leaves the section unknown."""
+    reasons: list[str] = Field(default_factory=list)
+
+
+class Saturation(Lenient):
+    """result.json's ``saturation`` section (docs/result.md), as far as the reports use it."""
+
+    harness_bound: HarnessBound = Field(default_factory=HarnessBound)
+    summary: dict[str, Any] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+
+
 class RunKey(NamedTuple):
     """What the gate matches across two folders; repeats of one key form a sample."""
 
@@ -83,6 +97,25 @@ class RunResult(Lenient):
     counts: dict[str, Any] = Field(default_factory=dict)
     valid: bool | None = None
     checks: list[Check] = Field(default_factory=list)
+    saturation: Saturation | None = None
+    """None: a result from before the sampler, or one whose section does not parse: unknown."""
+
+    @field_validator("saturation", mode="before")
+    @classmethod
+    def _lenient_saturation(cls, raw: Any) -> Saturation | None:
+        try:
+            return Saturation.model_validate(raw) if isinstance(raw, dict) else None
+        except ValidationError:
+            return None
+
+    @property
+    def harness_bound(self) -> bool | None:
+        """True: the harness, not the broker, was the limit; None: not known."""
+        return None if self.saturation is None else self.saturation.harness_bound.value
+
+    @property
+    def harness_bound_reasons(self) -> list[str]:
+        return [] if self.saturation is None else self.saturation.harness_bound.reasons
 
     @property
     def key(self) -> RunKey:

@@ -7,10 +7,11 @@ import html
 
 from reports.gate import GateResult
 from reports.load import RunResult
-from reports.matrix import FIGURE_COLUMNS, Matrix, fmt
+from reports.matrix import FIGURE_COLUMNS, Matrix, bound_word, fmt
 
 ICON = {True: "✅ pass", False: "❌ FAIL", None: "⚠️ unknown"}
 MAX_FAILED_CHECKS = 20
+BOUND_ICON = "⚠️"
 
 
 def cell(untrusted: object) -> str:
@@ -48,11 +49,22 @@ def render(runs: list[RunResult], matrix: Matrix) -> str:
             str(len(row.runs)),
             *(fmt(row.figures[c.title], c.digits) for c in FIGURE_COLUMNS),
             *(ICON[row.checks[name]] if name in row.checks else "-" for name in matrix.check_names),
-            ICON[row.valid],
+            ICON[row.valid] + (f" {BOUND_ICON} {bound_word(row)}" if row.bound_runs else ""),
         ]
         for row in matrix.rows
     ]
     lines += _table([cell(h) for h in header], rows)
+    bound = [run for run in runs if run.harness_bound]
+    if bound:
+        lines += ["", "### Harness-bound runs", ""]
+        lines.append(
+            "The harness (or the machine it shares), not the broker, was the limit: these "
+            "runs' figures are not the broker's."
+        )
+        lines.append("")
+        for run in bound:
+            reasons = "; ".join(run.harness_bound_reasons) or "no reason recorded"
+            lines.append(f"- {BOUND_ICON} {cell(run.key.label())} r{run.repeat}: {cell(reasons)}")
     failed = [(run, check) for run in runs for check in run.checks if check.valid is False]
     if failed:
         lines += ["", "### Failed checks", ""]

@@ -2,6 +2,7 @@
 
 import statistics
 from dataclasses import dataclass
+from typing import Any
 
 from reports.load import RunKey, RunResult
 
@@ -64,6 +65,12 @@ class Row:
     valid: bool | None
     anomalies: list[str]
     semantics: str | None
+    harness_bound: list[str]
+    """``r<repeat>: <reason>`` for every reason of every harness-bound repeat."""
+
+    @property
+    def bound_runs(self) -> list[RunResult]:
+        return [run for run in self.runs if run.harness_bound]
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,12 @@ def build_matrix(runs: list[RunResult]) -> Matrix:
                 valid=worst([run.valid for run in group]),
                 anomalies=[f"r{run.repeat} {found}" for run in group for found in anomalies(run)],
                 semantics=", ".join(sorted(semantics)) or None,
+                harness_bound=[
+                    f"r{run.repeat}: {reason}"
+                    for run in group
+                    if run.harness_bound
+                    for reason in run.harness_bound_reasons
+                ],
             )
         )
     return Matrix(rows, check_names, sorted({run.source for run in runs}))
@@ -117,3 +130,42 @@ def fmt(value: float | None, digits: int = 2) -> str:
 
 def verdict_word(valid: bool | None) -> str:
     return {True: "pass", False: "FAIL", None: "unknown"}[valid]
+
+
+HARNESS_BOUND = "harness-bound"
+"""The mark of a row or run whose figures measured the harness, not the broker."""
+
+
+def bound_word(row: Row) -> str:
+    """'' or 'harness-bound' / 'harness-bound 1/3' (repeats bound of the row's)."""
+    bound = len(row.bound_runs)
+    if not bound:
+        return ""
+    return HARNESS_BOUND if len(row.runs) == 1 else f"{HARNESS_BOUND} {bound}/{len(row.runs)}"
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def saturation_line(run: RunResult) -> str:
+    """The saturation summary in one line: machine CPU and each role's CPU over the measured
+    window ('' when the run has none)."""
+    summary = run.saturation.summary if run.saturation is not None else {}
+    machine = summary.get("machine_cpu_percent")
+    machine = machine if isinstance(machine, dict) else {}
+    parts = [
+        f"machine CPU mean {fmt(_number(machine.get('mean')), 0)}%, "
+        f"max {fmt(_number(machine.get('max')), 0)}% over {summary.get('seconds', '-')} "
+        "measured seconds"
+    ]
+    roles = summary.get("roles")
+    if isinstance(roles, dict) and roles:
+        shares = [
+            f"{role} {fmt(_number(found.get('mean_cpu_percent')), 0)}% "
+            f"({fmt(_number(found.get('cpu_seconds')), 1)} s)"
+            for role, found in roles.items()
+            if isinstance(found, dict)
+        ]
+        parts.append("CPU by role, mean % of one core (CPU seconds): " + ", ".join(shares))
+    return "; ".join(parts) if summary else ""

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ class Children:
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
         self.children: dict[str, Child] = {}
+        self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
+        """Called with (label, fields) for every progress line, on the child's reader thread."""
 
     def start(self, label: str, module: str, plan: BaseModel, *, stdin: bool = False) -> Child:
         """Start ``label``; with ``stdin``, its standard input is a pipe for ``tell``."""
@@ -63,7 +66,11 @@ class Children:
                 fields = json.loads(raw)
             except json.JSONDecodeError:
                 continue
+            if not isinstance(fields, dict):
+                continue
             child.last = fields
+            for listener in self.listeners:
+                listener(child.label, fields)
 
     def tell(self, label: str, line: str) -> None:
         """Write one line to a child started with ``stdin``."""

@@ -17,9 +17,18 @@ from chaos.figures import scenario_section
 from harness.atomic import write_text_atomically
 from harness.checkers import HistoryIndex, all_valid, check_all, derive_backlog
 from harness.checkers.verdict import Verdict
+from harness.collectors.saturation import SATURATION_FILE, read_samples
 from harness.drivers.base import Capabilities, OrderingScope
 from harness.history.store import History, load
-from harness.run.figures import Window, counts, latency_figures, throughput_figures, time_series
+from harness.run.figures import (
+    Window,
+    counts,
+    latency_figures,
+    not_sent,
+    throughput_figures,
+    time_series,
+)
+from harness.run.saturation import saturation_section
 
 SCHEMA = "brokerbench.result/1"
 RESULT_FILE = "result.json"
@@ -77,17 +86,31 @@ def evaluate(
     if flow_checks is not None:
         verdicts += flow_checks(history)
     scenario, verdicts = scenario_section(run_dir, history, lag, ordering, verdicts)
+    figures = {
+        "throughput": throughput_figures(history, window, message_size),
+        "latency": latency_figures(history, window),
+        "lag": lag_series(lag),
+        "series": time_series(history),
+    }
+    saturation_path = run_dir / SATURATION_FILE
+    saturation = (
+        saturation_section(
+            read_samples(saturation_path),
+            window,
+            figures["series"]["origin_ns"],
+            figures["latency"]["e2e"]["stats"].get("p99"),
+            not_sent(history.events),
+        )
+        if saturation_path.exists()
+        else None
+    )
     return {
         "counts": counts(history),
-        "figures": {
-            "throughput": throughput_figures(history, window, message_size),
-            "latency": latency_figures(history, window),
-            "lag": lag_series(lag),
-            "series": time_series(history),
-        },
+        "figures": figures,
         "valid": all_valid(verdicts),
         "checks": [asdict(verdict) for verdict in verdicts],
         **({"scenario": scenario} if scenario is not None else {}),
+        **({"saturation": saturation} if saturation is not None else {}),
     }
 
 

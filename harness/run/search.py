@@ -41,6 +41,9 @@ class Probe:
     """Messages not yet consumed when the schedule ended (None if unknown)."""
     not_sent: int = 0
     """Messages the producers could not send by the run's bound: the harness fell behind."""
+    harness_bound: bool | None = None
+    """The probe's ``saturation.harness_bound`` verdict: a rate that failed while the harness
+    was the limit says more about the harness than about the broker."""
 
     def sustained(self, config: SearchConfig) -> bool:
         kept_schedule = self.not_sent == 0 and self.achieved >= self.rate * (1 - config.tolerance)
@@ -55,9 +58,10 @@ class SearchResult:
     max_sustained_rate: float | None
     probes: list[Probe]
     limited_by: Literal["broker", "harness"] | None = None
-    """What stopped the search: the lowest failed rate failed because the producers could not
-    send (``harness``: the broker's limit is higher still) or because the broker did not keep
-    up (``broker``); None when no probe failed (``max_rate`` reached)."""
+    """What stopped the search: the lowest failed rate failed while the harness was the limit
+    (its producers left messages unsent, or the run was harness-bound: the broker's limit may
+    be higher still) or because the broker did not keep up (``broker``); None when no probe
+    failed (``max_rate`` reached)."""
 
 
 def _limit(probes: list[Probe], config: SearchConfig) -> Literal["broker", "harness"] | None:
@@ -65,7 +69,7 @@ def _limit(probes: list[Probe], config: SearchConfig) -> Literal["broker", "harn
     if not failed:
         return None
     lowest = min(failed, key=lambda probe: probe.rate)
-    return "harness" if lowest.not_sent > 0 else "broker"
+    return "harness" if lowest.not_sent > 0 or lowest.harness_bound else "broker"
 
 
 def search_max_rate(config: SearchConfig, probe: Callable[[float], Probe]) -> SearchResult:

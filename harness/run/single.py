@@ -37,6 +37,7 @@ from harness.history.shards import read_shard, shard_path
 from harness.load.plan import END_GRACE_SECONDS, FLUSH_SECONDS, ProducerPlan, RunShared
 from harness.run.children import Children
 from harness.run.quiescence import ServiceTotals
+from harness.run.saturation import sampler_for_run
 from harness.run.topology import consumer_plans_of, replacement_plan, topic_plans
 from harness.settings import Settings
 from harness.suite import ProxyPath
@@ -285,7 +286,9 @@ def execute(  # noqa: PLR0915 - the phases read best in one sequence
         entry_topic=None if request.flow is None else request.flow.entry_topic,
     )
     monitor.slots = consumer_slots
+    saturation = sampler_for_run(run_dir, children, request.target, request.proxy, request.settings)
     try:
+        saturation.start()
         nemesis.check()
         # Producers and consumers start together; the schedule starts once all are ready.
         producers = _start_producers(children, shared, config, request.flow)
@@ -345,6 +348,7 @@ def execute(  # noqa: PLR0915 - the phases read best in one sequence
             nemesis.context.recorder.close()
         lag.stop()
         children.stop_all()
+        saturation.stop()  # writes saturation.parquet
         events.close()
         metrics.close()
         _delete_quietly(driver, created)

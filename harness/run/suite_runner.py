@@ -298,6 +298,7 @@ def search_rate(
             rate,
             result["figures"]["throughput"]["sent"]["mean_msgs_per_s"] or 0.0,
             _backlog_at(result["figures"]["lag"], result["phases"]["end_ns"]),
+            harness_bound=result.get("saturation", {}).get("harness_bound", {}).get("value"),
             not_sent=int(result["counts"].get("not_sent", 0)),
         )
 

@@ -9,7 +9,7 @@ import pytest
 from harness.errors import UserError
 from reports.gate import CannotCompareError, run_gate
 from reports.load import find_runs, read_run
-from reports.policy import GatePolicy, load_policy
+from reports.policy import GatePolicy, MetricRule, load_policy
 from reports.stats import change, smallest_p
 
 
@@ -95,3 +95,109 @@ def test_the_ci_example_files_are_valid() -> None:
     workflow = yaml.safe_load((docs / "brokerbench-gate.yml").read_text())
     steps = " ".join(step.get("run", "") for step in workflow["jobs"]["gate"]["steps"])
     assert "brokerbench gate" in steps and "GITHUB_STEP_SUMMARY" in steps
+
+
+# --- harness-bound runs ----------------------------------------------------------------------
+
+BOUND = {
+    "harness_bound": {"value": True, "reasons": ["machine CPU >= 90% in 6 of 8 seconds"]},
+    "summary": {"seconds": 8, "machine_cpu_percent": {"mean": 97.0, "max": 100.0},
+                "roles": {"producer": {"mean_cpu_percent": 40.0, "cpu_seconds": 3.2}}},
+    "notes": [],
+}  # fmt: skip
+NOT_BOUND = {"harness_bound": {"value": False, "reasons": []}}
+
+
+def test_the_saturation_section_is_read_leniently(tmp_path: Path) -> None:
+    older = read_run(result(tmp_path, "older", 0) / "result.json")
+    assert older.saturation is None
+    assert older.harness_bound is None  # unknown, not bound
+    assert older.harness_bound_reasons == []
+    bound = read_run(result(tmp_path, "bound", 0, saturation=BOUND) / "result.json")
+    assert bound.harness_bound is True
+    assert bound.harness_bound_reasons == ["machine CPU >= 90% in 6 of 8 seconds"]
+    odds = ([], {"harness_bound": "yes"}, {"harness_bound": {"value": 1}},
+            {"harness_bound": {"value": "true"}})  # fmt: skip
+    for i, odd in enumerate(odds):
+        run = read_run(result(tmp_path, f"odd{i}", 0, saturation=odd) / "result.json")
+        assert run.harness_bound is None
+    added = {**NOT_BOUND, "a_key_added_later": 1, "harness_bound": {"value": False, "x": 1}}
+    assert (
+        read_run(result(tmp_path, "added", 0, saturation=added) / "result.json").harness_bound
+        is False
+    )
+
+
+def test_reports_mark_harness_bound_runs_and_leave_the_others_alone(tmp_path: Path) -> None:
+    from reports import csv_report, html_report, markdown_report
+    from reports.matrix import build_matrix
+
+    result(tmp_path / "runs", "bound", 0, saturation=BOUND)
+    result(tmp_path / "runs", "bound", 1, saturation=NOT_BOUND)
+    result(tmp_path / "runs", "older", 0, broker="elasticmq")
+    runs = find_runs([tmp_path / "runs"])
+    matrix = build_matrix(runs)
+    kafka, elasticmq = sorted(matrix.rows, key=lambda row: row.key.broker != "kafka")
+    assert kafka.harness_bound == ["r0: machine CPU >= 90% in 6 of 8 seconds"]
+    assert elasticmq.harness_bound == [] and elasticmq.bound_runs == []
+    markdown = markdown_report.render(runs, matrix)
+    assert "⚠️ harness-bound 1/2 |" in markdown
+    assert "- ⚠️ kafka / w / baseline r0: machine CPU &gt;= 90% in 6 of 8 seconds" in markdown
+    other = next(line for line in markdown.splitlines() if line.startswith("| elasticmq |"))
+    assert "harness-bound" not in other and "⚠️" not in other
+    page = html_report.render(runs, matrix)
+    assert 'class="bound" title="r0: machine CPU &gt;= 90% in 6 of 8 seconds"' in page
+    assert "machine CPU mean 97%, max 100% over 8 measured seconds" in page
+    planted = {**BOUND, "harness_bound": {"value": True, "reasons": ['"><script>x=1</script>']}}
+    result(tmp_path / "planted", "p", 0, saturation=planted)
+    planted_runs = find_runs([tmp_path / "planted"])
+    planted_page = html_report.render(planted_runs, build_matrix(planted_runs))
+    assert "<script>x=1" not in planted_page and "&#34;&gt;&lt;script&gt;x=1" in planted_page
+    planted_md = markdown_report.render(planted_runs, build_matrix(planted_runs))
+    assert "<script>" not in planted_md
+    table = csv_report.render(runs, matrix).splitlines()
+    assert table[0].endswith("valid,harness_bound,harness_bound_reasons")
+    assert [line.split(",")[-2] for line in table[1:]] == ["unknown", "true", "false"]
+
+
+def gate_runs(tmp_path: Path, side: str, **extra: Any) -> list[Any]:
+    return [read_run(result(tmp_path, side, i, **extra) / "result.json") for i in range(3)]
+
+
+E2E_ONLY = GatePolicy(
+    metrics={"e2e p50": MetricRule(path="figures.latency.e2e.stats.p50", better="lower",
+                                   min_effect=0.25, min_abs=5.0)}
+)  # fmt: skip
+
+
+def test_a_harness_bound_run_on_either_side_makes_the_metrics_undecided(tmp_path: Path) -> None:
+    baseline = gate_runs(tmp_path, "base", saturation=NOT_BOUND)
+    assert (
+        run_gate(baseline, gate_runs(tmp_path, "same", saturation=NOT_BOUND), E2E_ONLY).exit_code
+        == 0
+    )
+    assert run_gate(baseline, gate_runs(tmp_path, "older"), E2E_ONLY).exit_code == 0  # unknown
+    current = gate_runs(tmp_path, "cur")
+    edit = current[1].path / "result.json"
+    edit.write_text(json.dumps({**json.loads(edit.read_text()), "saturation": BOUND}))
+    current = [read_run(run.path / "result.json") for run in current]
+    for base, cur, side in ((baseline, current, "current"), (current, baseline, "baseline")):
+        gated = run_gate(base, cur, E2E_ONLY)
+        assert gated.exit_code == 2
+        metric = next(o for o in gated.outcomes if o.what == "e2e p50")
+        assert metric.status == "undecided"
+        assert metric.why.startswith(f"harness-bound run(s) {side} r1: not the broker's figures")
+        assert gated.warnings == [
+            f"kafka / w / baseline: {side} r1 was harness-bound ({current[1].path}): "
+            "machine CPU >= 90% in 6 of 8 seconds"
+        ]
+        assert gated.verdict.startswith("cannot decide: kafka / w / baseline: e2e p50: harness")
+
+
+def test_a_violation_still_fails_beside_a_harness_bound_run(tmp_path: Path) -> None:
+    baseline = gate_runs(tmp_path, "base", saturation=BOUND)
+    failed = [{"name": "lost", "valid": False, "counts": {"lost": 1}, "notes": "1 lost"}]
+    current = gate_runs(tmp_path, "cur", saturation=BOUND, checks=failed)
+    gated = run_gate(baseline, current, E2E_ONLY)
+    assert gated.exit_code == 1
+    assert {o.status for o in gated.outcomes} == {"violation", "undecided"}
