@@ -2,9 +2,9 @@
 I/O; every error names the file, line and field."""
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from harness.drivers.targets import target_names
 from harness.settings import FrozenModel, Settings
@@ -23,6 +23,32 @@ class WorkloadEntry(FrozenModel):
     """Validated by the workload's own model (see ``workloads/``)."""
 
 
+class BrokerWarmup(FrozenModel):
+    """Warm each broker up before its first run, and again after a restart
+    (``harness/run/broker_warmup.py``): ``broker_warmup: false`` turns it off."""
+
+    enabled: bool = True
+    min_seconds: Annotated[float, Field(ge=0, le=600)] = 5.0
+    """Load at least this long, even when the latency looks settled sooner."""
+    max_seconds: Annotated[float, Field(gt=0, le=600)] = 30.0
+    """Stop here even when the latency has not settled (the run starts anyway)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            return {"enabled": value}
+        if not isinstance(value, dict):
+            raise ValueError("give true, false or {enabled, min_seconds, max_seconds}")
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.min_seconds > self.max_seconds:
+            raise ValueError("min_seconds must not exceed max_seconds")
+        return self
+
+
 class Suite(FrozenModel):
     name: Name
     brokers: Annotated[list[str], Field(min_length=1)]
@@ -37,6 +63,7 @@ class Suite(FrozenModel):
     )
     """Fault scenarios, each run for every broker and workload: bundled names
     (``brokerbench chaos list``) or paths of scenario files, relative to the suite file."""
+    broker_warmup: BrokerWarmup = BrokerWarmup()
 
     @field_validator("scenarios")
     @classmethod
