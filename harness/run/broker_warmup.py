@@ -10,10 +10,10 @@ when the run's clients go through it), at the workload's rate (bounded) and mess
 folder, no figure; only ``phases.broker_warmup`` in the next run's result.json says it ran.
 
 The stop rule (``settled``), measured on this machine kind (docs/architecture.md, "Broker
-warm-up"): at least ``min_seconds``, then stop as soon as the e2e p50 of the last
-``SETTLED_WINDOWS`` one-second windows agree within ``SETTLED_RATIO`` (or ``SETTLED_SLACK_MS``);
-give up waiting at ``max_seconds`` (the run then starts anyway: the warm-up helps, it does not
-gate).
+warm-up"): at least ``min_messages`` received (a JIT compiles a method after so many calls,
+not after so many seconds), then stop as soon as the e2e p50 of the last ``SETTLED_WINDOWS``
+one-second windows agree within ``SETTLED_RATIO`` (or ``SETTLED_SLACK_MS``); give up waiting
+at ``max_seconds`` (the run then starts anyway: the warm-up helps, it does not gate).
 """
 
 import secrets
@@ -63,11 +63,12 @@ GROUP = "default"
 @dataclass(frozen=True)
 class WarmupShape:
     """What the warm-up sends: the first run's message size, partitions, ordering, keys and
-    consumer count, at a bounded rate, for ``min_seconds`` to ``max_seconds``."""
+    consumer count, at a bounded rate, for at least ``min_messages`` and at most
+    ``max_seconds``."""
 
     rate: float
     message_size: int
-    min_seconds: float
+    min_messages: int
     max_seconds: float
     partitions: int = 1
     ordered: bool = False
@@ -98,13 +99,13 @@ class WarmupOutcome:
     fell behind)."""
 
 
-def shape_for(config: ThroughputConfig, min_seconds: float, max_seconds: float) -> WarmupShape:
+def shape_for(config: ThroughputConfig, min_messages: int, max_seconds: float) -> WarmupShape:
     """The warm-up before a run of ``config``: its first step's rate within
     [``MIN_RATE``, ``MAX_RATE``], its message size, partitions, ordering, keys, consumers."""
     return WarmupShape(
         rate=min(MAX_RATE, max(MIN_RATE, config.load_steps()[0].rate)),
         message_size=config.message_size,
-        min_seconds=min_seconds,
+        min_messages=min_messages,
         max_seconds=max_seconds,
         partitions=config.partitions,
         ordered=config.ordered,
@@ -113,10 +114,10 @@ def shape_for(config: ThroughputConfig, min_seconds: float, max_seconds: float) 
     )
 
 
-def settled(window_p50_ms: list[float | None], elapsed: float, min_seconds: float) -> bool:
-    """The stop rule: ``min_seconds`` passed and the last ``SETTLED_WINDOWS`` windows' p50
-    agree (max <= min x ``SETTLED_RATIO``, or within ``SETTLED_SLACK_MS``)."""
-    if elapsed < min_seconds or len(window_p50_ms) < SETTLED_WINDOWS:
+def settled(window_p50_ms: list[float | None], received: int, min_messages: int) -> bool:
+    """The stop rule: ``min_messages`` were received and the last ``SETTLED_WINDOWS`` windows'
+    p50 agree (max <= min x ``SETTLED_RATIO``, or within ``SETTLED_SLACK_MS``)."""
+    if received < min_messages or len(window_p50_ms) < SETTLED_WINDOWS:
         return False
     last = window_p50_ms[-SETTLED_WINDOWS:]
     if any(p50 is None for p50 in last):
@@ -225,20 +226,20 @@ def _load(
         thread.start()
     p50s: list[float | None] = []
     elapsed = 0.0
+    finished = False
     try:
-        while elapsed < shape.max_seconds and not settled(p50s, elapsed, shape.min_seconds):
+        while elapsed < shape.max_seconds and not settled(p50s, tally.received, shape.min_messages):
             window_end_ns = tally.start_ns + (len(p50s) + 1) * NS_PER_S + WINDOW_GRACE_NS
             time.sleep(max(0.0, (window_end_ns - time.time_ns()) / NS_PER_S))
             elapsed = float(len(p50s) + 1)
             p50s.append(tally.window_p50(len(p50s), shape.rate * MAX_BEHIND_SECONDS))
             progress(WarmupProgress(elapsed, tally.sent, tally.received, p50s[-1]))
+        finished = True
     finally:
         stop_sending.set()
         threads[-1].join()
-        producer.flush(DRAIN_SECONDS)
-        deadline = time.monotonic() + DRAIN_SECONDS
-        while tally.received < tally.ok and time.monotonic() < deadline:
-            time.sleep(0.1)
+        if finished:  # not after Ctrl-C: nothing waits for these messages
+            _drain(producer, tally)
         stop_consuming.set()
         for thread in threads[:-1]:
             thread.join()
@@ -256,9 +257,18 @@ def _load(
         seconds=elapsed,
         sent=tally.sent,
         received=tally.received,
-        settled=settled(p50s, elapsed, shape.min_seconds),
+        settled=settled(p50s, tally.received, shape.min_messages),
         window_p50_ms=p50s,
     )
+
+
+def _drain(producer: Producer, tally: _Tally) -> None:
+    """Let the sends complete and the consumers take them (the destination is deleted next,
+    whatever is left)."""
+    producer.flush(DRAIN_SECONDS)
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while tally.received < tally.ok and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def _produce(

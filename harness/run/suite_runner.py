@@ -323,7 +323,7 @@ def _warm_up_if_needed(  # noqa: PLR0917 - one call site
     outcome = warm_up(
         planned.broker,
         settings,
-        shape_for(config, suite.broker_warmup.min_seconds, suite.broker_warmup.max_seconds),
+        shape_for(config, suite.broker_warmup.min_messages, suite.broker_warmup.max_seconds),
         producers_via_proxy=suite.proxy in ("all", "producers"),
         consumers_via_proxy=suite.proxy in ("all", "consumers"),
         progress=lambda progress: on_warmup(planned, reason, progress),

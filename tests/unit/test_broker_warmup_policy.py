@@ -89,32 +89,32 @@ def test_a_fault_on_another_broker_marks_that_broker() -> None:
 
 
 @pytest.mark.parametrize(
-    ("windows", "elapsed", "expected"),
+    ("windows", "received", "expected"),
     [
-        ([30.0, 20.0, 18.0, 17.0, 16.0], 5.0, True),  # the last three within 1.25x
-        ([300.0, 100.0, 47.0, 25.0, 18.0], 5.0, False),  # still falling
-        ([9.0, 9.5, 9.2], 2.0, False),  # settled, but before min_seconds
-        ([1.0, 2.5, 1.2, 1.1, 2.9], 5.0, True),  # ms-level noise: within the slack
-        ([20.0, None, 18.0, 17.0, 16.0], 5.0, True),
-        ([20.0, 18.0, None, 17.0, 16.0], 5.0, False),  # a window without a figure
-        ([20.0, 18.0], 5.0, False),
+        ([30.0, 20.0, 18.0, 17.0, 16.0], 750, True),  # the last three within 1.25x
+        ([300.0, 100.0, 47.0, 25.0, 18.0], 750, False),  # still falling
+        ([9.0, 9.5, 9.2], 450, False),  # settled, but fewer messages than the minimum
+        ([1.0, 2.5, 1.2, 1.1, 2.9], 750, True),  # ms-level noise: within the slack
+        ([20.0, None, 18.0, 17.0, 16.0], 750, True),
+        ([20.0, 18.0, None, 17.0, 16.0], 750, False),  # a window without a figure
+        ([20.0, 18.0], 750, False),
     ],
 )
 def test_the_latency_settles_when_three_windows_agree(
-    windows: list[float | None], elapsed: float, expected: bool
+    windows: list[float | None], received: int, expected: bool
 ) -> None:
-    assert settled(windows, elapsed, min_seconds=3.0) is expected
+    assert settled(windows, received, min_messages=500) is expected
 
 
 def test_the_warm_up_follows_the_workload_within_bounds() -> None:
     config = ThroughputConfig(rate=150, duration=8, message_size=300, partitions=3, keys=7)
-    shape = shape_for(config, 5, 30)
+    shape = shape_for(config, 1500, 30)
     assert (shape.rate, shape.message_size, shape.partitions, shape.keys) == (150, 300, 3, 7)
-    assert (shape.min_seconds, shape.max_seconds) == (5, 30)
-    assert shape_for(ThroughputConfig(rate=5, duration=8), 5, 30).rate == MIN_RATE
-    assert shape_for(ThroughputConfig(rate=1e6, duration=8), 5, 30).rate == MAX_RATE
+    assert (shape.min_messages, shape.max_seconds) == (1500, 30)
+    assert shape_for(ThroughputConfig(rate=5, duration=8), 1500, 30).rate == MIN_RATE
+    assert shape_for(ThroughputConfig(rate=1e6, duration=8), 1500, 30).rate == MAX_RATE
     steps = ThroughputConfig(steps=[{"rate": 200, "seconds": 1}, {"rate": 50, "seconds": 1}])
-    assert shape_for(steps, 5, 30).rate == 200
+    assert shape_for(steps, 1500, 30).rate == 200
 
 
 def write_suite(tmp_path: Path, warmup: str) -> Path:
@@ -132,9 +132,9 @@ def test_the_suite_setting_is_on_by_default_and_accepts_false(tmp_path: Path) ->
     off = load_suite(write_suite(tmp_path, "broker_warmup: false"), Settings())
     assert not off.broker_warmup.enabled
     shaped = load_suite(
-        write_suite(tmp_path, "broker_warmup: {min_seconds: 2, max_seconds: 9}"), Settings()
+        write_suite(tmp_path, "broker_warmup: {min_messages: 200, max_seconds: 9}"), Settings()
     )
-    assert (shaped.broker_warmup.min_seconds, shaped.broker_warmup.max_seconds) == (2, 9)
+    assert (shaped.broker_warmup.min_messages, shaped.broker_warmup.max_seconds) == (200, 9)
 
 
 @pytest.mark.parametrize(
@@ -142,10 +142,8 @@ def test_the_suite_setting_is_on_by_default_and_accepts_false(tmp_path: Path) ->
     [
         ("broker_warmup: {seconds: 5}", r"suite\.yaml:3: broker_warmup\.seconds: Extra inputs"),
         ("broker_warmup: {max_seconds: 0}", r"suite\.yaml:3: broker_warmup\.max_seconds"),
-        (
-            "broker_warmup: {min_seconds: 20, max_seconds: 10}",
-            r"suite\.yaml:3: broker_warmup: .*min_seconds must not exceed max_seconds",
-        ),
+        ("broker_warmup: {min_messages: -1}", r"suite\.yaml:3: broker_warmup\.min_messages"),
+        ("broker_warmup: soon", r"suite\.yaml:3: broker_warmup: .*give true, false or"),
     ],
 )
 def test_a_bad_warm_up_setting_names_file_and_line(
