@@ -241,10 +241,19 @@ def run(
         int,
         typer.Option(help="Live Prometheus metrics on 127.0.0.1:PORT during runs (0: off)."),
     ] = 9464,
+    broker_warmup: Annotated[
+        bool,
+        typer.Option(
+            "--broker-warmup/--no-broker-warmup",
+            help="Warm each broker up before its first run and after a restart (the suite's "
+            "broker_warmup setting; --no-broker-warmup turns it off).",
+        ),
+    ] = True,
 ) -> None:
     """Run a suite: every broker x workload x repeat, one folder with result.json each."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from harness.run.broker_warmup import WarmupProgress
     from harness.run.single import Progress as RunProgress
     from harness.run.suite_runner import PlannedRun, plan_suite, run_suite
 
@@ -275,19 +284,27 @@ def run(
     )
     tasks: dict[Path, object] = {}
 
-    def on_progress(planned: PlannedRun, state: RunProgress) -> None:
+    def task_of(planned: PlannedRun) -> Any:
         if planned.run_dir not in tasks:
             tasks[planned.run_dir] = bars.add_task(
                 f"{planned.broker} / {planned.workload} / "
                 f"{planned.scenario.name if planned.scenario else 'baseline'} / r{planned.repeat}",
-                total=state.expected,
+                total=None,
                 detail="",
             )
+        return tasks[planned.run_dir]
+
+    def on_warmup(planned: PlannedRun, reason: str, state: WarmupProgress) -> None:
+        p50 = "" if state.window_p50_ms is None else f", e2e p50 {state.window_p50_ms:.1f} ms"
+        detail = f"warming up {planned.broker} ({reason}): {state.seconds:.0f} s{p50}"
+        bars.update(task_of(planned), detail=detail)
+
+    def on_progress(planned: PlannedRun, state: RunProgress) -> None:
         done = state.entry_received
         detail = f"{state.phase}: sent {state.sent} received {done}/{state.expected}"
         if state.received != state.entry_received:
             detail += f" ({state.received} on all topics)"
-        bars.update(tasks[planned.run_dir], completed=done, detail=detail)  # type: ignore[arg-type]
+        bars.update(task_of(planned), total=state.expected, completed=done, detail=detail)
 
     def on_result(planned: PlannedRun, result: dict[str, Any]) -> None:
         summary.add_row(*_summary_row(planned.broker, planned.workload, planned.repeat, result))
@@ -307,6 +324,8 @@ def run(
             metrics_port=metrics_port or None,
             on_progress=on_progress,
             on_result=on_result,
+            broker_warmup=broker_warmup,
+            on_warmup=on_warmup,
         )
     console.print(summary)
     for line in bound:

@@ -4,7 +4,7 @@ I/O; every error names the file, line and field."""
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from harness.drivers.targets import target_names
 from harness.settings import FrozenModel, Settings
@@ -23,6 +23,27 @@ class WorkloadEntry(FrozenModel):
     """Validated by the workload's own model (see ``workloads/``)."""
 
 
+class BrokerWarmup(FrozenModel):
+    """Warm each broker up before its first run, and again after a restart
+    (``harness/run/broker_warmup.py``): ``broker_warmup: false`` turns it off."""
+
+    enabled: bool = True
+    min_messages: Annotated[int, Field(ge=0, le=10_000_000)] = 1500
+    """Receive at least this many, even when the latency looks settled sooner (a JIT compiles
+    after so many calls; at the warm-up's 100 to 500 msg/s: 3 to 15 s)."""
+    max_seconds: Annotated[float, Field(gt=0, le=600)] = 30.0
+    """Stop here even when the latency has not settled (the run starts anyway)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            return {"enabled": value}
+        if not isinstance(value, dict):
+            raise ValueError("give true, false or {enabled, min_messages, max_seconds}")
+        return value
+
+
 class Suite(FrozenModel):
     name: Name
     brokers: Annotated[list[str], Field(min_length=1)]
@@ -37,6 +58,7 @@ class Suite(FrozenModel):
     )
     """Fault scenarios, each run for every broker and workload: bundled names
     (``brokerbench chaos list``) or paths of scenario files, relative to the suite file."""
+    broker_warmup: BrokerWarmup = BrokerWarmup()
 
     @field_validator("scenarios")
     @classmethod

@@ -30,6 +30,9 @@ class Fault(ABC):
     action: ClassVar[str]
     params_model: ClassVar[type[FrozenModel]] = NoParams
     default_target: ClassVar[str] = BROKER
+    restarts_broker: ClassVar[bool] = False
+    """The fault starts its target broker's process again (a fresh JVM): the suite warms it
+    before its next run (``harness/run/warmup_policy.py``)."""
 
     def __init__(
         self, fault_id: str, target: str, params: FrozenModel, context: NemesisContext

@@ -60,6 +60,8 @@ class Pause(ServiceFault):
 
 
 class _Restarting(ServiceFault):
+    restarts_broker = True
+
     @property
     def non_durable(self) -> bool:
         return self.target in IN_MEMORY_BROKERS

@@ -18,12 +18,14 @@ from harness.drivers.base import LagProbe
 from harness.drivers.targets import LOCAL_DRIVERS
 from harness.errors import UserError
 from harness.history.store import History, compact
+from harness.run.broker_warmup import WarmupProgress, shape_for, warm_up
 from harness.run.figures import Window
 from harness.run.fingerprint import fingerprint
 from harness.run.result import LAG_FILE, SCHEMA, capabilities_dict, evaluate, write_result
 from harness.run.search import Probe, SearchConfig, SearchResult, search_max_rate
 from harness.run.single import Progress, RunOutcome, RunRequest, execute
 from harness.run.topology import consumer_processes
+from harness.run.warmup_policy import Reason, WarmupTracker, local_identity
 from harness.settings import Settings
 from harness.stack.services import local_broker_version
 from harness.suite import Suite, load_suite
@@ -186,8 +188,11 @@ def finish_run(
     outcome: RunOutcome,
     wall_seconds: float,
     suite_settings: Settings,
+    *,
+    broker_warmup: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Compact the history, check it and write result.json."""
+    """Compact the history, check it and write result.json. ``broker_warmup``: what warmed
+    the broker before this run (``phases.broker_warmup``), None if nothing did."""
     run_dir = planned.run_dir
     capabilities = outcome.driver.capabilities
     semantics = getattr(planned.config, "semantics", "at-least-once")
@@ -218,6 +223,7 @@ def finish_run(
             "drain_end_ns": outcome.drain_end_ns,
             "drained": outcome.drained,
             "wall_seconds": round(wall_seconds, 1),
+            "broker_warmup": broker_warmup,
         },
         "ordering_scope": ordering.value,
         "capabilities": capabilities_dict(capabilities),
@@ -250,13 +256,25 @@ def run_suite(
     metrics_port: int | None = None,
     on_progress: Callable[[PlannedRun, Progress], None],
     on_result: Callable[[PlannedRun, dict[str, Any]], None],
+    broker_warmup: bool = True,
+    on_warmup: Callable[[PlannedRun, Reason, WarmupProgress], None] = lambda *_: None,
 ) -> list[PlannedRun]:
+    """Every planned run in order. ``broker_warmup=False`` turns the suite's broker warm-up
+    off (``--no-broker-warmup``); ``on_warmup`` hears of a warm-up's progress."""
     suite, runs = plan_suite(path, settings, output)
+    warmups = (
+        WarmupTracker(lambda target: local_identity(target, settings))
+        if broker_warmup and suite.broker_warmup.enabled
+        else None
+    )
     for planned in runs:
 
         def run_once(
             config: ThroughputConfig, run_dir: Path, planned: PlannedRun = planned
         ) -> dict[str, Any]:
+            warmed = None
+            if warmups is not None:
+                warmed = _warm_up_if_needed(suite, settings, warmups, planned, config, on_warmup)
             started = time.monotonic()
             request = RunRequest(
                 suite=suite.name,
@@ -273,7 +291,11 @@ def run_suite(
             )
             outcome = execute(request, _bind(on_progress, planned))
             probe = replace(planned, config=config, run_dir=run_dir)
-            result = finish_run(suite, probe, outcome, time.monotonic() - started, settings)
+            if warmups is not None:
+                warmups.ran(planned.broker, planned.scenario)
+            result = finish_run(
+                suite, probe, outcome, time.monotonic() - started, settings, broker_warmup=warmed
+            )
             on_result(probe, result)
             return result
 
@@ -282,6 +304,38 @@ def run_suite(
         else:
             search_rate(planned, planned.config.search, run_once)
     return runs
+
+
+def _warm_up_if_needed(  # noqa: PLR0917 - one call site
+    suite: Suite,
+    settings: Settings,
+    warmups: WarmupTracker,
+    planned: PlannedRun,
+    config: ThroughputConfig,
+    on_warmup: Callable[[PlannedRun, Reason, WarmupProgress], None],
+) -> dict[str, Any] | None:
+    """Warm ``planned.broker`` up if it has not been since it (re)started; what the warm-up did
+    (result.json ``phases.broker_warmup``) or None."""
+    reason = warmups.reason(planned.broker)
+    if reason is None:
+        return None
+    on_warmup(planned, reason, WarmupProgress(0.0, 0, 0, None))
+    outcome = warm_up(
+        planned.broker,
+        settings,
+        shape_for(config, suite.broker_warmup.min_messages, suite.broker_warmup.max_seconds),
+        producers_via_proxy=suite.proxy in ("all", "producers"),
+        consumers_via_proxy=suite.proxy in ("all", "consumers"),
+        progress=lambda progress: on_warmup(planned, reason, progress),
+    )
+    warmups.warmed(planned.broker)
+    return {
+        "reason": reason,
+        "seconds": outcome.seconds,
+        "messages": outcome.received,
+        "settled": outcome.settled,
+        "e2e_p50_ms": [None if p50 is None else round(p50, 3) for p50 in outcome.window_p50_ms],
+    }
 
 
 def search_rate(
