@@ -4,9 +4,20 @@ background acks that failed).
 
 Receiver threads call the broker (a long poll) and put what arrives in a buffer that ``take``
 drains, so a round trip to the broker overlaps the caller's handling of the previous batch.
-One receiver polls while the broker answers with less than a full receive; when a receive comes
-back full (a backlog), the other receivers join in, up to ``threads`` receives in flight. The
-buffer is bounded (a message waiting in it uses up its visibility timeout / ack deadline).
+The buffer is bounded (a message waiting in it uses up its visibility timeout / ack deadline).
+
+A receive costs about as much CPU whether it brings 1 message or 10, and messages arrive in
+bursts (a producer's requests), so the receivers pace themselves:
+
+- One receiver polls at a time. After a receive that brought messages it waits, like a
+  producer's linger, until a full receive's worth is due at the rate messages arrive
+  (``harness.drivers.batcher.linger_for_rate``, up to ``max_linger``).
+- A long poll returns as soon as the first message lands. With ``settle``, a receive whose
+  newest message was sent after the poll began (it caught the start of a burst) waits
+  ``SETTLE_SECONDS`` for the rest to land and takes it in the same turn.
+- When a receive comes back full and its oldest message has waited in the broker longer than
+  the pacing explains (a backlog), the receiver goes on at once and the others join in, up to
+  ``threads`` receives in flight, until the backlog is gone.
 
 What was received but never taken is never acked: ``close`` hands it to ``release`` (make it
 visible again now), and the broker would deliver it again after its timeout regardless.
@@ -17,13 +28,20 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeAlias, TypeVar
 
 from harness.drivers.base import Received, ReceivedBatch
+from harness.drivers.batcher import ArrivalRate, linger_for_rate
 
 _log = logging.getLogger(__name__)
 
 ERROR_BACKOFF_SECONDS = 0.5
+SETTLE_SECONDS = 0.005
+"""How long a burst that a long poll caught the start of takes to land, at most."""
+BEHIND_MARGIN_SECONDS = 0.02
+"""A message waits in the broker at most about the pacing's linger; one older than that plus
+this margin (clocks, round trips) shows a backlog."""
 C = TypeVar("C")
 
 
@@ -89,28 +107,45 @@ def split(batch: ReceivedBatch, count: int) -> tuple[ReceivedBatch, ReceivedBatc
     return part(0, count), part(count, None)
 
 
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """One receive call's answer: its messages, and when the broker took the oldest and the
+    newest of them (epoch seconds; None where unknown)."""
+
+    batch: ReceivedBatch
+    oldest_sent: float | None = None
+    newest_sent: float | None = None
+
+
+Receive: TypeAlias = Callable[[bool], Receipt]
+"""One receive call: a long poll (``True``, about a second, so that ``close`` is prompt) or an
+answer at once (``False``). Its batch's ``handle`` is the list of per-message ack handles."""
+
+
 class Prefetcher:
     """Receives on background threads; ``take`` returns what arrived (see the module).
-
-    ``receive()`` makes one receive call (a long poll of about a second, so that ``close`` is
-    prompt) and returns its messages as a batch whose ``handle`` is a list of per-message ack
-    handles; a receive that returns ``full`` messages means more are waiting.
-    """
+    ``full``: the most one receive returns."""
 
     def __init__(
         self,
-        receive: Callable[[], ReceivedBatch],
+        receive: Receive,
         *,
         name: str,
         threads: int,
         full: int,
         max_buffered: int,
         release: Callable[[ReceivedBatch], None],
+        max_linger: float = 0.0,
+        settle: bool = False,
     ) -> None:
         self._receive = receive
         self._release = release
         self._full = full
         self._max_buffered = max_buffered
+        self._max_linger = max_linger
+        self._settle = settle
+        self._rate = ArrivalRate()
+        self._linger = 0.0
         self._batches: collections.deque[ReceivedBatch] = collections.deque()
         self._buffered = 0
         self._receiving = 0
@@ -190,31 +225,57 @@ class Prefetcher:
                 if self._stopped.is_set():
                     return
                 self._receiving += 1
-            error: Exception | None = None
-            batch = None
-            try:
-                batch = self._receive()
-            except Exception as exc:
-                error = exc
+            pause = self._receive_turn()
+            if pause > 0:  # keeps its turn: no other receiver polls meanwhile
+                self._stopped.wait(pause)
             with self._may_receive:
                 self._receiving -= 1
-                if error is not None:
-                    self._error = error
-                    self._arrived.notify()
-                elif batch:
-                    if self._stopped.is_set():
-                        self._late.append(batch)
-                    else:
-                        self._batches.append(batch)
-                        self._buffered += len(batch)
-                        self._arrived.notify()
-                    self._backlog = len(batch) >= self._full
-                else:
-                    self._backlog = False
                 if self._backlog:
                     self._may_receive.notify()  # another receiver may join
-            if error is not None:
-                self._stopped.wait(ERROR_BACKOFF_SECONDS)
+
+    def _receive_turn(self) -> float:
+        """One receive (two when settling) into the buffer; returns how long to pause."""
+        began = time.time()
+        try:
+            receipt = self._receive(True)
+            count = len(receipt.batch)
+            caught_a_burst_starting = (
+                receipt.newest_sent is not None and receipt.newest_sent >= began
+            )
+            if self._settle and 0 < count < self._full and caught_a_burst_starting:
+                self._stopped.wait(SETTLE_SECONDS)
+                receipt = _combined(receipt, self._receive(False))
+        except Exception as exc:
+            with self._arrived:
+                self._error = exc
+                self._arrived.notify()
+            return ERROR_BACKOFF_SECONDS
+        batch, count = receipt.batch, len(receipt.batch)
+        if receipt.oldest_sent is not None:  # sent by the broker's clock: without producer linger
+            behind = time.time() - receipt.oldest_sent > self._linger + BEHIND_MARGIN_SECONDS
+        else:
+            behind = True
+        with self._arrived:
+            if count and self._stopped.is_set():
+                self._late.append(batch)
+            elif count:
+                self._batches.append(batch)
+                self._buffered += count
+                self._arrived.notify()
+            self._backlog = count >= self._full and behind
+            if self._rate.observe(count, time.monotonic()):
+                self._linger = linger_for_rate(self._rate.per_second, self._max_linger, self._full)
+            return 0.0 if self._backlog or not count else self._linger
+
+
+def _combined(first: Receipt, second: Receipt) -> Receipt:
+    sent = [t for t in (first.oldest_sent, first.newest_sent, second.oldest_sent) if t is not None]
+    sent += [second.newest_sent] if second.newest_sent is not None else []
+    return Receipt(
+        merge([first.batch, second.batch]),
+        min(sent) if sent else None,
+        max(sent) if sent else None,
+    )
 
 
 class FailedAcks:

@@ -46,6 +46,7 @@ from harness.drivers.prefetch import (
     FailedAcks,
     Fields,
     Prefetcher,
+    Receipt,
     as_batch,
     as_received,
     empty_batch,
@@ -413,12 +414,18 @@ class PubSubConsumer:
         )
         return type(answer).pb(answer)
 
-    def _pull_batch(self) -> ReceivedBatch:
+    def _pull_batch(self, long_poll: bool) -> Receipt:
         try:
             answer = self._pull(PULL_MAX, PULL_TIMEOUT)
         except _TRANSIENT_PULL_ERRORS:
-            return empty_batch()
-        return as_batch([_fields(m) for m in answer.received_messages])
+            return Receipt(empty_batch())
+        received = answer.received_messages
+        published = [m.message.publish_time.ToNanoseconds() for m in received]
+        return Receipt(
+            as_batch([_fields(m) for m in received]),
+            min(published) / 1e9 if published else None,
+            max(published) / 1e9 if published else None,
+        )
 
     def _acknowledge(self, ack_ids: list[str]) -> None:
         self._subscriber.acknowledge(

@@ -41,7 +41,14 @@ from harness.drivers.base import (
     SendCompletions,
 )
 from harness.drivers.batcher import Batcher, MessageOutcomes, ToCallback, ToCompletions
-from harness.drivers.prefetch import FailedAcks, Fields, Prefetcher, as_batch, as_received
+from harness.drivers.prefetch import (
+    FailedAcks,
+    Fields,
+    Prefetcher,
+    Receipt,
+    as_batch,
+    as_received,
+)
 from harness.errors import BrokerUnreachableError, UserError
 from harness.settings import FrozenModel
 
@@ -76,8 +83,9 @@ class SqsEndpoint(FrozenModel):
     secret_access_key: str | None = None
     visibility_timeout: int = 30
     linger_seconds: float = 0.05
-    """The longest a message waits for its SendMessageBatch to fill; the wait itself follows
-    the arrival rate (``harness.drivers.batcher.linger_for_rate``)."""
+    """The longest a message waits for its SendMessageBatch to fill, and in the queue for a
+    ReceiveMessage that ``poll_batch`` makes: the wait itself follows the rate messages arrive
+    at (``harness.drivers.batcher.linger_for_rate``)."""
     send_threads: int = 4
     """SendMessageBatch requests in flight at most."""
     receive_threads: int = 3
@@ -331,6 +339,7 @@ class SqsConsumer:
         self._url = destination.address
         self._fifo = destination.spec.ordered
         self._receive_threads = endpoint.receive_threads
+        self._linger = endpoint.linger_seconds
         self._prefetcher: Prefetcher | None = None
         self._deletes: Batcher[str] | None = None
         self._failed_acks = FailedAcks("sqs")
@@ -362,6 +371,8 @@ class SqsConsumer:
                 full=MAX_BATCH,
                 max_buffered=max(100, 2 * MAX_BATCH * self._receive_threads),
                 release=lambda batch: self._make_visible(batch.handle),
+                max_linger=self._linger,
+                settle=True,
             )
         return self._prefetcher.take(max_messages, timeout)
 
@@ -372,6 +383,7 @@ class SqsConsumer:
                 name="sqs-delete",
                 max_batch=MAX_BATCH,
                 max_in_flight=DELETE_THREADS,
+                max_linger=self._linger,
             )
         self._deletes.add(batch.handle)
 
@@ -389,8 +401,8 @@ class SqsConsumer:
             QueueUrl=self._url,
             MaxNumberOfMessages=max_messages,
             WaitTimeSeconds=wait_seconds,
-            AttributeNames=["ApproximateReceiveCount"],
-            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            AttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+            MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
             MessageAttributeNames=[KEY_ATTRIBUTE, ENCODING_ATTRIBUTE],
         )
         return answer.get("Messages", [])
@@ -407,8 +419,14 @@ class SqsConsumer:
         messages = self._receive(max(1, min(max_messages, MAX_BATCH)), wait_seconds)
         return as_batch([_fields(message) for message in messages])
 
-    def _receive_batch(self) -> ReceivedBatch:
-        return as_batch([_fields(m) for m in self._receive(MAX_BATCH, RECEIVE_WAIT_SECONDS)])
+    def _receive_batch(self, long_poll: bool) -> Receipt:
+        messages = self._receive(MAX_BATCH, RECEIVE_WAIT_SECONDS if long_poll else 0)
+        sent = [int(m["Attributes"]["SentTimestamp"]) for m in messages]
+        return Receipt(
+            as_batch([_fields(m) for m in messages]),
+            min(sent) / 1000 if sent else None,
+            max(sent) / 1000 if sent else None,
+        )
 
     def _delete_in_background(self, handles: list[str]) -> None:
         try:

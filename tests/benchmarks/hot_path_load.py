@@ -17,6 +17,7 @@ alone, no driver, nothing recorded):
   (``ShardWriter.append_columns``) at the end. Stops after ``seconds``.
 - ``consume``: ``poll_batch(100, 0.5)``, decodes every envelope, appends the receives to a
   history shard per batch, ``ack_batch``; stops after ``expect`` messages or ``seconds``.
+  Also reports the end-to-end latency percentiles (receive time - intended send time).
 - ``bare-produce``/``bare-consume``: boto3 (SendMessageBatch of 10 on 4 threads;
   ReceiveMessage of 10 + DeleteMessageBatch on 3 threads) or google-cloud-pubsub (the batching
   ``PublisherClient.publish`` with at most ``window`` futures outstanding; a streaming pull
@@ -180,6 +181,7 @@ def consume(plan: dict[str, Any]) -> dict[str, Any]:
     writer = history_writer("receives")
     sampler = Sampler()
     received = 0
+    latencies: list[np.ndarray[Any, Any]] = []
     report(kind="ready")
     cpu, deadline = time.process_time(), time.monotonic() + plan["seconds"]
     while received < plan["expect"] and time.monotonic() < deadline:
@@ -205,13 +207,16 @@ def consume(plan: dict[str, Any]) -> dict[str, Any]:
                 ]
             )
             batching.ack_batch(receiver, batch)
+            latencies.append(now - np.array([e.intended_ns for e in envelopes], dtype=np.int64))
             received += count
         sampler.maybe(received)
     consumer.close()
     writer.close()
     used = time.process_time() - cpu
     driver.close()
-    return {"cpu_s": used, "received": received, **samples(sampler)}
+    e2e_ms = np.concatenate(latencies) / 1e6 if latencies else np.zeros(1)
+    percentiles = {f"e2e_p{p}_ms": round(float(np.percentile(e2e_ms, p)), 1) for p in (50, 99)}
+    return {"cpu_s": used, "received": received, **percentiles, **samples(sampler)}
 
 
 def samples(sampler: Sampler) -> dict[str, Any]:

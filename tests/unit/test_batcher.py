@@ -8,12 +8,12 @@ import pytest
 
 from harness.drivers.base import Outcome, ReceivedBatch
 from harness.drivers.batcher import ArrivalRate, Batcher, ToCompletions, linger_for_rate
-from harness.drivers.prefetch import Prefetcher, as_batch, merge, split
+from harness.drivers.prefetch import Prefetcher, Receipt, as_batch, merge, split
 
 
 @pytest.mark.parametrize(
     ("rate", "linger_ms"),
-    [(0, 0.0), (20, 5.6), (90, 25.0), (180, 50.0), (200, 45.0), (2000, 4.5)],
+    [(0, 0.0), (20, 5.0), (100, 25.0), (200, 50.0), (250, 40.0), (2000, 5.0)],
 )
 def test_linger_fills_a_request_within_the_bound_and_shrinks_at_low_rates(
     rate: float, linger_ms: float
@@ -150,12 +150,12 @@ class Receives:
         self.released: list[str] = []
         self._lock = threading.Lock()
 
-    def __call__(self) -> ReceivedBatch:
+    def __call__(self, long_poll: bool) -> Receipt:
         with self._lock:
             if self.batches:
-                return self.batches.pop(0)
+                return Receipt(self.batches.pop(0))
         threading.Event().wait(0.02)
-        return batch_of()
+        return Receipt(batch_of())
 
 
 def test_take_returns_what_arrived_and_close_releases_the_rest() -> None:
@@ -183,7 +183,7 @@ def test_take_returns_what_arrived_and_close_releases_the_rest() -> None:
 
 
 def test_take_raises_the_receive_error_when_nothing_is_buffered() -> None:
-    def failing() -> ReceivedBatch:
+    def failing(long_poll: bool) -> Receipt:
         raise ConnectionError("broker down")
 
     prefetcher = Prefetcher(
