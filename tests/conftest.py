@@ -50,10 +50,12 @@ def stack(settings: Settings) -> Iterator[Stack]:
         if name not in missing
     ]
     stack = Stack(settings, available)
-    already_running = all(status.state == "healthy" for status in stack.status())
+    # Stop it afterwards only if none of it was running: a stack with one service paused or
+    # crashed (another session's chaos test) is someone else's, which up() merely repairs.
+    started_here = all(status.state == "stopped" for status in stack.status())
     stack.up()
     yield stack
-    if not already_running:
+    if started_here:
         stack.down()
 
 

@@ -1,28 +1,26 @@
 """SQS through boto3: standard and FIFO queues, redrive to a dead-letter queue, long polling.
 
 Works against AWS, ElasticMQ and moto alike (the endpoint picks which). A queue is the one
-consumer group SQS has. Sends are batched (up to 10 per SendMessageBatch, a few ms of linger)
-on a background thread, so ``send`` never blocks the caller on the network.
+consumer group SQS has. Sends go out in SendMessageBatch requests of up to 10, full whenever the
+arrival rate allows, several in flight (``harness.drivers.batcher``), so neither ``send`` nor
+``send_batch`` waits on the network. ``poll_batch`` takes what receiver threads long-polled
+ahead (``harness.drivers.prefetch``) and ``ack_batch`` queues DeleteMessageBatch requests that
+go out in the background; the per-message ``poll``/``ack``/``nack`` call SQS directly.
 """
 
 import base64
 import contextlib
+import itertools
 import json
 import math
-import queue
 import re
-import threading
-import time
 import uuid
-import zlib
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import (
-    BotoCoreError,
     ClientError,
     ConnectionClosedError,
     EndpointConnectionError,
@@ -38,21 +36,40 @@ from harness.drivers.base import (
     OrderingScope,
     Outcome,
     Received,
+    ReceivedBatch,
     SendCallback,
-    SendResult,
+    SendCompletions,
 )
-from harness.drivers.inflight import InFlight
+from harness.drivers.batcher import Batcher, MessageOutcomes, ToCallback, ToCompletions
+from harness.drivers.prefetch import (
+    FailedAcks,
+    Fields,
+    Prefetcher,
+    Receipt,
+    as_batch,
+    as_received,
+)
 from harness.errors import BrokerUnreachableError, UserError
 from harness.settings import FrozenModel
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.literals import QueueAttributeNameType
-    from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
+    from mypy_boto3_sqs.type_defs import (
+        DeleteMessageBatchRequestEntryTypeDef,
+        SendMessageBatchRequestEntryTypeDef,
+    )
 
 KEY_ATTRIBUTE = "bb-key"
 ENCODING_ATTRIBUTE = "bb-encoding"
 MAX_BATCH = 10
+MAX_REQUEST_BYTES = 256 * 1024
+"""SendMessageBatch's limit on the bodies and attributes of all its entries (ElasticMQ, moto;
+AWS has allowed 1 MiB since 2025)."""
+RECEIVE_WAIT_SECONDS = 1
+"""A receiver thread's long poll: short enough that ``close`` is prompt."""
+DELETE_THREADS = 2
+_ENTRY_IDS = [str(position) for position in range(MAX_BATCH)]
 # Characters SQS refuses in a message body; such payloads travel base64-encoded.
 _NOT_SQS_TEXT = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
@@ -65,8 +82,15 @@ class SqsEndpoint(FrozenModel):
     """None uses boto3's default credential chain."""
     secret_access_key: str | None = None
     visibility_timeout: int = 30
-    linger_seconds: float = 0.005
+    linger_seconds: float = 0.05
+    """The longest a message waits for its SendMessageBatch to fill, and in the queue for a
+    ReceiveMessage that ``poll_batch`` makes: the wait itself follows the rate messages arrive
+    at (``harness.drivers.batcher.linger_for_rate``)."""
     send_threads: int = 4
+    """SendMessageBatch requests in flight at most."""
+    receive_threads: int = 3
+    """ReceiveMessage calls in flight at most for ``poll_batch`` (standard queues; a FIFO
+    queue receives only when ``poll_batch`` asks)."""
 
 
 def _encode(payload: bytes) -> tuple[str, str]:
@@ -112,7 +136,12 @@ class SqsDriver:
                 connect_timeout=3,
                 read_timeout=25,  # above the 20 s long-poll maximum
                 retries={"mode": "standard", "max_attempts": 3},
-                max_pool_connections=max(10, endpoint.send_threads * 2),
+                max_pool_connections=max(
+                    10, endpoint.send_threads + endpoint.receive_threads + DELETE_THREADS + 2
+                ),
+                # A quarter of botocore's CPU per request; the driver builds every request
+                # itself, and SQS still refuses a malformed one (a fail outcome).
+                parameter_validation=False,
             ),
         )
         try:
@@ -170,7 +199,7 @@ class SqsDriver:
         return SqsProducer(self.client, destination, self.endpoint)
 
     def consumer(self, destination: Destination, group: str) -> "SqsConsumer":
-        return SqsConsumer(self.client, destination)
+        return SqsConsumer(self.client, destination, self.endpoint)
 
     def backlog(self, destination: Destination, group: str) -> int | None:
         attributes = self.client.get_queue_attributes(
@@ -187,14 +216,6 @@ class SqsDriver:
         self.client.close()
 
 
-@dataclass(frozen=True)
-class _Pending:
-    key: str
-    payload: bytes
-    on_complete: SendCallback
-    dedup_id: str | None
-
-
 def _outcome_of(error: Exception) -> Outcome:
     """Fail only when SQS itself refused the first and only attempt. botocore retries a batch
     on timeouts and connection errors, so whatever the last attempt's error, an earlier one may
@@ -205,149 +226,248 @@ def _outcome_of(error: Exception) -> Outcome:
     return Outcome.UNKNOWN
 
 
+_Pending: TypeAlias = "tuple[SendMessageBatchRequestEntryTypeDef, MessageOutcomes, int]"
+"""A queued message: its SendMessageBatch entry, where its outcome goes, and its index."""
+
+
 class SqsProducer:
-    """Sends through ``send_threads`` lanes; a key always takes the same lane, so messages of
-    one key (one FIFO message group) reach SQS in the order they were sent."""
+    """Sends through a ``Batcher``: SendMessageBatch requests of up to 10 messages, up to
+    ``send_threads`` in flight; on a FIFO queue a message group (key) never has two requests in
+    flight, so its messages reach SQS in the order they were sent."""
 
     def __init__(self, client: "SQSClient", destination: Destination, endpoint: SqsEndpoint):
         self._client = client
         self._url = destination.address
         self._fifo = destination.spec.ordered
-        self._linger = endpoint.linger_seconds
-        self._inflight = InFlight()
-        self._lanes: list[queue.SimpleQueue[_Pending | None]] = [
-            queue.SimpleQueue() for _ in range(endpoint.send_threads)
-        ]
-        self._threads = [
-            threading.Thread(target=self._send_forever, args=(lane,), name="sqs-send", daemon=True)
-            for lane in self._lanes
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._batcher: Batcher[_Pending] = Batcher(
+            self._send_request,
+            name="sqs-send",
+            max_batch=MAX_BATCH,
+            max_in_flight=endpoint.send_threads,
+            max_linger=endpoint.linger_seconds,
+            max_bytes=MAX_REQUEST_BYTES,
+            ordered=self._fifo,
+        )
 
     def send(
         self, key: str, payload: bytes, on_complete: SendCallback, *, dedup_id: str | None = None
     ) -> None:
-        self._inflight.add()
-        lane = self._lanes[zlib.crc32(key.encode()) % len(self._lanes)]
-        lane.put(_Pending(key, payload, on_complete, dedup_id))
+        dedup_ids = None if dedup_id is None else [dedup_id]
+        self._queue([key], [payload], 0, ToCallback(key, on_complete), dedup_ids)
 
-    def _send_forever(self, lane: "queue.SimpleQueue[_Pending | None]") -> None:
-        """Collect up to 10 messages or for ``linger`` seconds, send them, repeat."""
-        while True:
-            first = lane.get()
-            if first is None:
-                return
-            batch = [first]
-            deadline = time.monotonic() + self._linger
-            closing = False
-            while len(batch) < MAX_BATCH:
-                try:
-                    item = lane.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if item is None:
-                    closing = True
-                    break
-                batch.append(item)
-            self._send_batch(batch)
-            if closing:
-                return
+    def send_batch(
+        self,
+        keys: Sequence[str],
+        payloads: Sequence[bytes],
+        first_index: int,
+        completions: SendCompletions,
+        *,
+        dedup_ids: Sequence[str] | None = None,
+    ) -> None:
+        self._queue(keys, payloads, first_index, ToCompletions(completions), dedup_ids)
 
-    def _entry(self, index: int, item: _Pending) -> "SendMessageBatchRequestEntryTypeDef":
-        body, encoding = _encode(item.payload)
-        entry: SendMessageBatchRequestEntryTypeDef = {
-            "Id": str(index),
-            "MessageBody": body,
-            "MessageAttributes": {
-                KEY_ATTRIBUTE: {"DataType": "String", "StringValue": item.key},
-                ENCODING_ATTRIBUTE: {"DataType": "String", "StringValue": encoding},
-            },
-        }
+    def _queue(
+        self,
+        keys: Sequence[str],
+        payloads: Sequence[bytes],
+        first_index: int,
+        outcomes: MessageOutcomes,
+        dedup_ids: Sequence[str] | None,
+    ) -> None:
+        items: list[_Pending] = []
+        sizes: list[int] = []
+        for position, (key, payload) in enumerate(zip(keys, payloads, strict=True)):
+            body, encoding = _encode(payload)
+            entry: SendMessageBatchRequestEntryTypeDef = {
+                "Id": "",  # its position in the request, set when the request is made
+                "MessageBody": body,
+                "MessageAttributes": {
+                    KEY_ATTRIBUTE: {"DataType": "String", "StringValue": key},
+                    ENCODING_ATTRIBUTE: {"DataType": "String", "StringValue": encoding},
+                },
+            }
+            items.append((entry, outcomes, first_index + position))
+            sizes.append(len(body) + len(key) + 40)  # base64 and ASCII: characters are bytes
         if self._fifo:
-            entry["MessageGroupId"] = item.key
-            entry["MessageDeduplicationId"] = item.dedup_id or uuid.uuid4().hex
-        return entry
+            for (entry, _, _), key, dedup_id in zip(
+                items, keys, dedup_ids or itertools.repeat(None), strict=False
+            ):
+                entry["MessageGroupId"] = key
+                entry["MessageDeduplicationId"] = dedup_id or uuid.uuid4().hex
+        self._batcher.add(items, keys if self._fifo else None, sizes)
 
-    def _send_batch(self, batch: list[_Pending]) -> None:
+    def _send_request(self, items: list[_Pending]) -> None:
+        entries = [entry for entry, _, _ in items]
+        for position, entry in enumerate(entries):
+            entry["Id"] = _ENTRY_IDS[position]
         try:
-            answer = self._client.send_message_batch(
-                QueueUrl=self._url, Entries=[self._entry(i, item) for i, item in enumerate(batch)]
-            )
-        except (BotoCoreError, ClientError) as exc:
-            for item in batch:
-                item.on_complete(SendResult(item.key, _outcome_of(exc), error=str(exc)))
-            self._inflight.done(len(batch))
+            answer = self._client.send_message_batch(QueueUrl=self._url, Entries=entries)
+        except Exception as exc:  # not only botocore's: any error leaves the outcome open
+            outcome, error = _outcome_of(exc), str(exc)
+            for _, outcomes, index in items:
+                outcomes.failed(index, outcome, error)
             return
-        for success in answer.get("Successful", []):
-            item = batch[int(success["Id"])]
-            item.on_complete(SendResult(item.key, Outcome.OK, success["MessageId"]))
-        for failure in answer.get("Failed", []):
-            item = batch[int(failure["Id"])]
-            error = f"{failure['Code']}: {failure.get('Message', '')}"
-            item.on_complete(SendResult(item.key, Outcome.FAIL, error=error))
-        self._inflight.done(len(batch))
+        successful, failed = answer.get("Successful", []), answer.get("Failed", [])
+        for success in successful:
+            _, outcomes, index = items[int(success["Id"])]
+            outcomes.sent(index, success["MessageId"])
+        for failure in failed:
+            _, outcomes, index = items[int(failure["Id"])]
+            outcomes.failed(index, Outcome.FAIL, f"{failure['Code']}: {failure.get('Message')}")
+        if len(successful) + len(failed) < len(items):
+            answered = {int(result["Id"]) for result in (*successful, *failed)}
+            for position, (_, outcomes, index) in enumerate(items):
+                if position not in answered:
+                    outcomes.failed(index, Outcome.UNKNOWN, "not in SQS's answer")
 
     def flush(self, timeout: float) -> int:
-        return self._inflight.wait(timeout)
+        return self._batcher.flush(timeout)
 
     def close(self) -> None:
-        self.flush(30)
-        for lane in self._lanes:
-            lane.put(None)
-        for thread in self._threads:
-            thread.join(timeout=5)
+        self._batcher.close(30)
 
 
 class SqsConsumer:
-    def __init__(self, client: "SQSClient", destination: Destination) -> None:
+    """``poll``/``ack``/``nack`` call SQS directly; ``poll_batch`` takes from receiver threads
+    started by its first call, and ``ack_batch`` deletes in the background. A consumer is used
+    one way or the other."""
+
+    def __init__(
+        self, client: "SQSClient", destination: Destination, endpoint: SqsEndpoint
+    ) -> None:
         self._client = client
         self._url = destination.address
+        self._fifo = destination.spec.ordered
+        self._receive_threads = endpoint.receive_threads
+        self._linger = endpoint.linger_seconds
+        self._prefetcher: Prefetcher | None = None
+        self._deletes: Batcher[str] | None = None
+        self._failed_acks = FailedAcks("sqs")
+
+    @property
+    def failed_acks(self) -> int:
+        """Messages whose background delete failed: SQS delivers them again."""
+        return self._failed_acks.count
 
     def poll(self, max_messages: int, timeout: float) -> list[Received]:
-        answer = self._client.receive_message(
-            QueueUrl=self._url,
-            MaxNumberOfMessages=max(1, min(max_messages, MAX_BATCH)),
-            WaitTimeSeconds=min(20, math.ceil(timeout)),
-            AttributeNames=["ApproximateReceiveCount"],
-            MessageSystemAttributeNames=["ApproximateReceiveCount"],
-            MessageAttributeNames=[KEY_ATTRIBUTE, ENCODING_ATTRIBUTE],
-        )
-        return [_received(message) for message in answer.get("Messages", [])]
-
-    def _each_batch(self, messages: Sequence[Received]) -> list[list[Received]]:
-        return [list(messages[i : i + MAX_BATCH]) for i in range(0, len(messages), MAX_BATCH)]
+        messages = self._receive(max(1, min(max_messages, MAX_BATCH)), min(20, math.ceil(timeout)))
+        return as_received([_fields(message) for message in messages])
 
     def ack(self, messages: Sequence[Received]) -> None:
-        for batch in self._each_batch(messages):
-            self._client.delete_message_batch(
-                QueueUrl=self._url,
-                Entries=[{"Id": str(i), "ReceiptHandle": m.handle} for i, m in enumerate(batch)],
-            )
+        for entries in _entries(m.handle for m in messages):
+            self._client.delete_message_batch(QueueUrl=self._url, Entries=entries)
 
     def nack(self, messages: Sequence[Received]) -> None:
-        for batch in self._each_batch(messages):
+        self._make_visible([m.handle for m in messages])
+
+    def poll_batch(self, max_messages: int, timeout: float) -> ReceivedBatch:
+        if self._fifo:
+            return self._receive_after_deletes(max_messages, timeout)
+        if self._prefetcher is None:
+            self._prefetcher = Prefetcher(
+                self._receive_batch,
+                name="sqs-receive",
+                threads=self._receive_threads,
+                full=MAX_BATCH,
+                max_buffered=max(100, 2 * MAX_BATCH * self._receive_threads),
+                release=lambda batch: self._make_visible(batch.handle),
+                max_linger=self._linger,
+                settle=True,
+            )
+        return self._prefetcher.take(max_messages, timeout)
+
+    def ack_batch(self, batch: ReceivedBatch) -> None:
+        if self._deletes is None:
+            self._deletes = Batcher(
+                self._delete_in_background,
+                name="sqs-delete",
+                max_batch=MAX_BATCH,
+                max_in_flight=DELETE_THREADS,
+                max_linger=self._linger,
+            )
+        self._deletes.add(batch.handle)
+
+    def close(self) -> None:
+        """Stops the receivers (what they received but ``poll_batch`` never returned is made
+        visible again, not deleted) and completes the deletes of what was acked. The boto3
+        client belongs to the driver."""
+        if self._prefetcher is not None:
+            self._prefetcher.close()
+        if self._deletes is not None:
+            self._deletes.close(30)
+
+    def _receive(self, max_messages: int, wait_seconds: int) -> list[Any]:
+        answer = self._client.receive_message(
+            QueueUrl=self._url,
+            MaxNumberOfMessages=max_messages,
+            WaitTimeSeconds=wait_seconds,
+            AttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+            MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+            MessageAttributeNames=[KEY_ATTRIBUTE, ENCODING_ATTRIBUTE],
+        )
+        return answer.get("Messages", [])
+
+    def _receive_after_deletes(self, max_messages: int, timeout: float) -> ReceivedBatch:
+        """A FIFO queue's ``poll_batch``: no receiving ahead. A message group is locked until
+        its received messages are deleted, so a receive that overlaps the deletes misses the
+        group (and moto's long poll does not see it unlock: it waits out the poll), and moto
+        hands a group to two concurrent receives, whose answers can then arrive out of order.
+        The deletes still overlap the caller's handling of the batch."""
+        if self._deletes is not None:
+            self._deletes.flush(timeout)
+        wait_seconds = min(20, math.ceil(timeout))
+        messages = self._receive(max(1, min(max_messages, MAX_BATCH)), wait_seconds)
+        return as_batch([_fields(message) for message in messages])
+
+    def _receive_batch(self, long_poll: bool) -> Receipt:
+        messages = self._receive(MAX_BATCH, RECEIVE_WAIT_SECONDS if long_poll else 0)
+        sent = [int(m["Attributes"]["SentTimestamp"]) for m in messages]
+        return Receipt(
+            as_batch([_fields(m) for m in messages]),
+            min(sent) / 1000 if sent else None,
+            max(sent) / 1000 if sent else None,
+        )
+
+    def _delete_in_background(self, handles: list[str]) -> None:
+        try:
+            (entries,) = _entries(handles)
+            answer = self._client.delete_message_batch(QueueUrl=self._url, Entries=entries)
+        except Exception as exc:
+            self._failed_acks.add(len(handles), exc)
+            return
+        for failure in answer.get("Failed", []):
+            self._failed_acks.add(1, f"{failure['Code']}: {failure.get('Message')}")
+
+    def _make_visible(self, handles: Sequence[str]) -> None:
+        for entries in _entries(handles):
             self._client.change_message_visibility_batch(
                 QueueUrl=self._url,
                 Entries=[
-                    {"Id": str(i), "ReceiptHandle": m.handle, "VisibilityTimeout": 0}
-                    for i, m in enumerate(batch)
+                    {"Id": e["Id"], "ReceiptHandle": e["ReceiptHandle"], "VisibilityTimeout": 0}
+                    for e in entries
                 ],
             )
 
-    def close(self) -> None:
-        """The boto3 client belongs to the driver; nothing to release here."""
+
+def _entries(handles: Iterable[str]) -> "list[list[DeleteMessageBatchRequestEntryTypeDef]]":
+    """Receipt handles as the entries of requests of up to 10."""
+    entries: list[DeleteMessageBatchRequestEntryTypeDef] = [
+        {"Id": _ENTRY_IDS[n % MAX_BATCH], "ReceiptHandle": h} for n, h in enumerate(handles)
+    ]
+    return [entries[start : start + MAX_BATCH] for start in range(0, len(entries), MAX_BATCH)]
 
 
-def _received(message: Any) -> Received:
+def _fields(message: Any) -> Fields:
+    """A received message's key, payload, message id, delivery attempt (0: not counted) and
+    receipt handle."""
     attributes = message.get("MessageAttributes", {})
     key = attributes.get(KEY_ATTRIBUTE, {}).get("StringValue", "")
     encoding = attributes.get(ENCODING_ATTRIBUTE, {}).get("StringValue", "utf-8")
     count = message.get("Attributes", {}).get("ApproximateReceiveCount")
-    return Received(
-        key=key,
-        payload=_decode(message["Body"], encoding),
-        message_id=message["MessageId"],
-        delivery_attempt=int(count) if count is not None else None,
-        handle=message["ReceiptHandle"],
+    return (
+        key,
+        _decode(message["Body"], encoding),
+        message["MessageId"],
+        int(count) if count is not None else 0,
+        message["ReceiptHandle"],
     )

@@ -2,6 +2,7 @@
 the real local services (``Test*`` subclasses in this folder pick the target and path)."""
 
 import os
+import threading
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -10,6 +11,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from harness.drivers import batching
 from harness.drivers.base import (
     Capabilities,
     Consumer,
@@ -67,6 +69,87 @@ def consume(
         else:
             on_batch(batch)
     return received
+
+
+class Completions:
+    """A ``SendCompletions`` that keeps each index's outcome and every index reported twice."""
+
+    def __init__(self, count: int) -> None:
+        self.outcomes: list[Outcome | None] = [None] * count
+        self.errors: dict[int, str] = {}
+        self.reported_twice: list[int] = []
+        self._lock = threading.Lock()
+
+    def ok(self, index: int, partition: int = -1, offset: int = -1) -> None:
+        self._report(index, Outcome.OK)
+
+    def failed(self, index: int, outcome: Outcome, error: str) -> None:
+        self.errors[index] = error
+        self._report(index, outcome)
+
+    def _report(self, index: int, outcome: Outcome) -> None:
+        with self._lock:
+            if self.outcomes[index] is not None:
+                self.reported_twice.append(index)
+            self.outcomes[index] = outcome
+
+
+def send_all_batched(
+    producer: Producer,
+    messages: list[tuple[str, bytes]],
+    *,
+    chunk: int = 7,
+    dedup_ids: list[str] | None = None,
+) -> Completions:
+    """``send_batch`` calls of ``chunk`` messages (7: requests of 10 straddle them), then flush."""
+    completions = Completions(len(messages))
+    for start in range(0, len(messages), chunk):
+        part = messages[start : start + chunk]
+        batching.send_batch(
+            producer,
+            [key for key, _ in part],
+            [body for _, body in part],
+            start,
+            completions,
+            dedup_ids=None if dedup_ids is None else dedup_ids[start : start + chunk],
+        )
+    assert producer.flush(60) == 0, "sends still pending after 60 s"
+    assert completions.reported_twice == []
+    return completions
+
+
+def consume_batches(
+    consumer: Consumer, until: Callable[[list[ReceivedBatch]], bool], timeout: float = 60.0
+) -> list[ReceivedBatch]:
+    """``poll_batch`` and ``ack_batch`` until ``until(every batch so far)``."""
+    batches: list[ReceivedBatch] = []
+    deadline = time.monotonic() + timeout
+    while not until(batches) and time.monotonic() < deadline:
+        batch = batching.poll_batch(consumer, 100, 1.0)
+        if len(batch):
+            batches.append(batch)
+            batching.ack_batch(consumer, batch)
+    return batches
+
+
+def received_count(batches: list[ReceivedBatch]) -> int:
+    return sum(len(batch) for batch in batches)
+
+
+def columns(batches: list[ReceivedBatch]) -> list[tuple[str, bytes, str, int]]:
+    """(key, payload, message id, delivery attempt) of every message, in delivery order."""
+    rows: list[tuple[str, bytes, str, int]] = []
+    for batch in batches:
+        assert batch.keys is not None and batch.message_ids is not None
+        assert batch.delivery_attempts is not None
+        rows.extend(
+            zip(batch.keys, batch.payloads, batch.message_ids, batch.delivery_attempts, strict=True)
+        )
+    return rows
+
+
+def background_threads() -> set[threading.Thread]:
+    return {thread for thread in threading.enumerate() if thread is not threading.main_thread()}
 
 
 class DriverContract:
@@ -252,6 +335,106 @@ class DriverContract:
         consume(consumer, lambda got: len(got) >= len(sent))
         consumer.close()
         assert _eventually(lambda: driver.backlog(destination, "default") == 0)
+
+
+class BatchedPathContract:
+    """The batched hot path (``send_batch``, ``poll_batch``, ``ack_batch``), through
+    ``harness.drivers.batching``: the driver's own where it has one, else the per-message
+    fallback."""
+
+    expected_lag_probe: ClassVar[LagProbe]
+
+    def test_batched_path_delivers_every_message_once(
+        self, driver: Driver, create: Callable[..., Destination]
+    ) -> None:
+        destination = create(partitions=3)
+        sent = [(key, payload(key, seq)) for seq in range(25) for key in KEYS]
+        producer = driver.producer(destination)
+        completions = send_all_batched(producer, sent)
+        producer.close()
+        assert completions.outcomes == [Outcome.OK] * len(sent), completions.errors
+
+        consumer = driver.consumer(destination, "default")
+        batches = consume_batches(consumer, lambda got: received_count(got) >= len(sent))
+        consumer.close()
+        rows = columns(batches)
+        assert Counter((key, body) for key, body, _, _ in rows) == Counter(sent)
+        assert len({message_id for _, _, message_id, _ in rows}) == len(sent)
+        assert {attempt for _, _, _, attempt in rows} <= {0, 1}, "first deliveries only"
+
+        if self.expected_lag_probe is not LagProbe.DERIVED:  # the acks reached the broker
+            assert _eventually(lambda: driver.backlog(destination, "default") == 0)
+        again = driver.consumer(destination, "default")
+        leftovers = consume_batches(again, bool, timeout=3.0)
+        again.close()
+        assert leftovers == [], "acked messages were delivered again after a clean close"
+
+    def test_batched_order_holds_within_the_promised_scope(
+        self, driver: Driver, create: Callable[..., Destination]
+    ) -> None:
+        destination = create(partitions=3, ordered=True)
+        per_key = 30
+        sent = [(key, payload(key, seq)) for seq in range(per_key) for key in KEYS]
+        producer = driver.producer(destination)
+        completions = send_all_batched(producer, sent, chunk=13)
+        producer.close()
+        assert completions.outcomes == [Outcome.OK] * len(sent), completions.errors
+
+        consumer = driver.consumer(destination, "default")
+        batches = consume_batches(consumer, lambda got: received_count(got) >= len(sent))
+        consumer.close()
+        by_key: dict[str, list[int]] = defaultdict(list)
+        for key, body, _, _ in columns(batches):
+            assert body.startswith(f"{key}:".encode())
+            by_key[key].append(int(body.split(b":")[1]))
+        assert by_key == {key: list(range(per_key)) for key in KEYS}
+
+    def test_close_acks_only_what_poll_batch_returned_and_stops_its_threads(
+        self, driver: Driver, create: Callable[..., Destination]
+    ) -> None:
+        destination = create()
+        sent = [(key, payload(key, seq)) for seq in range(5) for key in KEYS]
+        producer = driver.producer(destination)
+        assert send_all_batched(producer, sent).outcomes == [Outcome.OK] * len(sent)
+        producer.close()
+        before = background_threads()
+
+        consumer = driver.consumer(destination, "default")
+        taken = batching.poll_batch(consumer, 3, 10.0)
+        deadline = time.monotonic() + 10
+        while not len(taken) and time.monotonic() < deadline:
+            taken = batching.poll_batch(consumer, 3, 1.0)
+        assert 1 <= len(taken) <= 3
+        batching.ack_batch(consumer, taken)
+        time.sleep(0.5)  # receivers have prefetched more by now, which close must not ack
+        consumer.close()
+        assert background_threads() - before == set(), "close left threads running"
+
+        rest = Counter(sent) - Counter(zip(taken.keys or [], taken.payloads, strict=True))
+        again = driver.consumer(destination, "default")
+        # Unacked messages come back at once if close released them, else after the
+        # visibility timeout / ack deadline (30 s).
+        batches = consume_batches(again, lambda got: received_count(got) >= rest.total(), 90)
+        again.close()
+        assert Counter((key, body) for key, body, _, _ in columns(batches)) == rest
+
+    def test_batched_fifo_deduplication(
+        self, driver: Driver, create: Callable[..., Destination]
+    ) -> None:
+        if not driver.capabilities.fifo_deduplication:
+            pytest.skip(f"{driver.name} has no broker-side de-duplication")
+        destination = create(ordered=True, exactly_once=True)
+        sent = [(key, payload(key, 0)) for key in KEYS]
+        dedup_ids = [f"dedup-{key}" for key, _ in sent]
+        producer = driver.producer(destination)
+        for _ in range(2):  # the second round is a duplicate publish of every message
+            completions = send_all_batched(producer, sent, chunk=3, dedup_ids=dedup_ids)
+            assert completions.outcomes == [Outcome.OK] * len(sent), completions.errors
+        producer.close()
+        consumer = driver.consumer(destination, "default")
+        batches = consume_batches(consumer, lambda got: received_count(got) > len(sent), 5.0)
+        consumer.close()
+        assert Counter((key, body) for key, body, _, _ in columns(batches)) == Counter(sent)
 
 
 def _eventually(condition: Callable[[], bool], timeout: float = 15.0) -> bool:

@@ -5,12 +5,12 @@ from typing import ClassVar
 import pytest
 
 from harness.drivers.base import LagProbe, OrderingScope
-from tests.contract.contract import DriverContract
+from tests.contract.contract import BatchedPathContract, DriverContract
 
 pytestmark = pytest.mark.broker
 
 
-class TestKafka(DriverContract):
+class TestKafka(DriverContract, BatchedPathContract):
     target = "kafka"
     expected_ordering = OrderingScope.PARTITION
     expected_lag_probe = LagProbe.OFFSETS
@@ -20,7 +20,7 @@ class TestKafkaThroughProxy(TestKafka):
     via_proxy: ClassVar[bool] = True
 
 
-class TestElasticMq(DriverContract):
+class TestElasticMq(DriverContract, BatchedPathContract):
     target = "elasticmq"
     expected_ordering = OrderingScope.MESSAGE_GROUP
     expected_lag_probe = LagProbe.QUEUE_ATTRIBUTES
@@ -30,7 +30,7 @@ class TestElasticMqThroughProxy(TestElasticMq):
     via_proxy: ClassVar[bool] = True
 
 
-class TestMoto(DriverContract):
+class TestMoto(DriverContract, BatchedPathContract):
     target = "moto"
     expected_ordering = OrderingScope.MESSAGE_GROUP
     expected_lag_probe = LagProbe.QUEUE_ATTRIBUTES
@@ -40,7 +40,7 @@ class TestMotoThroughProxy(TestMoto):
     via_proxy: ClassVar[bool] = True
 
 
-class TestPubSub(DriverContract):
+class TestPubSub(DriverContract, BatchedPathContract):
     target = "pubsub"
     expected_ordering = OrderingScope.ORDERING_KEY
     expected_lag_probe = LagProbe.DERIVED

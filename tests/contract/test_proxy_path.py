@@ -7,12 +7,14 @@ from typing import Any
 
 import pytest
 
+from harness.drivers import batching
 from harness.drivers.base import DestinationSpec, Outcome, SendResult
 from harness.drivers.targets import open_driver
 from harness.settings import Settings
 from harness.stack.manager import Stack
 from harness.stack.services import Toxiproxy
 from tests.conftest import missing_services
+from tests.contract.contract import Completions
 
 pytestmark = pytest.mark.broker
 
@@ -35,6 +37,19 @@ def send_one(driver: Any, destination: Any, key: str) -> SendResult:
     return results[0]
 
 
+def send_batch_of(driver: Any, destination: Any, key: str, count: int) -> Completions:
+    """``count`` messages in one ``send_batch``; each index is reported exactly once."""
+    producer = driver.producer(destination)
+    completions = Completions(count)
+    payloads = [f"{key}:{n}:".encode() for n in range(count)]
+    batching.send_batch(producer, [key] * count, payloads, 0, completions)
+    producer.flush(30)
+    producer.close()
+    assert completions.reported_twice == []
+    assert None not in completions.outcomes, "an index was never reported"
+    return completions
+
+
 @pytest.mark.parametrize("target", ["kafka", "elasticmq", "moto", "pubsub"])
 def test_disabling_the_proxy_breaks_the_data_path_and_enabling_heals_it(
     target: str, stack: Stack, settings: Settings
@@ -52,9 +67,12 @@ def test_disabling_the_proxy_breaks_the_data_path_and_enabling_heals_it(
             during = send_one(driver, destination, "during")
             assert during.outcome in (Outcome.FAIL, Outcome.UNKNOWN), during
             assert time.monotonic() - started < 30
+            during_batch = send_batch_of(driver, destination, "during-batch", 12)
+            assert set(during_batch.outcomes) <= {Outcome.FAIL, Outcome.UNKNOWN}
         finally:
             toxiproxy.set_enabled(target, True)
         assert send_one(driver, destination, "after").ok
+        assert send_batch_of(driver, destination, "after-batch", 12).outcomes == [Outcome.OK] * 12
     finally:
         driver.delete_destination(destination)
         driver.close()
