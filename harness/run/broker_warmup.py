@@ -16,6 +16,7 @@ one-second windows agree within ``SETTLED_RATIO`` (or ``SETTLED_SLACK_MS``); giv
 at ``max_seconds`` (the run then starts anyway: the warm-up helps, it does not gate).
 """
 
+import logging
 import secrets
 import statistics
 import threading
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 
 from harness.drivers.base import (
     Consumer,
+    Destination,
     DestinationSpec,
     Driver,
     Producer,
@@ -58,6 +60,7 @@ DRAIN_SECONDS = 10.0
 POLL_BATCH = 100
 POLL_TIMEOUT = 0.5
 GROUP = "default"
+DESTINATION_PREFIX = "bb-warmup-"
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ class WarmupProgress:
 @dataclass(frozen=True)
 class WarmupOutcome:
     seconds: float
-    """From the first send to the last (the drain and clean-up not included)."""
+    """Seconds of load (whole one-second windows; the drain and clean-up not included)."""
     sent: int
     received: int
     settled: bool
@@ -175,11 +178,12 @@ def warm_up(
     Raises UserError when the broker is unreachable or takes nothing.
     """
     admin = open_driver(target, settings)
-    name = f"bb-warmup-{secrets.token_hex(6)}"
+    name = f"{DESTINATION_PREFIX}{secrets.token_hex(6)}"
     spec = DestinationSpec(name, partitions=shape.partitions, ordered=shape.ordered)
-    destination = admin.create_destination(spec)
     drivers: list[Driver] = [admin]
+    destination: Destination | None = None
     try:
+        destination = admin.create_destination(spec)
         producer_driver = open_driver(target, settings, via_proxy=producers_via_proxy)
         drivers.append(producer_driver)
         consumer_driver = open_driver(target, settings, via_proxy=consumers_via_proxy)
@@ -192,11 +196,13 @@ def warm_up(
             progress,
         )
     finally:
-        try:
-            admin.delete_destination(destination)
-        finally:
-            for driver in drivers:
-                driver.close()
+        if destination is not None:
+            try:
+                admin.delete_destination(destination)
+            except Exception as exc:  # the broker went away: an in-memory one forgets it anyway
+                logging.getLogger(__name__).warning("could not delete %s: %s", name, exc)
+        for driver in drivers:
+            driver.close()
 
 
 def _load(
@@ -275,6 +281,16 @@ def _produce(
     producer: Producer, run_id: int, shape: WarmupShape, tally: _Tally, stop: threading.Event
 ) -> None:
     """Open loop: message ``seq`` is meant for ``start + seq / rate``; sends late ones at once."""
+    try:
+        _send_on_schedule(producer, run_id, shape, tally, stop)
+    except Exception as exc:  # the tally tells; the main loop ends on max_seconds
+        with tally.lock:
+            tally.last_error = f"{type(exc).__name__}: {exc}"
+
+
+def _send_on_schedule(
+    producer: Producer, run_id: int, shape: WarmupShape, tally: _Tally, stop: threading.Event
+) -> None:
     interval_ns = NS_PER_S / shape.rate
     keys = max(1, min(shape.keys, MAX_KEYS))
     seq = 0

@@ -13,7 +13,7 @@ import yaml
 
 from harness.drivers.sqs import SqsDriver
 from harness.drivers.targets import open_driver
-from harness.run.broker_warmup import WarmupProgress
+from harness.run.broker_warmup import DESTINATION_PREFIX, WarmupProgress
 from harness.run.single import Progress
 from harness.run.suite_runner import PlannedRun, run_suite
 from harness.settings import Ports, load_settings
@@ -29,7 +29,6 @@ PORTS = {
     f"BROKERBENCH_PORT_{name.upper()}": str(port + SHIFT)
     for name, port in Ports().model_dump().items()
 }
-WARMUP_PREFIX = "bb-warmup-"
 
 
 def suite_file(folder: Path, **extra: Any) -> Path:
@@ -65,7 +64,7 @@ def second_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
 
 
 def warmup_queues(driver: SqsDriver) -> set[str]:
-    urls = driver.client.list_queues(QueueNamePrefix=WARMUP_PREFIX).get("QueueUrls", [])
+    urls = driver.client.list_queues(QueueNamePrefix=DESTINATION_PREFIX).get("QueueUrls", [])
     return {url.rsplit("/", 1)[1] for url in urls}
 
 
@@ -133,7 +132,7 @@ def test_a_broker_is_warmed_first_and_after_each_restart_never_inside_a_run(
         assert len(phases[key]["e2e_p50_ms"]) == phases[key]["seconds"]
     # The scratch queue existed during each warm-up, was gone before each run, and is gone.
     assert used
-    assert all(name.startswith(WARMUP_PREFIX) for name in used)
+    assert all(name.startswith(DESTINATION_PREFIX) for name in used)
     assert len(during_runs) == 4
     assert set().union(*during_runs.values()) == set()
     assert left == set()
@@ -143,7 +142,7 @@ def test_a_broker_is_warmed_first_and_after_each_restart_never_inside_a_run(
         assert counts["received"] == counts["ok"] == counts["sent"] > 0
         phantom = next(c for c in results[key]["checks"] if c["name"] == "phantom")
         assert phantom["valid"] is True
-    assert not [p for p in (tmp_path / "runs").rglob("*") if WARMUP_PREFIX in p.name]
+    assert not [p for p in (tmp_path / "runs").rglob("*") if DESTINATION_PREFIX in p.name]
 
 
 def test_the_warm_up_can_be_turned_off_by_flag_or_by_the_suite(
