@@ -140,11 +140,16 @@ def columns(batches: list[ReceivedBatch]) -> list[tuple[str, bytes, str, int]]:
     """(key, payload, message id, delivery attempt) of every message, in delivery order."""
     rows: list[tuple[str, bytes, str, int]] = []
     for batch in batches:
-        assert batch.keys is not None and batch.message_ids is not None
-        assert batch.delivery_attempts is not None
-        rows.extend(
-            zip(batch.keys, batch.payloads, batch.message_ids, batch.delivery_attempts, strict=True)
-        )
+        # A broker whose scope is not the key may leave keys out (the payload names it), and
+        # one whose identity is partition:offset may leave message ids out.
+        keys = batch.keys or [body.split(b":", 1)[0].decode() for body in batch.payloads]
+        if batch.message_ids is not None:
+            ids = batch.message_ids
+        else:
+            assert batch.partitions is not None and batch.offsets is not None
+            ids = [f"{p}:{o}" for p, o in zip(batch.partitions, batch.offsets, strict=True)]
+        attempts = batch.delivery_attempts or [0] * len(batch)
+        rows.extend(zip(keys, batch.payloads, ids, attempts, strict=True))
     return rows
 
 
@@ -410,7 +415,7 @@ class BatchedPathContract:
         consumer.close()
         assert background_threads() - before == set(), "close left threads running"
 
-        rest = Counter(sent) - Counter(zip(taken.keys or [], taken.payloads, strict=True))
+        rest = Counter(sent) - Counter((key, body) for key, body, _, _ in columns([taken]))
         again = driver.consumer(destination, "default")
         # Unacked messages come back at once if close released them, else after the
         # visibility timeout / ack deadline (30 s).
