@@ -24,9 +24,13 @@ alone, no driver, nothing recorded):
   ``subscribe`` whose callback acks).
 
 Both report ``samples``: (wall clock, messages done) every 0.25 s, for rates over a window.
+With ``progress`` (a file path) the consumer writes its count there and the producer keeps at
+most ``backlog`` messages waiting in the broker: a max-rate run must not fill the broker's
+memory (the Pub/Sub emulator's heap is 384 MB).
 """
 
 import base64
+import contextlib
 import json
 import os
 import sys
@@ -41,6 +45,7 @@ import numpy as np
 
 KEYS = 100
 SAMPLE_SECONDS = 0.25
+PROGRESS_SECONDS = 0.05
 
 
 def report(**fields: Any) -> None:
@@ -49,17 +54,38 @@ def report(**fields: Any) -> None:
 
 
 class Sampler:
-    """(time.time(), count) every ``SAMPLE_SECONDS``, taken by the loop that counts."""
+    """(time.time(), count) every ``SAMPLE_SECONDS``, taken by the loop that counts; the count
+    also goes to the ``progress`` file, if any."""
 
-    def __init__(self) -> None:
+    def __init__(self, progress: str | None = None) -> None:
         self.samples: list[tuple[float, int]] = []
-        self._next = 0.0
+        self._next = self._next_progress = 0.0
+        self._progress = None if progress is None else Path(progress)
 
     def maybe(self, count: int) -> None:
         now = time.time()
         if now >= self._next:
             self.samples.append((now, count))
             self._next = now + SAMPLE_SECONDS
+        if self._progress is not None and now >= self._next_progress:
+            self._progress.write_text(str(count))
+            self._next_progress = now + PROGRESS_SECONDS
+
+
+class Backlog:
+    """Whether the broker holds ``backlog`` messages not yet received by the consumer."""
+
+    def __init__(self, plan: dict[str, Any]) -> None:
+        self._progress = Path(plan["progress"]) if "progress" in plan else None
+        self._limit = int(plan.get("backlog", 0))
+        self._received = 0
+
+    def full(self, sent: int) -> bool:
+        if self._progress is None or sent - self._received < self._limit:
+            return False
+        with contextlib.suppress(OSError, ValueError):  # not written yet, or read mid-write
+            self._received = int(self._progress.read_text() or 0)
+        return sent - self._received >= self._limit
 
 
 class Outcomes:
@@ -125,13 +151,14 @@ def produce(plan: dict[str, Any]) -> dict[str, Any]:
     invoke = np.zeros(capacity, dtype=np.int64)
     names = [key_name(key) for key in range(KEYS)]
     sampler = Sampler()
+    backlog = Backlog(plan)
     sent = 0
     run_id = int.from_bytes(os.urandom(8), "little") >> 1
     cpu, start_ns = time.process_time(), time.time_ns()
     end_ns = start_ns + int(seconds * 1e9)
     while (now := time.time_ns()) < end_ns:
         due = int((now - start_ns) / 1e9 * rate) if rate else sent + 100
-        if rate == 0 and sent - outcomes.done >= plan["window"]:
+        if rate == 0 and (sent - outcomes.done >= plan["window"] or backlog.full(sent)):
             due = sent
         count = min(due, capacity) - sent
         if count > 0:
@@ -179,7 +206,7 @@ def consume(plan: dict[str, Any]) -> dict[str, Any]:
     consumer = driver.consumer(destination, "default")
     receiver: Any = consumer if plan["path"] == "batched" else PerMessage(consumer)
     writer = history_writer("receives")
-    sampler = Sampler()
+    sampler = Sampler(plan.get("progress"))
     received = 0
     latencies: list[np.ndarray[Any, Any]] = []
     report(kind="ready")
@@ -239,11 +266,16 @@ def bare_sqs_client(plan: dict[str, Any], threads: int) -> Any:
     )
 
 
-def run_threads(threads: int, seconds: float, work: Callable[[threading.Event], int]) -> Any:
+def run_threads(
+    threads: int,
+    seconds: float,
+    work: Callable[[threading.Event], int],
+    progress: str | None = None,
+) -> Any:
     """``work(stop)`` on ``threads`` threads for ``seconds``; samples the running total."""
     stop = threading.Event()
     counts = [0] * threads
-    sampler = Sampler()
+    sampler = Sampler(progress)
 
     def loop(slot: int) -> None:
         while not stop.is_set():
@@ -268,8 +300,13 @@ def bare_sqs_produce(plan: dict[str, Any]) -> dict[str, Any]:
     client = bare_sqs_client(plan, 4)
     url = client.get_queue_url(QueueName=plan["destination"])["QueueUrl"]
     body = base64.b64encode(os.urandom(plan["size"])).decode()
+    backlog = Backlog(plan)
+    sent = [0]
 
     def send(_: threading.Event) -> int:
+        if backlog.full(sent[0]):
+            time.sleep(0.001)
+            return 0
         entries = [
             {
                 "Id": str(n),
@@ -281,10 +318,12 @@ def bare_sqs_produce(plan: dict[str, Any]) -> dict[str, Any]:
             }
             for n in range(10)
         ]
-        return len(client.send_message_batch(QueueUrl=url, Entries=entries)["Successful"])
+        answer = client.send_message_batch(QueueUrl=url, Entries=entries)
+        sent[0] += len(entries)
+        return len(answer["Successful"])
 
-    cpu, sent, sampler = run_threads(4, plan["seconds"], send)
-    return {"cpu_s": cpu, "sent": sent, **samples(sampler)}
+    cpu, total, sampler = run_threads(4, plan["seconds"], send)
+    return {"cpu_s": cpu, "sent": total, **samples(sampler)}
 
 
 def bare_sqs_consume(plan: dict[str, Any]) -> dict[str, Any]:
@@ -310,7 +349,7 @@ def bare_sqs_consume(plan: dict[str, Any]) -> dict[str, Any]:
             )
         return len(messages)
 
-    cpu, received, sampler = run_threads(3, plan["seconds"], receive)
+    cpu, received, sampler = run_threads(3, plan["seconds"], receive, plan.get("progress"))
     return {"cpu_s": cpu, "received": received, **samples(sampler)}
 
 
@@ -339,10 +378,13 @@ def bare_pubsub_produce(plan: dict[str, Any]) -> dict[str, Any]:
         outstanding.release()
 
     sampler = Sampler()
+    backlog = Backlog(plan)
     cpu, deadline = time.process_time(), time.monotonic() + plan["seconds"]
     sent = 0
     while time.monotonic() < deadline:
-        if outstanding.acquire(timeout=0.1):
+        if backlog.full(sent):
+            time.sleep(0.001)
+        elif outstanding.acquire(timeout=0.1):
             publisher.publish(topic, data, **{"bb-key": f"key-{sent % KEYS}"}).add_done_callback(
                 completed
             )
@@ -371,7 +413,7 @@ def bare_pubsub_consume(plan: dict[str, Any]) -> dict[str, Any]:
             received[0] += 1
 
     report(kind="ready")
-    sampler = Sampler()
+    sampler = Sampler(plan.get("progress"))
     cpu = time.process_time()
     future = subscriber.subscribe(subscription, callback)
     deadline = time.monotonic() + plan["seconds"]
