@@ -423,11 +423,15 @@ class BatchedPathContract:
         again.close()
         assert Counter((key, body) for key, body, _, _ in columns(batches)) == rest
 
+
+class FifoDeduplicationContract:
+    """For drivers with broker-side de-duplication (SQS FIFO) only: mixed into their classes
+    rather than skipped elsewhere, since CI fails on a skipped broker test."""
+
     def test_batched_fifo_deduplication(
         self, driver: Driver, create: Callable[..., Destination]
     ) -> None:
-        if not driver.capabilities.fifo_deduplication:
-            pytest.skip(f"{driver.name} has no broker-side de-duplication")
+        assert driver.capabilities.fifo_deduplication
         destination = create(ordered=True, exactly_once=True)
         sent = [(key, payload(key, 0)) for key in KEYS]
         dedup_ids = [f"dedup-{key}" for key, _ in sent]

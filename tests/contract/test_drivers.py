@@ -5,7 +5,7 @@ from typing import ClassVar
 import pytest
 
 from harness.drivers.base import LagProbe, OrderingScope
-from tests.contract.contract import BatchedPathContract, DriverContract
+from tests.contract.contract import BatchedPathContract, DriverContract, FifoDeduplicationContract
 
 pytestmark = pytest.mark.broker
 
@@ -20,7 +20,7 @@ class TestKafkaThroughProxy(TestKafka):
     via_proxy: ClassVar[bool] = True
 
 
-class TestElasticMq(DriverContract, BatchedPathContract):
+class TestElasticMq(DriverContract, BatchedPathContract, FifoDeduplicationContract):
     target = "elasticmq"
     expected_ordering = OrderingScope.MESSAGE_GROUP
     expected_lag_probe = LagProbe.QUEUE_ATTRIBUTES
@@ -30,7 +30,7 @@ class TestElasticMqThroughProxy(TestElasticMq):
     via_proxy: ClassVar[bool] = True
 
 
-class TestMoto(DriverContract, BatchedPathContract):
+class TestMoto(DriverContract, BatchedPathContract, FifoDeduplicationContract):
     target = "moto"
     expected_ordering = OrderingScope.MESSAGE_GROUP
     expected_lag_probe = LagProbe.QUEUE_ATTRIBUTES
