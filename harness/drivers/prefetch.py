@@ -9,9 +9,9 @@ The buffer is bounded (a message waiting in it uses up its visibility timeout / 
 A receive costs about as much CPU whether it brings 1 message or 10, and messages arrive in
 bursts (a producer's requests), so the receivers pace themselves:
 
-- One receiver polls at a time. After a receive that brought messages it waits, like a
-  producer's linger, until a full receive's worth is due at the rate messages arrive
-  (``harness.drivers.batcher.linger_for_rate``, up to ``max_linger``).
+- One receiver polls at a time. With ``max_linger``, after a receive that brought messages it
+  waits, like a producer's linger, until a full receive's worth is due at the rate messages
+  arrive (``harness.drivers.batcher.linger_for_rate``): fewer receives, more latency.
 - A long poll returns as soon as the first message lands. With ``settle``, a receive whose
   newest message was sent after the poll began (it caught the start of a burst) waits
   ``SETTLE_SECONDS`` for the rest to land and takes it in the same turn.

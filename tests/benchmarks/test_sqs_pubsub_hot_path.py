@@ -18,7 +18,9 @@ driver takes messages (at most 2,000 unfinished) for ``BROKERBENCH_BENCH_MAX_SEC
 15) while the consumer keeps up as well as it can, and at most 5,000 messages wait in the
 broker (the consumer's count, through a file): the rate producer and consumer sustain
 together, without filling the broker's memory. The figure is the lower of the two processes'
-rates over the run minus its first 3 s and last 1 s. The bare loops: boto3
+rates over the run minus its first 3 s and last 1 s. The two variants alternate for
+``BROKERBENCH_BENCH_MAX_ROUNDS`` rounds (default 2) and each keeps its best round, so that a
+change in the machine's other load between them does not decide the ratio. The bare loops: boto3
 SendMessageBatch of 10 on 4 threads and ReceiveMessage + DeleteMessageBatch on 3 threads;
 google-cloud-pubsub's batching publisher and streaming-pull subscriber (callback acks).
 
@@ -52,6 +54,7 @@ TICK = 0.005
 SIZE = 200
 CPU_SECONDS = float(os.environ.get("BROKERBENCH_BENCH_HOT_SECONDS", "30"))
 MAX_SECONDS = float(os.environ.get("BROKERBENCH_BENCH_MAX_SECONDS", "15"))
+MAX_ROUNDS = int(os.environ.get("BROKERBENCH_BENCH_MAX_ROUNDS", "2"))
 MAX_WINDOW = 2000
 MAX_BACKLOG = 5000
 SKIP_START, SKIP_END = 3.0, 1.0
@@ -216,10 +219,14 @@ def max_rate_run(target: str, destination: str, variant: str, folder: Path) -> d
     produced, consumed = run["producer"]["samples"], run["consumer"]["samples"]
     start, end = produced[0][0] + SKIP_START, produced[-1][0] - SKIP_END
     sent, received = window_rate(produced, start, end), window_rate(consumed, start, end)
+    wall = produced[-1][0] - produced[0][0]
     return {
         "sent": round(sent),
         "received": round(received),
         "sustained": round(min(sent, received)),
+        # Cores used by each process: near 1.0 is a process that is CPU-bound.
+        "producer_cores": round(run["producer"]["cpu_s"] / wall, 2),
+        "consumer_cores": round(run["consumer"]["cpu_s"] / wall, 2),
     }
 
 
@@ -234,19 +241,25 @@ def test_bench_highest_sustained_rate(
     require_service(target)
     load_average = os.getloadavg()
 
-    def measure() -> dict[str, dict[str, float]]:
-        return {
-            v: max_rate_run(target, destinations(target), v, tmp_path) for v in ("batched", "bare")
-        }
+    def measure() -> dict[str, list[dict[str, float]]]:
+        rounds: dict[str, list[dict[str, float]]] = {"batched": [], "bare": []}
+        for _ in range(MAX_ROUNDS):
+            for variant, results in rounds.items():
+                results.append(max_rate_run(target, destinations(target), variant, tmp_path))
+        return rounds
 
-    runs = benchmark.pedantic(measure, rounds=1, iterations=1)  # type: ignore[no-untyped-call]
+    rounds = benchmark.pedantic(measure, rounds=1, iterations=1)  # type: ignore[no-untyped-call]
+    runs = {v: max(r, key=lambda rates: rates["sustained"]) for v, r in rounds.items()}
     ratio = runs["batched"]["sustained"] / max(runs["bare"]["sustained"], 1)
     benchmark.extra_info.update(
-        runs=runs, ratio=round(ratio, 3), load_average=load_average, cpus=os.cpu_count()
+        rounds=rounds, ratio=round(ratio, 3), load_average=load_average, cpus=os.cpu_count()
     )
+    for variant, results in rounds.items():
+        print(f"\n{target} {variant} rounds: {[r['sustained'] for r in results]} msg/s")
     for variant, rates in runs.items():
         print(
-            f"\n{target} {variant}: sent {rates['sent']:,} msg/s, received "
-            f"{rates['received']:,} msg/s, sustained {rates['sustained']:,} msg/s"
+            f"{target} {variant} best: sent {rates['sent']:,} msg/s, received "
+            f"{rates['received']:,} msg/s, sustained {rates['sustained']:,} msg/s (cores used: "
+            f"producer {rates['producer_cores']}, consumer {rates['consumer_cores']})"
         )
     print(f"{target}: batched / bare = {ratio:.2f}x (target >= {TARGET_RATIO}x)")
