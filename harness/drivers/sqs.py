@@ -292,7 +292,8 @@ class SqsProducer:
                 },
             }
             items.append((entry, outcomes, first_index + position))
-            sizes.append(len(body) + len(key) + 40)  # base64 and ASCII: characters are bytes
+            # A text body's bytes are the payload's; a base64 one's characters are bytes.
+            sizes.append((len(payload) if encoding == "utf-8" else len(body)) + len(key) + 40)
         if self._fifo:
             for (entry, _, _), key, dedup_id in zip(
                 items, keys, dedup_ids or itertools.repeat(None), strict=False
