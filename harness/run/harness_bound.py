@@ -22,6 +22,9 @@ class Thresholds:
     """A saturation rule holds when it holds in at least this share of the measured seconds: a
     quarter of the run is enough to move the p75 and above of every latency figure, while a
     single busy second (a garbage collection, a JIT burst) in a long run is not."""
+    min_seconds: int = 2
+    """... and in at least this many of them: one busy second is noise in a short run too (in
+    a 2-second window it would be half the run; seen in CI as a single 22 ms scheduling stall)."""
     late_ms_floor: float = 20.0
     """Producer lateness p99 (actual minus intended send time) at or below this is never
     judged: timer and scheduling jitter. Measured at 50 msg/s on 2 cores: p99 1.6 ms on a quiet
@@ -81,6 +84,11 @@ def _share(count: int, total: int) -> str:
     return f"{count} of {total} measured seconds ({count / total:.0%})"
 
 
+def _holds(count: int, total: int, thresholds: Thresholds) -> bool:
+    """A per-second rule holds in ``count`` of ``total`` seconds: often enough to count."""
+    return count >= thresholds.min_seconds and count / total >= thresholds.share_of_seconds
+
+
 def verdict(
     measured: Measured, e2e_p99_ms: float | None, thresholds: Thresholds = THRESHOLDS
 ) -> dict[str, Any]:
@@ -92,7 +100,7 @@ def verdict(
     if total:
         machine = measured.machine_cpu_percent
         hot = [s for s in measured.seconds if machine.get(s, 0.0) >= thresholds.machine_cpu_percent]
-        if machine and len(hot) / total >= needed:
+        if machine and _holds(len(hot), total, thresholds):
             reasons.append(
                 f"machine CPU >= {thresholds.machine_cpu_percent:g}% in {_share(len(hot), total)}"
                 f" >= {needed:.0%}{_who_used(measured)}: the broker waited for a CPU"
@@ -101,7 +109,7 @@ def verdict(
             busy = [
                 s for s in measured.seconds if series.get(s, 0.0) >= thresholds.process_cpu_percent
             ]
-            if len(busy) / total >= needed:
+            if _holds(len(busy), total, thresholds):
                 peak = max(series.values())
                 reasons.append(
                     f"{subject} at >= {thresholds.process_cpu_percent:g}% of a core in "
@@ -110,7 +118,7 @@ def verdict(
                 )
         limit = thresholds.late_limit_ms(e2e_p99_ms)
         late = [s for s in measured.seconds if measured.late_ms_p99.get(s, 0.0) > limit]
-        if measured.late_ms_p99 and len(late) / total >= needed:
+        if measured.late_ms_p99 and _holds(len(late), total, thresholds):
             worst = max(measured.late_ms_p99.values())
             basis = f"max({thresholds.late_ms_floor:g} ms, {thresholds.late_share_of_e2e_p99:.0%}"
             basis += " of e2e p99" + (f" {e2e_p99_ms:.1f} ms)" if e2e_p99_ms else ")")

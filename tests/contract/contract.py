@@ -363,7 +363,8 @@ class BatchedPathContract:
         batches = consume_batches(consumer, lambda got: received_count(got) >= len(sent))
         consumer.close()
         rows = columns(batches)
-        assert Counter((key, body) for key, body, _, _ in rows) == Counter(sent)
+        got = Counter((key, body) for key, body, _, _ in rows)
+        assert got == Counter(sent), f"missing {Counter(sent) - got}, extra {got - Counter(sent)}"
         assert len({message_id for _, _, message_id, _ in rows}) == len(sent)
         assert {attempt for _, _, _, attempt in rows} <= {0, 1}, "first deliveries only"
 

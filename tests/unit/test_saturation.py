@@ -254,6 +254,19 @@ def test_producer_lateness_is_judged_against_the_floor_and_the_e2e_p99() -> None
     assert "producers reported no lateness" in section(QUIET)["notes"][0]  # type: ignore[index]
 
 
+def test_a_single_late_second_is_noise_even_in_a_short_window() -> None:
+    two_seconds = Window(T0 + 2 * S, T0 + 4 * S)  # the seconds ending at T0 + 3 and + 4 s
+
+    def short_bound(late: list[float]) -> object:
+        rows = QUIET + seconds(late, "producer-0", "producer", "late_ms_p99")
+        found = saturation_section(stored(rows), two_seconds, T0, 10.0)["harness_bound"]
+        assert isinstance(found, dict)
+        return found["value"]
+
+    assert short_bound([1.0, 1.0, 30.0, 1.0]) is False
+    assert short_bound([1.0, 1.0, 30.0, 30.0]) is True
+
+
 def test_any_message_not_sent_is_harness_bound() -> None:
     rows = [*QUIET, Sample(T0 + 12 * S, S, "producer-0", "producer", None, "not_sent", 1500.0)]
     rows += [Sample(T0 + 12 * S, S, "producer-1", "producer", None, "not_sent", 0.0)]
