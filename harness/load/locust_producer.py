@@ -54,8 +54,8 @@ def _body_maker(plan: ProducerPlan) -> BodyMaker | None:
     """None for empty bodies (padding only), else the plan's flow generator."""
     if plan.flow is None:
         return None
-    from workloads.flows.api import event_rng
-    from workloads.flows.registry import flow_class
+    from harness.flows.api import event_rng
+    from harness.flows.registry import flow_class
 
     flow = flow_class(plan.flow)
     config = flow.config_model.model_validate(plan.flow_params)

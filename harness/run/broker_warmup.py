@@ -36,8 +36,8 @@ from harness.drivers.targets import open_driver
 from harness.errors import UserError
 from harness.history.envelope import Envelope, decode, encode
 from harness.load.keys import key_name
+from harness.load.throughput import ThroughputConfig
 from harness.settings import Settings
-from workloads.throughput import ThroughputConfig
 
 NS_PER_S = 1_000_000_000
 MIN_RATE = 100.0

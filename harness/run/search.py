@@ -12,22 +12,9 @@ bisects between the last sustained rate and the first failed one until they are 
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import Field
-
-from harness.settings import FrozenModel
-
-
-class SearchConfig(FrozenModel):
-    start: Annotated[float, Field(gt=0)] = 1000.0
-    factor: Annotated[float, Field(gt=1)] = 2.0
-    max_rate: Annotated[float, Field(gt=0)] = 1_000_000.0
-    precision: Annotated[float, Field(gt=0, lt=1)] = 0.1
-    """Stop bisecting when the bounds are within this fraction of each other."""
-    tolerance: Annotated[float, Field(gt=0, lt=1)] = 0.05
-    backlog_seconds: Annotated[float, Field(gt=0)] = 1.0
-
+from harness.load.throughput import SearchConfig
 
 MAX_SHRINK_STEPS = 4
 

@@ -31,18 +31,18 @@ from harness.collectors.live import LiveMetrics
 from harness.drivers.base import Destination, Driver
 from harness.drivers.targets import open_driver
 from harness.errors import UserError
+from harness.flows.api import Flow
 from harness.history.recorder import Recorder
 from harness.history.schema import EventKind
 from harness.history.shards import read_shard, shard_path
 from harness.load.plan import END_GRACE_SECONDS, FLUSH_SECONDS, ProducerPlan, RunShared
+from harness.load.throughput import ThroughputConfig
 from harness.run.children import Children
 from harness.run.quiescence import ServiceTotals
 from harness.run.saturation import sampler_for_run
 from harness.run.topology import consumer_plans_of, replacement_plan, topic_plans
 from harness.settings import Settings
 from harness.suite import ProxyPath
-from workloads.flows.api import Flow
-from workloads.throughput import ThroughputConfig
 
 NS_PER_S = 1_000_000_000
 SCHEDULE_LEAD_SECONDS = 0.3

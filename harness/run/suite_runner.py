@@ -17,12 +17,16 @@ from harness.checkers.verdict import Verdict
 from harness.drivers.base import LagProbe
 from harness.drivers.targets import LOCAL_DRIVERS
 from harness.errors import UserError
+from harness.flows.api import Flow
+from harness.flows.evaluate import flow_verdicts
+from harness.flows.registry import flow_class
 from harness.history.store import History, compact
+from harness.load.throughput import SearchConfig, ThroughputConfig
 from harness.run.broker_warmup import WarmupProgress, shape_for, warm_up
 from harness.run.figures import Window
 from harness.run.fingerprint import fingerprint
 from harness.run.result import LAG_FILE, SCHEMA, capabilities_dict, evaluate, write_result
-from harness.run.search import Probe, SearchConfig, SearchResult, search_max_rate
+from harness.run.search import Probe, SearchResult, search_max_rate
 from harness.run.single import Progress, RunOutcome, RunRequest, execute
 from harness.run.topology import consumer_processes
 from harness.run.warmup_policy import Reason, WarmupTracker, local_identity
@@ -30,10 +34,6 @@ from harness.settings import Settings
 from harness.stack.services import local_broker_version
 from harness.suite import Suite, load_suite
 from harness.yamlconfig import validate_part, where
-from workloads.flows.api import Flow
-from workloads.flows.evaluate import flow_verdicts
-from workloads.flows.registry import flow_class
-from workloads.throughput import ThroughputConfig
 
 WORKLOAD_GROUP = "brokerbench.workloads"
 

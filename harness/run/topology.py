@@ -4,12 +4,12 @@ process per (service, topic, consumer), plus dead-letter readers."""
 
 from pathlib import Path
 
+from harness.flows.api import Flow, FlowConfig
+from harness.flows.database import database_url
+from harness.flows.plan import DEAD_LETTER_SERVICE, ServicePlan
 from harness.load.plan import ConsumerPlan, DestinationPlan, RunShared
+from harness.load.throughput import ThroughputConfig
 from harness.settings import FrozenModel
-from workloads.flows.api import Flow, FlowConfig
-from workloads.flows.database import database_url
-from workloads.flows.plan import DEAD_LETTER_SERVICE, ServicePlan
-from workloads.throughput import ThroughputConfig
 
 
 def topic_plans(
@@ -57,7 +57,7 @@ def consumer_plans_of(
             for index in range(config.consumers)
         }
     assert isinstance(config, FlowConfig)
-    module = "workloads.flows.service_process"
+    module = "harness.flows.service_process"
     params = config.model_dump(mode="json")
     plans: dict[str, tuple[str, FrozenModel]] = {}
 

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from harness.history.store import compact
+from harness.load.throughput import ThroughputConfig
 from harness.run.figures import Window
 from harness.run.result import LAG_FILE, evaluate
 from harness.run.single import RunOutcome, RunRequest, execute
@@ -23,7 +24,6 @@ from harness.settings import Settings
 from harness.setup import artifacts
 from harness.setup.prerequisites import JAVA
 from harness.suite import ProxyPath
-from workloads.throughput import ThroughputConfig
 
 NS_PER_S = 1_000_000_000
 

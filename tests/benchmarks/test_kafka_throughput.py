@@ -35,6 +35,7 @@ from confluent_kafka import Consumer, TopicPartition
 from pytest_benchmark.fixture import BenchmarkFixture
 
 from harness.history.store import load
+from harness.load.throughput import ThroughputConfig
 from harness.settings import Settings
 from tests.benchmarks.kafka_runs import (
     CpuSampler,
@@ -49,7 +50,6 @@ from tests.benchmarks.kafka_runs import (
     run,
 )
 from tests.conftest import RequireService
-from workloads.throughput import ThroughputConfig
 
 pytestmark = [pytest.mark.broker, pytest.mark.benchmark]
 

@@ -19,13 +19,13 @@ from typing import Literal
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
+from harness.load.throughput import ThroughputConfig
 from harness.settings import Settings
 from harness.stack.services import Toxiproxy
 from harness.stack.toxiproxy import Toxic
 from harness.suite import ProxyPath
 from tests.benchmarks.kafka_runs import run_and_evaluate
 from tests.conftest import RequireService
-from workloads.throughput import ThroughputConfig
 
 pytestmark = [pytest.mark.broker, pytest.mark.benchmark]
 

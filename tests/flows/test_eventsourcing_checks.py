@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, Engine, MetaData, delete, insert, select, update
 
+from harness.flows.api import Event, FlowState, event_id, event_rng
+from harness.flows.database import create_tables, open_engine
 from workloads.eventsourcing.checks import (
     check_all,
     check_appends,
@@ -39,8 +41,6 @@ from workloads.eventsourcing.store import (
     load,
     new_event,
 )
-from workloads.flows.api import Event, FlowState, event_id, event_rng
-from workloads.flows.database import create_tables, open_engine
 
 RUN_ID = 7
 ACCOUNTS = 5

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import Connection, delete, insert, select, update
 
 from harness.checkers.verdict import Verdict
-from workloads.flows.api import Event, Flow, FlowState, event_id, event_rng
-from workloads.flows.database import create_tables, open_engine
+from harness.flows.api import Event, Flow, FlowState, event_id, event_rng
+from harness.flows.database import create_tables, open_engine
 from workloads.saga.flow import OrchestratedSagaFlow, SagaFlow
 from workloads.saga.messages import SagaConfig
 from workloads.saga.tables import LEDGER, STOCK

@@ -7,11 +7,11 @@ import pytest
 
 from chaos.scenario import FaultSpec, Scenario, load_scenario
 from harness.errors import UserError
+from harness.load.throughput import ThroughputConfig
 from harness.run.broker_warmup import MAX_RATE, MIN_RATE, settled, shape_for
 from harness.run.warmup_policy import Identity, WarmupTracker, restarted_by
 from harness.settings import Settings
 from harness.suite import load_suite
-from workloads.throughput import ThroughputConfig
 
 
 class FakeStack:

@@ -1,6 +1,7 @@
 from collections.abc import Callable
 
-from harness.run.search import Probe, SearchConfig, search_max_rate
+from harness.load.throughput import SearchConfig
+from harness.run.search import Probe, search_max_rate
 
 
 def fake_probe(limit: float, tried: list[float]) -> Callable[[float], Probe]:

@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from workloads.flows.api import event_rng
+from harness.flows.api import event_rng
 from workloads.tracker.events import (
     EVENT_TYPES,
     MalformedEventError,

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, create_engine, select
 
 from harness.checkers.verdict import MAX_EXAMPLES, Verdict
+from harness.flows.api import FlowState, event_id, event_rng
 from workloads.eventsourcing.commands import (
     Command,
     EventSourcingConfig,
@@ -42,7 +43,6 @@ from workloads.eventsourcing.projector import (
     project,
 )
 from workloads.eventsourcing.store import CONFLICTS, DECISIONS, EVENTS, AccountEvent
-from workloads.flows.api import FlowState, event_id, event_rng
 
 Examples = list[dict[str, object]]
 VIEW_FIELDS = ("checkpoint", "balance", "events", *COUNTERS)

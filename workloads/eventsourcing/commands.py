@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from workloads.flows.api import FlowConfig
+from harness.flows.api import FlowConfig
 
 CommandType = Literal["open", "deposit", "withdraw", "transfer"]
 COMMAND_MIX: tuple[tuple[CommandType, int], ...] = (

@@ -6,11 +6,11 @@ import random
 from typing import ClassVar
 
 from harness.checkers.verdict import Verdict
+from harness.flows.api import Flow, FlowConfig, FlowState, Service, Topic
 from workloads.eventsourcing.checks import check_all
 from workloads.eventsourcing.commands import EventSourcingConfig, generate
 from workloads.eventsourcing.handler import COMMANDS_TOPIC, EVENTS_TOPIC, CommandHandler
 from workloads.eventsourcing.projector import Projector
-from workloads.flows.api import Flow, FlowConfig, FlowState, Service, Topic
 
 
 class EventSourcingFlow(Flow):

@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from sqlalchemy import Connection, MetaData
 
+from harness.flows.api import Emit, Event, FlowConfig, PoisonError, Service
 from workloads.eventsourcing.commands import (
     Command,
     EventSourcingConfig,
@@ -32,7 +33,6 @@ from workloads.eventsourcing.store import (
     new_event,
     record_decision,
 )
-from workloads.flows.api import Emit, Event, FlowConfig, PoisonError, Service
 
 COMMANDS_TOPIC = "commands"
 EVENTS_TOPIC = "account-events"

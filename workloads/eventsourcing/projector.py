@@ -28,10 +28,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from harness.flows.api import Emit, Event, PoisonError, Service
 from workloads.eventsourcing.commands import EventSourcingConfig
 from workloads.eventsourcing.handler import EVENTS_TOPIC
 from workloads.eventsourcing.store import AccountEvent
-from workloads.flows.api import Emit, Event, PoisonError, Service
 
 PROJECTION_METADATA = MetaData()
 COUNTERS = ("deposited", "withdrawn", "transferred_in", "transferred_out")

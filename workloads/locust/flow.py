@@ -27,6 +27,9 @@ from locust.env import Environment
 from harness.checkers import check_all, derive_backlog
 from harness.checkers.index import HistoryIndex
 from harness.drivers.targets import open_driver
+from harness.flows.api import Flow
+from harness.flows.evaluate import flow_verdicts
+from harness.flows.registry import flow_class
 from harness.history.recorder import Recorder
 from harness.history.store import compact, load
 from harness.load import locust_producer
@@ -35,9 +38,6 @@ from harness.run.children import Children
 from harness.run.quiescence import ServiceTotals
 from harness.run.topology import consumer_plans_of, topic_plans
 from harness.settings import load_settings
-from workloads.flows.api import Flow
-from workloads.flows.evaluate import flow_verdicts
-from workloads.flows.registry import flow_class
 
 grpc_gevent.init_gevent()
 START_LEAD_NS = 2_000_000_000

@@ -25,7 +25,7 @@ import numpy as np
 from sqlalchemy import select
 
 from harness.checkers.verdict import MAX_EXAMPLES, Verdict
-from workloads.flows.api import FlowState, event_id, event_rng
+from harness.flows.api import FlowState, event_id, event_rng
 from workloads.saga.messages import Order, SagaConfig, generate_order
 from workloads.saga.services import TERMINAL_ACTIONS
 from workloads.saga.tables import LEDGER, STOCK, STOCK_SNAPSHOTS

@@ -9,7 +9,7 @@ import random
 from typing import ClassVar
 
 from harness.checkers.verdict import Verdict
-from workloads.flows.api import Flow, FlowConfig, FlowState, Service, Topic
+from harness.flows.api import Flow, FlowConfig, FlowState, Service, Topic
 from workloads.saga import choreography, orchestration
 from workloads.saga.checks import check_all
 from workloads.saga.messages import SagaConfig, generate_order, order_created

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from workloads.flows.api import Event, FlowConfig, PoisonError
+from harness.flows.api import Event, FlowConfig, PoisonError
 
 ServiceName = Literal["order", "inventory", "payment", "shipping", "orchestrator"]
 Compensation = Literal["release", "refund"]

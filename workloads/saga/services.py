@@ -13,7 +13,7 @@ from typing import ClassVar
 from sqlalchemy import Connection, MetaData, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
-from workloads.flows.api import Emit, Event, PoisonError, Service
+from harness.flows.api import Emit, Event, PoisonError, Service
 from workloads.saga.messages import Message, Order, SagaConfig, ServiceName, parse
 from workloads.saga.tables import HANDLED, LEDGER, SAGAS, STOCK, STOCK_SNAPSHOTS, metadata_with
 

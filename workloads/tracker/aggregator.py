@@ -13,7 +13,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from workloads.flows.api import Emit, Event, PoisonError, Service
+from harness.flows.api import Emit, Event, PoisonError, Service
 from workloads.tracker.events import EVENT_TYPES, MalformedEventError, TrackerConfig, parse
 
 METADATA = MetaData()

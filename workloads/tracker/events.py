@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from workloads.flows.api import FlowConfig
+from harness.flows.api import FlowConfig
 
 EVENT_TYPES = ("page_view", "item_click", "add_to_cart", "purchase")
 EVENT_WEIGHTS = (60, 25, 10, 5)

@@ -7,9 +7,9 @@ from typing import ClassVar
 from sqlalchemy import select
 
 from harness.checkers.verdict import MAX_EXAMPLES, Verdict
-from workloads.flows.api import Flow, FlowConfig, FlowState, Service, Topic, event_id, event_rng
-from workloads.flows.dead_letters import DEAD_LETTERS
-from workloads.flows.plan import DEAD_LETTER_SERVICE
+from harness.flows.api import Flow, FlowConfig, FlowState, Service, Topic, event_id, event_rng
+from harness.flows.dead_letters import DEAD_LETTERS
+from harness.flows.plan import DEAD_LETTER_SERVICE
 from workloads.tracker.aggregator import AGGREGATES, Aggregator
 from workloads.tracker.events import (
     EVENT_TYPES,

@@ -25,10 +25,10 @@ from sqlalchemy import (
 )
 
 from harness.drivers.base import Producer, SendResult
+from harness.flows.api import Emit
 from harness.history.envelope import Envelope, encode
 from harness.history.recorder import Recorder
 from harness.history.schema import SendOutcome
-from workloads.flows.api import Emit
 
 OUTBOX_METADATA = MetaData()
 OUTBOX = Table(

@@ -1,4 +1,4 @@
-"""A flow's service process: ``python -m workloads.flows.service_process PLAN.json``.
+"""A flow's service process: ``python -m harness.flows.service_process PLAN.json``.
 
 Consumes one topic (or one topic's dead-letter destination), hands each event to the service in
 its own database transaction, records every delivery in the run's history, acks what was
@@ -21,17 +21,17 @@ from sqlalchemy import Engine
 
 from harness.drivers.base import Destination, Driver, OrderingScope, Producer, Received
 from harness.drivers.targets import open_driver
+from harness.flows import outbox
+from harness.flows.api import Event, PoisonError, Service, event_id
+from harness.flows.database import READ_PHASE, create_tables, open_engine
+from harness.flows.dead_letters import DeadLetterReader
+from harness.flows.plan import ServicePlan, partition_number
+from harness.flows.registry import flow_class
 from harness.history.envelope import decode
 from harness.history.recorder import Recorder
 from harness.history.schema import Disposition
 from harness.load.consumer_process import BrokerErrors, scope_of
 from harness.load.patience import with_patience
-from workloads.flows import outbox
-from workloads.flows.api import Event, PoisonError, Service, event_id
-from workloads.flows.database import READ_PHASE, create_tables, open_engine
-from workloads.flows.dead_letters import DeadLetterReader
-from workloads.flows.plan import ServicePlan, partition_number
-from workloads.flows.registry import flow_class
 
 PUBLISH_EVERY_SECONDS = 0.05
 

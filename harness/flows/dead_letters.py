@@ -5,8 +5,8 @@ from typing import ClassVar
 
 from sqlalchemy import Column, Connection, Integer, LargeBinary, MetaData, String, Table, insert
 
-from workloads.flows.api import Emit, Event, Service
-from workloads.flows.plan import DEAD_LETTER_SERVICE
+from harness.flows.api import Emit, Event, Service
+from harness.flows.plan import DEAD_LETTER_SERVICE
 
 METADATA = MetaData()
 DEAD_LETTERS = Table(

@@ -1,5 +1,10 @@
 """The raw-throughput workload (OpenMessaging-style): keyed messages of a fixed size at an
-open-loop rate, N producers and M consumer processes, warm-up, optional backlog build-and-drain."""
+open-loop rate, N producers and M consumer processes, warm-up, optional backlog build-and-drain.
+
+The engine's built-in workload (kind ``throughput`` in the ``brokerbench.workloads`` entry point
+group) and the load shape every flow's config extends (``harness.flows.api.FlowConfig``). The
+max-rate search's parameters are here too (a suite's ``search:``); the search itself runs in
+``harness.run.search``."""
 
 from typing import Annotated, Self
 
@@ -8,10 +13,21 @@ from pydantic import Field, model_validator
 from harness.history.envelope import HEADER_SIZE
 from harness.load.keys import KeyDistribution
 from harness.load.plan import StepPlan
-from harness.run.search import SearchConfig
 from harness.settings import FrozenModel
 
 Seconds = Annotated[float, Field(ge=0)]
+
+
+class SearchConfig(FrozenModel):
+    """The max-rate search's parameters (see ``harness.run.search``)."""
+
+    start: Annotated[float, Field(gt=0)] = 1000.0
+    factor: Annotated[float, Field(gt=1)] = 2.0
+    max_rate: Annotated[float, Field(gt=0)] = 1_000_000.0
+    precision: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    """Stop bisecting when the bounds are within this fraction of each other."""
+    tolerance: Annotated[float, Field(gt=0, lt=1)] = 0.05
+    backlog_seconds: Annotated[float, Field(gt=0)] = 1.0
 
 
 class ThroughputConfig(FrozenModel):

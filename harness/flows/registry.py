@@ -2,7 +2,7 @@
 
 from importlib.metadata import entry_points
 
-from workloads.flows.api import Flow
+from harness.flows.api import Flow
 
 WORKLOAD_GROUP = "brokerbench.workloads"
 

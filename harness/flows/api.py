@@ -28,7 +28,7 @@ from sqlalchemy import Connection, MetaData
 
 from harness.checkers.verdict import Verdict
 from harness.history.envelope import HEADER_SIZE
-from workloads.throughput import ThroughputConfig
+from harness.load.throughput import ThroughputConfig
 
 Semantics = Literal["at-least-once", "exactly-once"]
 

@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from harness.checkers.verdict import Verdict
+from harness.flows.api import FlowState
+from harness.flows.database import create_tables, database_url, open_engine
+from harness.flows.dead_letters import DeadLetterReader
+from harness.flows.plan import DEAD_LETTER_SERVICE, EMITTER_ID_BASE
+from harness.flows.registry import flow_class
 from harness.history.schema import SendOutcome
 from harness.history.store import History
-from workloads.flows.api import FlowState
-from workloads.flows.database import create_tables, database_url, open_engine
-from workloads.flows.dead_letters import DeadLetterReader
-from workloads.flows.plan import DEAD_LETTER_SERVICE, EMITTER_ID_BASE
-from workloads.flows.registry import flow_class
 
 
 def entry_sends(history: History) -> list[tuple[int, int, int, str]]:
