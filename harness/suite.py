@@ -20,7 +20,7 @@ class WorkloadEntry(FrozenModel):
     name: Name
     kind: str = "throughput"
     params: dict[str, Any] = Field(default_factory=dict)
-    """Validated by the workload's own model (see ``workloads/``)."""
+    """Validated by the workload's own model (``harness.flows.registry.workload_model``)."""
 
 
 class BrokerWarmup(FrozenModel):

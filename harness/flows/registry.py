@@ -1,8 +1,12 @@
-"""Flows are workloads: found by kind under the ``brokerbench.workloads`` entry point group."""
+"""Workloads by kind, from the ``brokerbench.workloads`` entry point group: the engine's raw
+throughput (its config model) and the flows (``Flow`` classes). The engine reaches a workload only
+through here, never by importing ``workloads``."""
 
 from importlib.metadata import entry_points
 
+from harness.errors import UserError
 from harness.flows.api import Flow
+from harness.load.throughput import ThroughputConfig
 
 WORKLOAD_GROUP = "brokerbench.workloads"
 
@@ -13,3 +17,15 @@ def flow_class(kind: str) -> type[Flow]:
         if isinstance(loaded, type) and issubclass(loaded, Flow):
             return loaded
     raise LookupError(f"no flow named {kind!r} under {WORKLOAD_GROUP}")
+
+
+def workload_model(kind: str) -> type[ThroughputConfig]:
+    """The config model of a workload kind: the raw-throughput config, or a flow's."""
+    for entry in entry_points(group=WORKLOAD_GROUP, name=kind):
+        loaded = entry.load()
+        model: type[ThroughputConfig] = (
+            loaded.config_model if isinstance(loaded, type) and issubclass(loaded, Flow) else loaded
+        )
+        return model
+    known = ", ".join(sorted(e.name for e in entry_points(group=WORKLOAD_GROUP)))
+    raise UserError(f"unknown workload kind {kind!r}: choose from {known}")

@@ -5,7 +5,6 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from harness.drivers.targets import LOCAL_DRIVERS
 from harness.errors import UserError
 from harness.flows.api import Flow
 from harness.flows.evaluate import flow_verdicts
-from harness.flows.registry import flow_class
+from harness.flows.registry import flow_class, workload_model
 from harness.history.store import History, compact
 from harness.load.throughput import SearchConfig, ThroughputConfig
 from harness.run.broker_warmup import WarmupProgress, shape_for, warm_up
@@ -34,8 +33,6 @@ from harness.settings import Settings
 from harness.stack.services import local_broker_version
 from harness.suite import Suite, load_suite
 from harness.yamlconfig import validate_part, where
-
-WORKLOAD_GROUP = "brokerbench.workloads"
 
 
 @dataclass(frozen=True)
@@ -54,24 +51,12 @@ class PlannedRun:
         return None if self.kind == "throughput" else flow_class(self.kind)
 
 
-def _workload_model(kind: str) -> type[ThroughputConfig]:
-    """The config model of a workload kind: the raw-throughput config, or a flow's."""
-    for entry in entry_points(group=WORKLOAD_GROUP, name=kind):
-        loaded = entry.load()
-        model: type[ThroughputConfig] = (
-            loaded.config_model if isinstance(loaded, type) and issubclass(loaded, Flow) else loaded
-        )
-        return model
-    known = ", ".join(sorted(e.name for e in entry_points(group=WORKLOAD_GROUP)))
-    raise UserError(f"unknown workload kind {kind!r}: choose from {known}")
-
-
 def plan_suite(path: Path, settings: Settings, output: Path) -> tuple[Suite, list[PlannedRun]]:
     """Validate the suite (file, line and field in every error) before any broker I/O."""
     suite = load_suite(path, settings)
     configs = {
         entry.name: validate_part(
-            path, ("workloads", index, "params"), entry.params, _workload_model(entry.kind)
+            path, ("workloads", index, "params"), entry.params, workload_model(entry.kind)
         )
         for index, entry in enumerate(suite.workloads)
     }
