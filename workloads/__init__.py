@@ -1,1 +1,3 @@
-"""The business flows (tracker, saga, event sourcing): built in later issues."""
+"""Plug-ins: the sample flows (tracker, saga, event sourcing), found by the engine through the
+``brokerbench.workloads`` entry points; the locustfiles and bundled suites that apply the engine.
+Written against ``harness.flows.api``; nothing under harness/ imports this package."""
