@@ -17,11 +17,11 @@ For each fault window (its ``fault-start`` / ``fault-end`` events):
 - ``non_durable``: the fault wiped an in-memory broker; acknowledged messages lost to it are
   counted as ``non_durable_lost`` in the ``lost`` check, not as an anomaly.
 
-``scenario_section`` also judges the scenario's steady-state hypothesis.
+``scenario_section`` also judges the scenario's steady-state hypothesis. It leaves the run's
+verdicts alone: the fault-aware verdict stage is ``chaos/verdicts.py``.
 """
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +30,8 @@ import numpy.typing as npt
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.compute as pc  # type: ignore[import-untyped, unused-ignore]
 
-from harness.checkers import (
-    HistoryIndex,
-    Verdict,
-    check_all,
-    check_lag_recovery,
-    check_lost,
-    check_phantoms,
-)
+from chaos.verdicts import adjust_for_faults
+from harness.checkers import check_all, check_lag_recovery
 from harness.drivers.base import OrderingScope
 from harness.history.schema import EVENTS, EventKind, SendOutcome
 from harness.history.store import History
@@ -166,8 +160,7 @@ def _anomalies(
     sends, receives = _within(history.sends, start, end), _within(history.receives, start, end)
     inside = History(sends, receives, history.events.slice(0, 0))
     verdicts = check_all(sends, receives, inside.events, ordering)
-    verdicts = adjust_for_non_durable(verdicts, inside, [window])
-    verdicts = adjust_for_producer_crash(verdicts, inside, [window])
+    verdicts = adjust_for_faults(verdicts, inside, [window])
     found: dict[str, int] = {}
     expected: dict[str, int] = {}
     for verdict in verdicts:
@@ -296,93 +289,6 @@ def judge_hypothesis(
     }
 
 
-def adjust_for_non_durable(
-    verdicts: list[Verdict], history: History, faults: list[dict[str, Any]]
-) -> list[Verdict]:
-    """Messages acknowledged before an in-memory broker came back from a crash and never
-    delivered were wiped with its memory: count them as ``non_durable_lost``, not as lost."""
-    wipes = [f["end_ns"] or f["start_ns"] for f in faults if f["non_durable"]]
-    if not wipes:
-        return verdicts
-    complete = history.sends.column("complete_ns")
-    survivors = history.sends.filter(
-        pc.or_kleene(pc.is_null(complete), pc.greater(complete, max(wipes)))
-    )
-    return _explain_part(
-        verdicts,
-        "lost",
-        lambda: check_lost(HistoryIndex(survivors, history.receives)),
-        "non_durable_lost",
-        lambda wiped, rest: (
-            f"{wiped} acknowledged sends were lost when an in-memory broker restarted "
-            f"(non-durable: expected, not an anomaly); other losses: {rest.notes}"
-        ),
-    )
-
-
-def adjust_for_producer_crash(
-    verdicts: list[Verdict], history: History, faults: list[dict[str, Any]]
-) -> list[Verdict]:
-    """A SIGKILLed producer loses the sends its history had not flushed yet, so deliveries of
-    them look like phantoms: a harness artefact, counted as ``unrecorded_sends``. A producer
-    counts as crashed if its last recorded send was intended before the crash."""
-    crashes = [f["start_ns"] for f in faults if f["action"] == "producer-crash"]
-    if not crashes:
-        return verdicts
-    sends, receives = history.sends, history.receives
-    last_intended: dict[int, int] = {}
-    for producer, intended in zip(
-        sends.column("producer_id").to_pylist(),
-        sends.column("intended_ns").to_pylist(),
-        strict=True,
-    ):
-        last_intended[producer] = max(intended, last_intended.get(producer, intended))
-    crashed = [
-        producer
-        for producer in set(receives.column("producer_id").to_pylist())
-        if last_intended.get(producer, 0) <= max(crashes)
-    ]
-    if not crashed:
-        return verdicts
-    kept = receives.filter(
-        pc.invert(pc.is_in(receives.column("producer_id"), pa.array(crashed, pa.uint32())))
-    )
-    return _explain_part(
-        verdicts,
-        "phantom",
-        lambda: check_phantoms(HistoryIndex(sends, kept)),
-        "unrecorded_sends",
-        lambda unrecorded, rest: (
-            f"{unrecorded} deliveries of sends a crashed producer had not recorded yet (its "
-            f"history died with it: not an anomaly); other phantoms: {rest.notes}"
-        ),
-    )
-
-
-def _explain_part(
-    verdicts: list[Verdict],
-    name: str,
-    recheck: Callable[[], Verdict],
-    explained_as: str,
-    notes: Callable[[int, Verdict], str],
-) -> list[Verdict]:
-    """Re-check the failed ``name`` verdict on the history without what a fault explains
-    (``recheck``): the difference is counted as ``explained_as``, not as an anomaly, and the
-    verdict becomes the re-check's."""
-    adjusted = []
-    for verdict in verdicts:
-        if verdict.name != name or verdict.valid is not False:
-            adjusted.append(verdict)
-            continue
-        rest = recheck()
-        explained = int(verdict.counts.get(name, 0)) - int(rest.counts.get(name, 0))
-        counts = {**verdict.counts, explained_as: explained}
-        adjusted.append(
-            Verdict(verdict.name, rest.valid, counts, verdict.examples, notes(explained, rest))
-        )
-    return adjusted
-
-
 def read_scenario(run_dir: Path) -> dict[str, Any] | None:
     path = run_dir / SCENARIO_FILE
     if not path.exists():
@@ -392,17 +298,13 @@ def read_scenario(run_dir: Path) -> dict[str, Any] | None:
 
 
 def scenario_section(
-    run_dir: Path,
-    history: History,
-    lag: pa.Table | None,
-    ordering: OrderingScope,
-    verdicts: list[Verdict],
-) -> tuple[dict[str, Any] | None, list[Verdict]]:
-    """result.json's ``scenario`` (None for a run without ``scenario.json``) and the verdicts
-    with non-durable losses set apart."""
+    run_dir: Path, history: History, lag: pa.Table | None, ordering: OrderingScope
+) -> dict[str, Any] | None:
+    """result.json's ``scenario`` (None for a run without ``scenario.json``); its ``faults``
+    are what ``chaos.verdicts.adjust_for_faults`` adjusts the run's verdicts for."""
     scenario = read_scenario(run_dir)
     if scenario is None:
-        return None, verdicts
+        return None
     hypothesis = scenario.get("hypothesis", {})
     faults = fault_figures(
         history,
@@ -411,11 +313,9 @@ def scenario_section(
         throughput_within_percent=hypothesis.get("throughput_within_percent") or 20.0,
         recover_within_seconds=hypothesis.get("recover_within_seconds", 30.0),
     )
-    section = {
+    return {
         "name": scenario["name"],
         "description": scenario.get("description", ""),
         "hypothesis": judge_hypothesis(hypothesis, faults, lag),
         "faults": faults,
     }
-    verdicts = adjust_for_non_durable(verdicts, history, faults)
-    return section, adjust_for_producer_crash(verdicts, history, faults)

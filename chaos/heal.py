@@ -6,11 +6,10 @@ Entry kinds: ``toxic`` (``proxy``, ``toxic``), ``proxy-disabled`` (``proxy``), `
 """
 
 import contextlib
-import os
-import signal
 from pathlib import Path
 
 from chaos import state
+from chaos.service_control import continue_service, start_again
 from chaos.state import Entry
 from harness.errors import UserError
 from harness.settings import Settings
@@ -34,17 +33,7 @@ def heal_entry(entry: Entry, settings: Settings) -> None:
     elif kind == "paused":
         continue_service(settings, entry["service"])
     elif kind == "stopped":
-        from chaos.faults.process import start_again  # the fault modules import this one
-
         start_again(settings, entry["service"])
-
-
-def continue_service(settings: Settings, service: str) -> None:
-    """SIGCONT the service's process group (harmless if it was not stopped)."""
-    record = processes.recorded(Stack(settings).service(service).directory)
-    if record is not None and processes.is_alive(record):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(record.pid, signal.SIGCONT)
 
 
 def heal_all(settings: Settings, path: Path | None = None) -> list[str]:

@@ -27,7 +27,6 @@ from harness.settings import FrozenModel
 from harness.yamlconfig import load_model, validate_part
 
 BUNDLED_DIR = Path(__file__).parent / "scenarios"
-BASELINE = "baseline"
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")]
 Seconds = Annotated[float, Field(ge=0, le=86_400)]
 

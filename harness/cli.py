@@ -21,13 +21,8 @@ from harness.settings import load_settings
 from harness.setup import artifacts
 from harness.stack.container_specs import container_name
 from harness.stack.manager import ServiceStatus, Stack
-from harness.stack.provider import (
-    Choice,
-    StackProvider,
-    current_provider,
-    existing_provider,
-    open_provider,
-)
+from harness.stack.provider import Choice, StackProvider, existing_provider, open_provider
+from harness.stack.provider_record import current_provider
 from reports.cli import gate, report
 
 app = typer.Typer(

@@ -10,26 +10,13 @@ import os
 import signal
 
 from chaos.faults.base import Fault, require_local_broker
-from chaos.heal import continue_service
+from chaos.service_control import continue_service, start_again
 from chaos.state import Entry
-from harness.settings import Settings
 from harness.stack import processes
 from harness.stack.manager import Stack
 
 IN_MEMORY_BROKERS = frozenset({"elasticmq", "moto", "pubsub"})
 """Local brokers that keep their state in memory only (lost when the process dies)."""
-
-
-RESTART_PATIENCE_SECONDS = 180.0
-"""How long a restarted broker may take to answer (a JVM on a busy machine can take a while)."""
-
-
-def start_again(settings: Settings, service: str) -> None:
-    """``up`` for one service, waiting longer than a normal start for it to answer."""
-    stack = Stack(settings, [service])
-    for started in stack.services:
-        started.startup_timeout = max(started.startup_timeout, RESTART_PATIENCE_SECONDS)
-    stack.up()
 
 
 class ServiceFault(Fault):

@@ -7,7 +7,6 @@ vectorised ``*_from_ns`` helpers) and never talk to a broker themselves.
 
 from harness.collectors.lag import LagSample, LagSampler, LagSource
 from harness.collectors.latency import (
-    ExportedHistogram,
     LatencyHistogram,
     LatencyKind,
     LatencyRecorder,
@@ -21,7 +20,6 @@ from harness.collectors.summary import LatencySummary, ThroughputSummary, latenc
 from harness.collectors.throughput import ThroughputSeries, series_from_ns
 
 __all__ = [
-    "ExportedHistogram",
     "LagSample",
     "LagSampler",
     "LagSource",

@@ -1,4 +1,4 @@
-"""Latency histograms: HdrHistograms in microseconds, per interval and cumulative, mergeable.
+"""Latency histograms: HdrHistograms in microseconds, mergeable.
 
 Four kinds are kept, all derived from the envelope's ``intended_ns`` and the history's times:
 
@@ -6,32 +6,32 @@ Four kinds are kept, all derived from the envelope's ``intended_ns`` and the his
 - ``publish_delay``: ``invoke_ns - intended_ns``, how late the sender was against its open-loop
   schedule (OpenMessaging Benchmark's "publish delay"). Zero is ideal; values <= 0 (on or
   before schedule) are normal here and land in ``clamped``.
-- ``e2e`` (corrected): ``receive_ns - intended_ns``. The consumer computes it from the envelope
-  alone. Because it starts at the *intended* time, a sender that stalls (broker slow, client
-  buffer full) shows the stall as latency of every message it should have sent meanwhile,
-  instead of silently omitting them: it is free of coordinated omission. This is the headline
-  end-to-end number.
+- ``e2e`` (corrected): ``receive_ns - intended_ns``. A consumer can compute it from the
+  envelope alone. Because it starts at the *intended* time, a sender that stalls (broker slow,
+  client buffer full) shows the stall as latency of every message it should have sent
+  meanwhile, instead of silently omitting them: it is free of coordinated omission. This is the
+  headline end-to-end number.
 - ``e2e_uncorrected``: ``receive_ns - invoke_ns``, what a closed-loop tool would report. The
-  envelope does not carry ``invoke_ns``, so a live consumer cannot compute it; it is recorded
-  only where sends and receives are joined by identity, i.e. in post-run analysis from the
-  history (``record_many`` with a numpy array). For one message,
-  ``e2e = e2e_uncorrected + publish_delay``; a large gap between the two means the harness,
-  not only the broker, fell behind.
+  envelope does not carry ``invoke_ns``; it is computed where sends and receives are joined by
+  identity in the history. For one message, ``e2e = e2e_uncorrected + publish_delay``; a large
+  gap between the two means the harness, not only the broker, fell behind.
+
+The figures of a run (harness/run/figures.py) compute every kind after the run from its
+history, as numpy arrays of already-subtracted latencies (``record_many``).
 
 Values are nanoseconds in and are stored as microseconds (rounded half to even, 1 us .. 1 h,
 3 significant digits). A latency <= 0 (clock skew between hosts, or a send on or before its
 schedule) is recorded as 1 us and counted in ``clamped``; one above an hour is recorded as one
-hour and counted in ``saturated``. Nothing is dropped: every call adds exactly one count.
+hour and counted in ``saturated``. Nothing is dropped: every value adds exactly one count.
 
-Each kind keeps an interval histogram, which its owner closes with ``rotate()`` every second,
-and a cumulative one. ``reset()`` discards everything (call it when warm-up ends). Cumulative
-histograms cross process boundaries as hdrh's compressed base64 (``encode`` / ``merge``).
-hdrh's ``get_min_value`` returns 0 once an empty histogram was ``add``-ed to it, which happens
-here routinely: use ``get_value_at_percentile(0)`` for the minimum.
+Histograms travel (result.json's ``hdr``) as hdrh's compressed base64 (``encode`` /
+``decode``): decoded histograms of several runs can be ``add``-ed into one. hdrh's
+``get_min_value`` returns 0 once an empty histogram was ``add``-ed to it, which happens here
+routinely: use ``get_value_at_percentile(0)`` for the minimum.
 """
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from enum import StrEnum
 from typing import TypedDict
 
@@ -82,12 +82,6 @@ def decode(encoded: str) -> HdrHistogram:
     return histogram
 
 
-def copy(histogram: HdrHistogram) -> HdrHistogram:
-    result = new_histogram()
-    result.add(histogram)
-    return result
-
-
 def percentiles(histogram: HdrHistogram) -> dict[str, float]:
     """p50, p75, p90, p95, p99, p99.9, p99.99, max and mean in milliseconds, plus count.
 
@@ -116,7 +110,8 @@ class OutOfRange(TypedDict):
 def to_us(latency_ns: int) -> tuple[int, bool, bool]:
     """The microseconds to record for one latency, and whether it was clamped or saturated.
 
-    Rounds exactly as ``add_ns`` does (float division, half to even), so both paths agree.
+    The rule ``add_ns`` applies to each value, one value at a time (float division, half to
+    even): the reference the vectorised path is tested against.
     """
     if latency_ns <= 0:
         return LOWEST_US, True, False
@@ -183,58 +178,29 @@ def histogram_from_ns(latencies_ns: npt.ArrayLike) -> HdrHistogram:
     return histogram
 
 
-class ExportedHistogram(TypedDict):
-    """A cumulative histogram with its out-of-range counts, as sent between processes."""
-
-    hdr: str
-    clamped: int
-    saturated: int
-
-
 class LatencyHistogram:
-    """One kind of latency: the current interval and the cumulative histogram. Thread-safe."""
+    """One kind of latency: a histogram and its out-of-range counts. Thread-safe."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._interval = new_histogram()
-        self._closed = new_histogram()
-        """Every closed interval plus merged histograms; the current interval is not in it."""
+        self._histogram = new_histogram()
         self._clamped = 0
         self._saturated = 0
-
-    def record(self, latency_ns: int) -> None:
-        us, clamped, saturated = to_us(latency_ns)
-        with self._lock:
-            self._interval.record_value(us)
-            self._clamped += clamped
-            self._saturated += saturated
 
     def record_many(self, latencies_ns: npt.ArrayLike) -> None:
         """Record an array of nanosecond latencies, vectorised (see ``add_ns``)."""
         batch = new_histogram()
         out = add_ns(batch, latencies_ns)
         with self._lock:
-            self._interval.add(batch)
+            self._histogram.add(batch)
             self._clamped += out["clamped"]
             self._saturated += out["saturated"]
 
-    def rotate(self) -> HdrHistogram:
-        """Close the current interval and start a new one; returns the closed interval.
-
-        The returned histogram is no longer written to; its values are now in the cumulative.
-        """
-        fresh = new_histogram()
-        with self._lock:
-            closed, self._interval = self._interval, fresh
-            self._closed.add(closed)
-        return closed
-
     def cumulative(self) -> HdrHistogram:
-        """A copy of everything recorded or merged since the last ``reset``."""
+        """A copy of everything recorded."""
         result = new_histogram()
         with self._lock:
-            result.add(self._closed)
-            result.add(self._interval)
+            result.add(self._histogram)
         return result
 
     @property
@@ -247,38 +213,9 @@ class LatencyHistogram:
         """Latencies above one hour recorded as one hour."""
         return self._saturated
 
-    def encode(self) -> str:
-        """The cumulative histogram in hdrh's compressed base64."""
-        return encode(self.cumulative())
-
-    def merge(self, encoded: str, *, clamped: int = 0, saturated: int = 0) -> None:
-        """Add another process's ``encode()`` (and its out-of-range counts) to the cumulative."""
-        other = HdrHistogram.decode(encoded)
-        with self._lock:
-            self._closed.add(other)
-            self._clamped += clamped
-            self._saturated += saturated
-
-    def export(self) -> ExportedHistogram:
-        return ExportedHistogram(hdr=self.encode(), clamped=self.clamped, saturated=self.saturated)
-
-    def merge_export(self, exported: ExportedHistogram) -> None:
-        self.merge(exported["hdr"], clamped=exported["clamped"], saturated=exported["saturated"])
-
-    def reset(self) -> None:
-        """Forget everything (end of warm-up)."""
-        interval, closed = new_histogram(), new_histogram()
-        with self._lock:
-            self._interval, self._closed = interval, closed
-            self._clamped = self._saturated = 0
-
 
 class LatencyRecorder:
-    """The four latency kinds of one process; see the module docstring for their definitions.
-
-    Record from any thread; the owner calls ``rotate()`` once a second and ``reset()`` when
-    warm-up ends.
-    """
+    """The four latency kinds; see the module docstring for their definitions."""
 
     def __init__(self) -> None:
         self._kinds = {kind: LatencyHistogram() for kind in LatencyKind}
@@ -289,42 +226,6 @@ class LatencyRecorder:
     def __iter__(self) -> Iterator[tuple[LatencyKind, LatencyHistogram]]:
         return iter(self._kinds.items())
 
-    def record_publish(self, invoke_ns: int, complete_ns: int) -> None:
-        self._kinds[LatencyKind.PUBLISH].record(complete_ns - invoke_ns)
-
-    def record_publish_delay(self, intended_ns: int, invoke_ns: int) -> None:
-        self._kinds[LatencyKind.PUBLISH_DELAY].record(invoke_ns - intended_ns)
-
-    def record_send(self, intended_ns: int, invoke_ns: int, complete_ns: int) -> None:
-        """Publish latency and publish delay of one send completed ok (a failed or unknown
-        outcome's time is mostly a client timeout, not a broker latency)."""
-        self.record_publish(invoke_ns, complete_ns)
-        self.record_publish_delay(intended_ns, invoke_ns)
-
-    def record_e2e(self, intended_ns: int, receive_ns: int) -> None:
-        """End-to-end latency corrected for coordinated omission: from the intended send time."""
-        self._kinds[LatencyKind.E2E].record(receive_ns - intended_ns)
-
-    def record_uncorrected(self, invoke_ns: int, receive_ns: int) -> None:
-        """End-to-end latency from the actual send invocation, where ``invoke_ns`` is known."""
-        self._kinds[LatencyKind.E2E_UNCORRECTED].record(receive_ns - invoke_ns)
-
     def record_many(self, kind: LatencyKind, latencies_ns: npt.ArrayLike) -> None:
         """Record an array of already-subtracted nanosecond latencies (analysis from history)."""
         self._kinds[kind].record_many(latencies_ns)
-
-    def rotate(self) -> dict[LatencyKind, HdrHistogram]:
-        """Close every kind's interval; returns the closed intervals."""
-        return {kind: histogram.rotate() for kind, histogram in self._kinds.items()}
-
-    def reset(self) -> None:
-        for histogram in self._kinds.values():
-            histogram.reset()
-
-    def export(self) -> dict[str, ExportedHistogram]:
-        """Every kind's cumulative histogram, JSON-serialisable, for ``merge`` elsewhere."""
-        return {kind.value: histogram.export() for kind, histogram in self._kinds.items()}
-
-    def merge(self, exported: Mapping[str, ExportedHistogram]) -> None:
-        for name, histogram in exported.items():
-            self._kinds[LatencyKind(name)].merge_export(histogram)

@@ -7,7 +7,6 @@ object's own registry, so several runs (or tests) in one process never collide:
 - ``brokerbench_bytes_sent_total``: payload bytes of sends completed ok
 - ``brokerbench_messages_received_total``: deliveries, redeliveries included
 - ``brokerbench_backlog_messages``: the latest lag sample (NaN when unknown)
-- ``brokerbench_publish_delay_seconds``: the latest publish delay
 - ``brokerbench_e2e_latency_seconds``: end-to-end latency from the intended send time
 - ``brokerbench_e2e_latency_clamped_total``: e2e latencies <= 0 (clock skew) recorded as 1 us
 """
@@ -78,12 +77,6 @@ class LiveMetrics:
             _LABELS,
             registry=self.registry,
         ).labels(*labels)
-        self._publish_delay = Gauge(
-            "brokerbench_publish_delay_seconds",
-            "Latest publish delay: invocation time minus intended time.",
-            _LABELS,
-            registry=self.registry,
-        ).labels(*labels)
         self._e2e = Histogram(
             "brokerbench_e2e_latency_seconds",
             "End-to-end latency from the intended send time (corrected for coordinated omission).",
@@ -121,9 +114,6 @@ class LiveMetrics:
 
     def set_backlog(self, messages: int | None) -> None:
         self._backlog.set(float("nan") if messages is None else messages)
-
-    def set_publish_delay(self, seconds: float) -> None:
-        self._publish_delay.set(seconds)
 
     def serve(self, port: int = 0) -> int:
         """Serve /metrics on 127.0.0.1:``port`` (0: any free port) in a daemon thread; returns

@@ -60,8 +60,6 @@ class Capabilities:
     lag_probe: LagProbe
     fifo_deduplication: bool = False
     partitions: bool = False
-    fan_out: bool = True
-    """Whether one destination can feed several independent groups."""
 
     def ordering(self, ordered: bool) -> OrderingScope:
         return self.ordering_when_ordered if ordered else self.ordering_when_unordered

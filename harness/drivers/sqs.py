@@ -125,7 +125,6 @@ class SqsDriver:
         exactly_once=frozenset({"fifo_deduplication"}),
         lag_probe=LagProbe.QUEUE_ATTRIBUTES,
         fifo_deduplication=True,
-        fan_out=False,
     )
     endpoint_model: ClassVar[type[SqsEndpoint]] = SqsEndpoint
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import harness
-from harness.stack.provider import current_provider
+from harness.stack.provider_record import current_provider
 
 CLIENT_PACKAGES = ("confluent-kafka", "boto3", "google-cloud-pubsub", "locust", "moto")
 

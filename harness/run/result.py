@@ -14,6 +14,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from chaos.figures import scenario_section
+from chaos.verdicts import adjust_for_faults
 from harness.atomic import write_text_atomically
 from harness.checkers import HistoryIndex, all_valid, check_all, derive_backlog
 from harness.checkers.verdict import Verdict
@@ -68,7 +69,9 @@ def evaluate(
     exactly_once: bool = False,
 ) -> dict[str, Any]:
     """Figures and verdicts from the run's stored history (and lag samples); a business
-    flow's invariant checks (``flow_checks``) join the log-level ones."""
+    flow's invariant checks (``flow_checks``) join the log-level ones. Stages: the checkers,
+    the flow's checks, the scenario's per-fault figures, then the verdicts adjusted for what
+    those faults explain (``chaos.verdicts.adjust_for_faults``)."""
     history: History = load(run_dir)
     lag_path = run_dir / LAG_FILE
     if broker_lag and lag_path.exists():
@@ -85,7 +88,9 @@ def evaluate(
     )
     if flow_checks is not None:
         verdicts += flow_checks(history)
-    scenario, verdicts = scenario_section(run_dir, history, lag, ordering, verdicts)
+    scenario = scenario_section(run_dir, history, lag, ordering)
+    if scenario is not None:  # the fault-aware verdict stage (chaos/verdicts.py)
+        verdicts = adjust_for_faults(verdicts, history, scenario["faults"])
     figures = {
         "throughput": throughput_figures(history, window, message_size),
         "latency": latency_figures(history, window),

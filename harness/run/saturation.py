@@ -36,7 +36,7 @@ def watched_services(
     target: str, proxy: str, settings: Settings
 ) -> tuple[list[WatchedService], list[str]]:
     """The local stack's processes a run of ``target`` uses, and notes on what is not sampled."""
-    from harness.stack.provider import current_provider
+    from harness.stack.provider_record import current_provider
 
     if target in settings.targets or target not in LOCAL_DRIVERS:
         return [], [f"broker {target!r} is an external target: no local process, not sampled"]

@@ -23,7 +23,7 @@ from harness.drivers.targets import LOCAL_DRIVERS
 from harness.settings import Settings
 from harness.stack import processes
 from harness.stack.manager import Stack
-from harness.stack.provider import current_provider
+from harness.stack.provider_record import current_provider
 
 Reason = Literal["first run", "broker restarted"]
 Identity = tuple[int, float] | None

@@ -32,7 +32,7 @@ from harness.stack.container_specs import (
     network_name,
 )
 from harness.stack.manager import ServiceStatus, require_free_ports, require_known_services
-from harness.stack.provider import ProviderName, forget_provider, record_provider
+from harness.stack.provider_record import ProviderName, forget_provider, record_provider
 from harness.stack.services import Service, Toxiproxy, all_services
 from harness.stack.toxiproxy import Proxy
 

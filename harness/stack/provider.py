@@ -4,26 +4,30 @@ Both providers start the same services on the same 127.0.0.1 ports (``Settings.p
 check them with the same protocol probes, so drivers, targets and toxiproxy work unchanged.
 ``auto`` (the default) reuses a stack already running in this home, else chooses containers
 when a Docker engine answers and local processes when none does. The provider that started
-the stack is recorded in the state dir, so ``down`` and ``status`` find it again.
+the stack is recorded in the state dir (harness/stack/provider_record.py), so ``down`` and
+``status`` find it again.
 """
 
-import json
 import os
 from collections.abc import Callable, Collection
 from typing import Literal, Protocol, get_args
 
 from harness import paths
-from harness.atomic import write_text_atomically
 from harness.errors import UserError
 from harness.settings import Settings
 from harness.stack import processes
 from harness.stack.manager import ServiceStatus, Stack
+from harness.stack.provider_record import (
+    ProviderName,
+    current_provider,
+    forget_provider,
+    record_provider,
+    recorded_provider,
+)
 from harness.stack.toxiproxy import Proxy
 
-ProviderName = Literal["local", "containers"]
 Choice = Literal["auto", "local", "containers"]
 CHOICES: tuple[str, ...] = get_args(Choice)
-RECORD_FILE = "provider.json"
 ENGINE_PROBE_TIMEOUT = 3
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
@@ -95,30 +99,6 @@ def engine_problem() -> str | None:
         where = os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
         return f"no Docker engine answers at {where}"
     return None
-
-
-def recorded_provider() -> ProviderName | None:
-    """The provider recorded by the last ``up`` in this home, if any."""
-    path = paths.state_dir() / RECORD_FILE
-    try:
-        name = json.loads(path.read_text(encoding="utf-8")).get("provider")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return "containers" if name == "containers" else "local" if name == "local" else None
-
-
-def record_provider(name: ProviderName) -> None:
-    write_text_atomically(paths.state_dir() / RECORD_FILE, json.dumps({"provider": name}) + "\n")
-
-
-def forget_provider() -> None:
-    (paths.state_dir() / RECORD_FILE).unlink(missing_ok=True)
-
-
-def current_provider() -> ProviderName:
-    """The provider of this home's stack: the recorded one, else local (a stack started
-    through ``Stack`` directly, as this repository's own tests do, is local)."""
-    return recorded_provider() or "local"
 
 
 def _make(

@@ -6,12 +6,8 @@ import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
-from chaos.figures import (
-    adjust_for_non_durable,
-    adjust_for_producer_crash,
-    fault_figures,
-    judge_hypothesis,
-)
+from chaos.figures import fault_figures, judge_hypothesis
+from chaos.verdicts import adjust_for_non_durable, adjust_for_producer_crash
 from harness.checkers import check_all
 from harness.drivers.base import OrderingScope
 from harness.history.schema import EVENTS, RECEIVES, SENDS, EventKind, SendOutcome

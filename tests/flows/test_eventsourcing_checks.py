@@ -18,7 +18,7 @@ from workloads.eventsourcing.checks import (
     check_appends,
     check_balances,
     read_log,
-    sent_commands,
+    read_records,
 )
 from workloads.eventsourcing.commands import EventSourcingConfig, account_name, generate
 from workloads.eventsourcing.handler import EVENTS_TOPIC, CommandHandler
@@ -218,8 +218,7 @@ def test_a_command_applied_twice_fails_only_the_appends_check(
     flow.command(key_id, seq)  # with dedup: skipped
     flow.sends.pop()
     assert flow.invalid() == {"appends"}
-    with flow.store.connect() as db:
-        verdict = check_appends(read_log(db), sent_commands(flow.config, flow.state()), db)
+    verdict = check_appends(read_records(flow.config, flow.state(), HANDLER, PROJECTOR))
     assert verdict.counts["applied_twice"] == 1
     assert verdict.counts["decided_twice"] == 1
 

@@ -27,8 +27,11 @@ from harness.collectors import (
     percentiles,
     series_from_ns,
 )
-from harness.collectors.latency import HIGHEST_US, LatencyHistogram, decode, to_us
+from harness.collectors.latency import HIGHEST_US, LatencyHistogram, decode, encode, to_us
 from harness.errors import UserError
+from harness.history.schema import EVENTS, RECEIVES, SENDS, SendOutcome
+from harness.history.store import History
+from harness.run.figures import Window, latency_figures
 
 MS = 1_000_000
 S = 1_000_000_000
@@ -47,8 +50,7 @@ def counts(histogram: Any) -> list[int]:
 
 def test_percentiles_of_a_uniform_distribution() -> None:
     histogram = LatencyHistogram()
-    for ms in range(1, 1001):
-        histogram.record(ms * MS)
+    histogram.record_many(np.arange(1, 1001, dtype=np.int64) * MS)
     stats = percentiles(histogram.cumulative())
     assert stats["count"] == 1000
     for key, expected in [("p50", 500), ("p75", 750), ("p90", 900), ("p99", 990), ("max", 1000)]:
@@ -68,31 +70,22 @@ def test_percentiles_of_an_empty_histogram_are_nan() -> None:
 
 def test_merge_of_encoded_histograms_equals_recording_everything_in_one() -> None:
     rng = np.random.default_rng(1)
-    a_values, b_values = rng.integers(-MS, 5 * S, (2, 2000)).tolist()
-    a, b, both = LatencyRecorder(), LatencyRecorder(), LatencyRecorder()
-    for value in a_values:
-        a.record_e2e(0, value)
-        both.record_e2e(0, value)
-    for value in b_values:
-        b.record_e2e(0, value)
-        both.record_e2e(0, value)
-    a.rotate()  # closed intervals and the current one both travel
+    a_values, b_values = rng.integers(-MS, 5 * S, (2, 2000))
+    a, b = histogram_from_ns(a_values), histogram_from_ns(b_values)
+    both = histogram_from_ns(np.concatenate([a_values, b_values]))
 
-    merged = LatencyRecorder()
-    for exported in (a.export(), json.loads(json.dumps(b.export()))):
-        merged.merge(exported)
+    merged = new_histogram()
+    for encoded in (encode(a), json.loads(json.dumps(encode(b)))):
+        merged.add(decode(encoded))
 
-    expected, actual = both[LatencyKind.E2E], merged[LatencyKind.E2E]
-    assert counts(actual.cumulative()) == counts(expected.cumulative())
-    assert percentiles(actual.cumulative()) == percentiles(expected.cumulative())
-    assert actual.clamped == expected.clamped > 0
-    assert counts(decode(a[LatencyKind.E2E].encode())) == counts(a[LatencyKind.E2E].cumulative())
+    assert counts(merged) == counts(both)
+    assert percentiles(merged) == percentiles(both)
+    assert counts(decode(encode(a))) == counts(a)
 
 
 def test_out_of_range_values_are_clamped_and_counted_never_dropped() -> None:
     histogram = LatencyHistogram()
-    for value in (0, -5 * MS, 400, 3 * MS, 2 * 3600 * S):
-        histogram.record(value)
+    histogram.record_many(np.array([0, -5 * MS, 400, 3 * MS, 2 * 3600 * S], dtype=np.int64))
     cumulative = histogram.cumulative()
     assert cumulative.get_total_count() == 5
     assert histogram.clamped == 2  # 0 and -5 ms; 400 ns is positive and rounds up to 1 us
@@ -101,31 +94,30 @@ def test_out_of_range_values_are_clamped_and_counted_never_dropped() -> None:
     assert cumulative.get_max_value() >= HIGHEST_US
 
 
+def one_message_history(intended: int, invoke: int, complete: int, receive: int) -> History:
+    sends = pa.Table.from_pylist(
+        [{"producer_id": 0, "key_id": 0, "seq": 0, "intended_ns": intended, "invoke_ns": invoke,
+          "complete_ns": complete, "outcome": SendOutcome.OK, "partition": 0, "offset": 0}],
+        schema=SENDS,
+    )  # fmt: skip
+    receives = pa.Table.from_pylist(
+        [{"consumer_id": 0, "producer_id": 0, "key_id": 0, "seq": 0, "intended_ns": intended,
+          "receive_ns": receive, "partition": 0, "offset": 0, "message_id": None,
+          "delivery_attempt": 1, "disposition": 0, "scope": None}],
+        schema=RECEIVES,
+    )  # fmt: skip
+    return History(sends, receives, EVENTS.empty_table())
+
+
 def test_publish_delay_and_corrected_versus_uncorrected_e2e() -> None:
-    recorder = LatencyRecorder()
     intended, invoke, complete, receive = T0, T0 + 40 * MS, T0 + 45 * MS, T0 + 50 * MS
-    recorder.record_send(intended, invoke, complete)
-    recorder.record_e2e(intended, receive)
-    recorder.record_uncorrected(invoke, receive)
-    p50 = {kind: percentiles(h.cumulative())["p50"] for kind, h in recorder}
+    history = one_message_history(intended, invoke, complete, receive)
+    figures = latency_figures(history, Window(T0, T0 + S))
+    p50 = {kind: figures[kind]["stats"]["p50"] for kind in LatencyKind}
     assert p50[LatencyKind.PUBLISH] == pytest.approx(5, rel=1e-3)
     assert p50[LatencyKind.PUBLISH_DELAY] == pytest.approx(40, rel=1e-3)
     assert p50[LatencyKind.E2E] == pytest.approx(50, rel=1e-3)
     assert p50[LatencyKind.E2E_UNCORRECTED] == pytest.approx(10, rel=1e-3)
-
-
-def test_rotate_closes_the_interval_and_reset_forgets_everything() -> None:
-    histogram = LatencyHistogram()
-    histogram.record(1 * MS)
-    histogram.record(-1)
-    first = histogram.rotate()
-    histogram.record(2 * MS)
-    assert first.get_total_count() == 2
-    assert histogram.rotate().get_total_count() == 1
-    assert histogram.cumulative().get_total_count() == 3
-    histogram.reset()
-    assert histogram.cumulative().get_total_count() == 0
-    assert histogram.clamped == 0
 
 
 def test_vectorised_path_equals_the_per_value_path() -> None:
@@ -168,8 +160,7 @@ def test_vectorised_path_handles_empty_and_rejects_floats() -> None:
 
 def test_latency_summary_round_trips_through_json() -> None:
     recorder = LatencyRecorder()
-    for ms in range(1, 101):
-        recorder.record_e2e(T0, T0 + ms * MS)
+    recorder.record_many(LatencyKind.E2E, np.arange(1, 101, dtype=np.int64) * MS)
     summaries = latency_summaries(recorder)
     e2e = summaries["e2e"]
     assert e2e.count == 100
@@ -292,7 +283,6 @@ def test_live_metrics_served_on_localhost_and_closed_cleanly() -> None:
         metrics.record_receive(0.002)
         metrics.record_receive(-0.001)
         metrics.set_backlog(42)
-        metrics.set_publish_delay(0.003)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             text = response.read().decode()
     finally:
@@ -313,7 +303,6 @@ def test_live_metrics_served_on_localhost_and_closed_cleanly() -> None:
     assert value("brokerbench_bytes_sent_total") == 100
     assert value("brokerbench_messages_received_total") == 2
     assert value("brokerbench_backlog_messages") == 42
-    assert value("brokerbench_publish_delay_seconds") == 0.003
     assert value("brokerbench_e2e_latency_seconds_bucket", le="0.0001") == 1  # the clamped one
     assert value("brokerbench_e2e_latency_seconds_bucket", le="0.0025") == 2
     assert value("brokerbench_e2e_latency_seconds_count") == 2

@@ -14,12 +14,17 @@
 Each violation is reported by the check that owns it: accounts whose log is malformed (failed
 by the versions check) are left out of the balance and projection comparisons (counted as
 ``accounts_unchecked``), since their fold has no defined order.
+
+Two phases, as in the saga's checks: ``read_records`` reads the handler's event store and the
+projector's read model once into an ``EventSourcingRecords`` snapshot (the only database
+reads), then the ``check_*`` functions judge that snapshot without I/O (the projection check's
+rebuild replays the log through the projector's own code into a private in-memory database).
 """
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
 
 from sqlalchemy import Connection, create_engine, select
 
@@ -61,6 +66,101 @@ class View:
         return (self.checkpoint, self.balance, self.events, *(self.moved[c] for c in COUNTERS))
 
 
+@dataclass(frozen=True)
+class Decision:
+    """A handler's decision on a command (``command_decisions``)."""
+
+    command_id: str
+    outcome: str
+    """``accepted``, or ``rejected:<reason>``."""
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """An append a handler lost (``append_conflicts``)."""
+
+    command_id: str
+    account: str
+    expected_version: int
+
+
+@dataclass(frozen=True)
+class ProjectionStep:
+    """One step the projector logged (``projection_log``)."""
+
+    account: str
+    version: int
+    step: str
+    """``applied``, ``skipped`` (seen before) or ``buffered`` (early)."""
+    checkpoint_before: int
+    checkpoint_after: int
+    command_ns: int
+    at_ns: int
+
+
+@dataclass(frozen=True)
+class EventSourcingRecords:
+    """What the checks read, gathered once by ``read_records``."""
+
+    commands: dict[str, tuple[str, Command | None]]
+    """Command id -> (send outcome, the command regenerated from its identity)."""
+    log: list[AccountEvent]
+    """The event store in append order."""
+    decisions: list[Decision]
+    conflicts: list[Conflict]
+    views: dict[str, View]
+    """The live read model, by account."""
+    pending: list[tuple[str, int]]
+    """(account, version) of the events still buffered by the projector."""
+    steps: list[ProjectionStep]
+    """The projection log in row order."""
+
+    @cached_property
+    def streams(self) -> dict[str, list[AccountEvent]]:
+        """Each account's events in version order."""
+        return by_account(self.log)
+
+    @cached_property
+    def malformed(self) -> set[str]:
+        """Accounts whose versions do not run 1..n (the versions check fails them)."""
+        return malformed_accounts(self.streams)
+
+
+def read_records(
+    config: EventSourcingConfig, state: FlowState, handler: str, projector: str
+) -> EventSourcingRecords:
+    """The snapshot: the sent commands (regenerated from the history), the handler's event
+    store, decisions and conflicts, the projector's read model, buffer and log."""
+    store = state.databases[handler]
+    view = state.databases[projector]
+    decisions = store.execute(select(DECISIONS.c.command_id, DECISIONS.c.outcome)).all()
+    conflicts = store.execute(select(CONFLICTS)).all()
+    pending = view.execute(select(PENDING.c.account, PENDING.c.version)).all()
+    steps = view.execute(select(LOG).order_by(LOG.c.row)).all()
+    return EventSourcingRecords(
+        commands=sent_commands(config, state),
+        log=read_log(store),
+        decisions=[Decision(row.command_id, row.outcome) for row in decisions],
+        conflicts=[
+            Conflict(row.command_id, row.account, row.expected_version) for row in conflicts
+        ],
+        views=read_views(view),
+        pending=[(row.account, row.version) for row in pending],
+        steps=[
+            ProjectionStep(
+                account=row.account,
+                version=row.version,
+                step=row.step,
+                checkpoint_before=row.checkpoint_before,
+                checkpoint_after=row.checkpoint_after,
+                command_ns=row.command_ns,
+                at_ns=row.at_ns,
+            )
+            for row in steps
+        ],
+    )
+
+
 def read_log(db: Connection) -> list[AccountEvent]:
     """The event store in append order."""
     rows = db.execute(select(EVENTS).order_by(EVENTS.c.position)).all()
@@ -77,6 +177,33 @@ def read_log(db: Connection) -> list[AccountEvent]:
         )
         for r in rows
     ]
+
+
+def read_views(db: Connection) -> dict[str, View]:
+    return {
+        row.account: View(
+            checkpoint=row.checkpoint,
+            balance=row.balance,
+            events=row.events,
+            moved={c: int(getattr(row, c)) for c in COUNTERS},
+        )
+        for row in db.execute(select(BALANCES))
+    }
+
+
+def sent_commands(
+    config: EventSourcingConfig, state: FlowState
+) -> dict[str, tuple[str, Command | None]]:
+    """Command id -> (send outcome, the command regenerated from its identity)."""
+    commands: dict[str, tuple[str, Command | None]] = {}
+    for producer_id, key_id, seq, outcome in state.sends:
+        body = generate(config, key_id, seq, event_rng(state.run_id, producer_id, key_id, seq))
+        try:
+            command: Command | None = parse(body)
+        except MalformedCommandError:
+            command = None
+        commands[event_id(producer_id, key_id, seq)] = (outcome, command)
+    return commands
 
 
 def by_account(log: Iterable[AccountEvent]) -> dict[str, list[AccountEvent]]:
@@ -107,18 +234,6 @@ def fold(stream: list[AccountEvent]) -> View:
         if counter is not None:
             view.moved[counter] += abs(event.delta)
     return view
-
-
-def read_views(db: Connection) -> dict[str, View]:
-    return {
-        row.account: View(
-            checkpoint=row.checkpoint,
-            balance=row.balance,
-            events=row.events,
-            moved={c: int(getattr(row, c)) for c in COUNTERS},
-        )
-        for row in db.execute(select(BALANCES))
-    }
 
 
 def rebuild(log: list[AccountEvent]) -> dict[str, View]:
@@ -174,21 +289,6 @@ def check_versions(streams: dict[str, list[AccountEvent]]) -> Verdict:
     )
 
 
-def sent_commands(
-    config: EventSourcingConfig, state: FlowState
-) -> dict[str, tuple[str, Command | None]]:
-    """Command id -> (send outcome, the command regenerated from its identity)."""
-    commands: dict[str, tuple[str, Command | None]] = {}
-    for producer_id, key_id, seq, outcome in state.sends:
-        body = generate(config, key_id, seq, event_rng(state.run_id, producer_id, key_id, seq))
-        try:
-            command: Command | None = parse(body)
-        except MalformedCommandError:
-            command = None
-        commands[event_id(producer_id, key_id, seq)] = (outcome, command)
-    return commands
-
-
 def _matches(event: AccountEvent, command: Command) -> bool:
     if event.account not in accounts_of(command):
         return False
@@ -202,7 +302,7 @@ def _matches(event: AccountEvent, command: Command) -> bool:
     return event.type in expected and abs(event.delta) == command.amount
 
 
-def _race_anomalies(log: list[AccountEvent], conflicts: list[Any]) -> dict[str, Examples]:
+def _race_anomalies(log: list[AccountEvent], conflicts: list[Conflict]) -> dict[str, Examples]:
     """Several winners of one expected version; conflicts lost to no other writer."""
     examples: dict[str, Examples] = defaultdict(list)
     winners = Counter((e.account, e.expected_version) for e in log)
@@ -225,7 +325,7 @@ def _race_anomalies(log: list[AccountEvent], conflicts: list[Any]) -> dict[str, 
 def _command_anomalies(
     log: list[AccountEvent],
     commands: dict[str, tuple[str, Command | None]],
-    decisions: list[Any],
+    decisions: list[Decision],
     malformed: set[str],
 ) -> dict[str, Examples]:
     """Commands applied or decided twice, never decided, accepted without their events (a
@@ -264,16 +364,10 @@ def _command_anomalies(
     return examples
 
 
-def check_appends(
-    log: list[AccountEvent],
-    commands: dict[str, tuple[str, Command | None]],
-    store: Connection,
-) -> Verdict:
-    conflicts = list(store.execute(select(CONFLICTS)).all())
-    decisions = list(store.execute(select(DECISIONS.c.command_id, DECISIONS.c.outcome)).all())
-    malformed = malformed_accounts(by_account(log))
-    examples = _race_anomalies(log, conflicts) | _command_anomalies(
-        log, commands, decisions, malformed
+def check_appends(records: EventSourcingRecords) -> Verdict:
+    commands, conflicts, decisions = records.commands, records.conflicts, records.decisions
+    examples = _race_anomalies(records.log, conflicts) | _command_anomalies(
+        records.log, commands, decisions, records.malformed
     )
     outcomes = Counter(row.outcome for row in decisions)
     counts = {
@@ -364,30 +458,21 @@ def _differences(
     return found
 
 
-def check_projection(
-    log: list[AccountEvent],
-    streams: dict[str, list[AccountEvent]],
-    malformed: set[str],
-    view: Connection,
-) -> Verdict:
-    live = read_views(view)
-    folded = {account: fold(stream) for account, stream in streams.items()}
-    rebuilt = rebuild(log)
+def check_projection(records: EventSourcingRecords) -> Verdict:
+    live, malformed = records.views, records.malformed
+    folded = {account: fold(stream) for account, stream in records.streams.items()}
+    rebuilt = rebuild(records.log)
     accounts = (set(folded) | set(live)) - malformed
     unlike_fold = _differences("projection-differs-from-fold", folded, live, accounts)
     unlike_rebuild = _differences("rebuild-differs-from-projection", rebuilt, live, accounts)
-    pending = view.execute(select(PENDING.c.account, PENDING.c.version)).all()
     left = [
-        {"kind": "still-buffered", "account": row.account, "version": row.version}
-        for row in pending
-        if row.account not in malformed
+        {"kind": "still-buffered", "account": account, "version": version}
+        for account, version in records.pending
+        if account not in malformed
     ]
-    steps = Counter(row.step for row in view.execute(select(LOG.c.step)))
+    steps = Counter(step.step for step in records.steps)
     delays = sorted(
-        row.at_ns - row.command_ns
-        for row in view.execute(
-            select(LOG.c.at_ns, LOG.c.command_ns).where(LOG.c.step == "applied")
-        )
+        step.at_ns - step.command_ns for step in records.steps if step.step == "applied"
     )
     valid = not unlike_fold and not unlike_rebuild and not left
     return Verdict(
@@ -424,11 +509,11 @@ def _percentiles_us(name: str, delays_ns: list[int]) -> dict[str, int]:
     }
 
 
-def check_checkpoints(view: Connection) -> Verdict:
+def check_checkpoints(records: EventSourcingRecords) -> Verdict:
     last: dict[str, int] = {}
     examples: Examples = []
     steps = 0
-    for row in view.execute(select(LOG).order_by(LOG.c.row)):
+    for row in records.steps:
         steps += 1
         previous = last.get(row.account, 0)
         if row.checkpoint_after < row.checkpoint_before or row.checkpoint_before != previous:
@@ -438,7 +523,7 @@ def check_checkpoints(view: Connection) -> Verdict:
                  "after": row.checkpoint_after}
             )  # fmt: skip
         last[row.account] = row.checkpoint_after
-    live = read_views(view)
+    live = records.views
     for account, checkpoint in sorted(last.items()):
         if account in live and live[account].checkpoint != checkpoint:
             examples.append(
@@ -460,15 +545,11 @@ def check_checkpoints(view: Connection) -> Verdict:
 def check_all(
     config: EventSourcingConfig, state: FlowState, handler: str, projector: str
 ) -> list[Verdict]:
-    store = state.databases[handler]
-    view = state.databases[projector]
-    log = read_log(store)
-    streams = by_account(log)
-    malformed = malformed_accounts(streams)
+    records = read_records(config, state, handler, projector)
     return [
-        check_versions(streams),
-        check_appends(log, sent_commands(config, state), store),
-        check_balances(streams, malformed),
-        check_projection(log, streams, malformed, view),
-        check_checkpoints(view),
+        check_versions(records.streams),
+        check_appends(records),
+        check_balances(records.streams, records.malformed),
+        check_projection(records),
+        check_checkpoints(records),
     ]
