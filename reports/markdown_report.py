@@ -6,7 +6,7 @@ one table cell (pipes and newlines escaped)."""
 import html
 
 from reports.gate import GateResult
-from reports.load import RunResult
+from reports.load import StoredRun
 from reports.matrix import FIGURE_COLUMNS, Matrix, bound_word, fmt
 
 ICON = {True: "✅ pass", False: "❌ FAIL", None: "⚠️ unknown"}
@@ -25,7 +25,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
-def render(runs: list[RunResult], matrix: Matrix) -> str:
+def render(runs: list[StoredRun], matrix: Matrix) -> str:
     lines = [
         "## brokerbench report",
         "",
