@@ -38,6 +38,7 @@ from pydantic import (
     ModelWrapValidatorHandler,
     ValidationError,
     ValidationInfo,
+    field_serializer,
     model_validator,
 )
 from pydantic.fields import FieldInfo
@@ -256,6 +257,10 @@ class Lag(Section):
     """[seconds since ``first_ns``, backlog or None]."""
     max: int | None = None
     final: int | None = None
+
+    @field_serializer("samples")
+    def _as_written(self, samples: list[tuple[float, int | None]]) -> list[list[float | None]]:
+        return [list(sample) for sample in samples]  # JSON's pairs, as read
 
     def backlog_at(self, time_ns: int | None) -> int | None:
         """The last sampled backlog at or before ``time_ns``."""
