@@ -8,7 +8,6 @@ result can be re-checked, and re-checked with newer checkers, without brokers.
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
@@ -34,6 +33,7 @@ from harness.run.result_model import (
     DeclaredCapabilities,
     Evaluation,
     Figures,
+    Lag,
     Saturation,
     ScenarioSection,
 )
@@ -48,20 +48,20 @@ def declared_capabilities(capabilities: Capabilities) -> DeclaredCapabilities:
     return DeclaredCapabilities.model_validate(raw)
 
 
-def lag_series(lag: pa.Table) -> dict[str, Any]:
+def lag_series(lag: pa.Table) -> Lag:
     """The sampled backlog as [seconds since the first sample, messages or null] pairs."""
     times = lag["time_ns"].to_pylist()
     backlogs = lag["backlog"].to_pylist()
     sources = set(lag["source"].to_pylist())
     first = times[0] if times else 0
     known = [b for b in backlogs if b is not None]
-    return {
-        "first_ns": first,
-        "source": sources.pop() if len(sources) == 1 else sorted(sources),
-        "samples": [[round((t - first) / 1e9, 3), b] for t, b in zip(times, backlogs, strict=True)],
-        "max": max(known) if known else None,
-        "final": known[-1] if known else None,
-    }
+    return Lag(
+        first_ns=first,
+        source=sources.pop() if len(sources) == 1 else sorted(sources),
+        samples=[(round((t - first) / 1e9, 3), b) for t, b in zip(times, backlogs, strict=True)],
+        max=max(known) if known else None,
+        final=known[-1] if known else None,
+    )
 
 
 def evaluate(

@@ -19,12 +19,13 @@ major schema still loads:
   list or dict, or a section whose keys are all unknown); ``saturation`` stays None;
 - a key added by a newer writer is kept, untyped;
 - a known key whose value does not fit its type (e.g. ``harness_bound: "yes"``) is dropped, so
-  it reads as unknown, not as a crash; only a required key (``schema``, ``broker``,
-  ``workload.name``, a check's or a fault's ``name``) that is missing or malformed, or another
-  major schema, is refused: a one-line ``UserError`` naming the file.
+  it reads as unknown, not as a crash; in a list or a dict only the item that does not fit is
+  (a check or a fault without a ``name``);
+- refused, with a one-line ``UserError`` naming the file: another major schema, or a required
+  key (``schema``, ``broker``, ``workload.name``) missing or malformed.
 
-Built by the writers (no lenient context), every value is validated strictly: a writer that
-breaks the schema fails at once.
+Built by the writers (no lenient context), nothing is dropped: a writer whose values do not
+fit the types fails at once.
 """
 
 import json
