@@ -510,8 +510,8 @@ def load_result(result_file: Path, model: type[ResultT], **located: Any) -> Resu
     schema = document.get("schema") if isinstance(document, dict) else None
     if not schema_supported(schema):
         raise UserError(
-            f"{result_file}: schema {schema!r} is not {SCHEMA} (written by another major "
-            "version of brokerbench?)"
+            f"{result_file}: schema {schema!r} is not {SCHEMA}: read it with the brokerbench "
+            "version that wrote it"
         )
     try:
         return model.model_validate({**document, **located}, context=LENIENT)
