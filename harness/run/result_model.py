@@ -465,13 +465,21 @@ class RunResult(Section):
                     break
             else:
                 return None
-        return node.document() if isinstance(node, Section) else node
+        return _as_written(node)
 
     def number(self, path: str) -> float | None:
         found = self.value(path)
         if isinstance(found, bool) or not isinstance(found, int | float):
             return None
         return float(found)
+
+
+def _as_written(node: Any) -> Any:
+    if isinstance(node, Section):
+        return node.document()
+    if isinstance(node, list | tuple):
+        return [_as_written(item) for item in node]
+    return node
 
 
 def _child(node: Any, key: str) -> tuple[bool, Any]:

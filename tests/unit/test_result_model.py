@@ -66,6 +66,9 @@ def test_the_sections_the_code_reads_are_typed() -> None:
     )
     assert result.value("figures.latency.e2e.stats.p42") is None
     assert result.value("phases") == sample()["phases"]
+    assert result.value("checks") == sample()["checks"]
+    assert result.value("figures.lag.samples") == sample()["figures"]["lag"]["samples"]
+    assert result.value("environment.clients.boto3") == sample()["environment"]["clients"]["boto3"]
     assert result.phases.broker_warmup is not None
     assert result.phases.broker_warmup.reason == "broker restarted"
     assert [c.name for c in result.checks][:2] == ["lost", "unknown-outcome"]
@@ -216,25 +219,24 @@ def test_the_backlog_at_a_time_is_the_last_sample_before_it() -> None:
     assert Lag().backlog_at(10**9) is None
 
 
-def test_the_evaluation_of_a_stored_history_is_written_through_the_model(tmp_path: Path) -> None:
-    """The run's own path, without a broker: a small history (a fault window included), a
-    scenario and saturation samples, evaluated, joined to the run's header and written."""
+S = 10**9
+START = 1_800_000_000 * S
+
+
+def stored_run(run_dir: Path) -> None:
+    """A run folder as a run leaves it, without a broker: a small history (a fault window
+    included), the scenario followed and saturation samples."""
     from chaos.figures import SCENARIO_FILE
     from chaos.scenario import load_scenario
     from harness.checkers.columns import Disposition
     from harness.collectors.saturation import SATURATION_FILE, SATURATION_SCHEMA
-    from harness.drivers.base import OrderingScope
     from harness.history.recorder import Recorder
     from harness.history.schema import EventKind, SendOutcome
     from harness.history.store import compact
-    from harness.run.figures import Window
-    from harness.run.result import evaluate
 
-    s = 10**9
-    start = 1_800_000_000 * s
-    with Recorder(tmp_path, "producer-0") as producer, Recorder(tmp_path, "consumer-0") as consumer:
+    with Recorder(run_dir, "producer-0") as producer, Recorder(run_dir, "consumer-0") as consumer:
         for seq in range(40):
-            intended = start + seq * s // 10
+            intended = START + seq * S // 10
             token = producer.send_invoked(0, seq % 4, seq // 4, intended, intended + 1000)
             producer.send_completed(token, SendOutcome.OK, intended + 2_000_000, seq % 4, seq)
             consumer.received(
@@ -242,24 +244,30 @@ def test_the_evaluation_of_a_stored_history_is_written_through_the_model(tmp_pat
                 intended_ns=intended, receive_ns=intended + 5_000_000,
                 disposition=Disposition.ACKED, partition=seq % 4, offset=seq,
             )  # fmt: skip
-    with Recorder(tmp_path, "nemesis") as nemesis:
-        nemesis.event(EventKind.WARMUP_END, "warmup", time_ns=start + s // 2)
+    with Recorder(run_dir, "nemesis") as nemesis:
+        nemesis.event(EventKind.WARMUP_END, "warmup", time_ns=START + S // 2)
         crash = {"action": "crash", "params": {}, "non_durable": False}
-        nemesis.event(EventKind.FAULT_START, "crash", "kafka", crash, time_ns=start + s)
-        nemesis.event(EventKind.FAULT_END, "crash", "kafka", time_ns=start + 2 * s)
-    compact(tmp_path)
-    (tmp_path / SCENARIO_FILE).write_text(load_scenario("broker-crash").model_dump_json())
+        nemesis.event(EventKind.FAULT_START, "crash", "kafka", crash, time_ns=START + S)
+        nemesis.event(EventKind.FAULT_END, "crash", "kafka", time_ns=START + 2 * S)
+    compact(run_dir)
+    (run_dir / SCENARIO_FILE).write_text(load_scenario("broker-crash").model_dump_json())
     samples = [
-        (start + i * s, s, subject, role, None, "cpu_percent", value)
+        (START + i * S, S, subject, role, None, "cpu_percent", value)
         for i in range(1, 5)
         for subject, role, value in (("machine", "machine", 40.0), ("producer-0", "producer", 9))
     ]
     columns = {name: [row[i] for row in samples] for i, name in enumerate(SATURATION_SCHEMA.names)}
-    pq.write_table(pa.table(columns, schema=SATURATION_SCHEMA), tmp_path / SATURATION_FILE)
+    pq.write_table(pa.table(columns, schema=SATURATION_SCHEMA), run_dir / SATURATION_FILE)
 
-    evaluation = evaluate(
-        tmp_path, OrderingScope.PARTITION, Window(start + s // 2, start + 4 * s), 100, False
-    )
+
+def test_the_evaluation_of_a_stored_history_is_written_through_the_model(tmp_path: Path) -> None:
+    from harness.drivers.base import OrderingScope
+    from harness.run.figures import Window
+    from harness.run.result import evaluate
+
+    stored_run(tmp_path)
+    window = Window(START + S // 2, START + 4 * S)
+    evaluation = evaluate(tmp_path, OrderingScope.PARTITION, window, 100, False)
     header = RunResult(
         schema_name=SCHEMA,
         run_id="00000000000000ff",
@@ -281,6 +289,40 @@ def test_the_evaluation_of_a_stored_history_is_written_through_the_model(tmp_pat
     assert list(document["saturation"]) == list(sample()["saturation"])
     assert read_result(tmp_path / RESULT_FILE).document() == document
     assert result.figures.latency.e2e.stats.p50 == pytest.approx(5.0, rel=0.01)
+
+
+def test_analyze_rewrites_what_the_history_says_and_keeps_the_rest(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    stored_run(tmp_path)
+    header = {
+        "schema": SCHEMA, "run_id": "00000000000000ff", "broker": "kafka",
+        "workload": {"name": "w", "kind": "throughput", "params": {"message_size": 100}},
+        "phases": {"start_ns": START, "warmup_end_ns": START + S // 2, "end_ns": START + 4 * S},
+        "ordering_scope": "partition", "capabilities": {"lag_probe": "derived"},
+        "valid": None, "checks": [], "a_key_added_later": [1],
+    }  # fmt: skip
+    (tmp_path / RESULT_FILE).write_text(json.dumps(header))
+    analyzed = CliRunner().invoke(app, ["analyze", str(tmp_path)])
+    assert analyzed.exit_code == 0, analyzed.output
+    assert "harness-bound: no" in analyzed.output
+    document = json.loads((tmp_path / RESULT_FILE).read_text())
+    assert list(document) == [
+        "schema", "run_id", "broker", "workload", "phases", "ordering_scope", "capabilities",
+        "counts", "figures", "valid", "checks", "scenario", "saturation", "a_key_added_later",
+    ]  # fmt: skip
+    assert {k: document[k] for k in ("phases", "capabilities", "a_key_added_later")} == {
+        k: header[k] for k in ("phases", "capabilities", "a_key_added_later")
+    }
+    assert [c["name"] for c in document["checks"]][:2] == ["lost", "unknown-outcome"]
+    assert document["counts"]["received"] == 40
+    del header["ordering_scope"]
+    (tmp_path / RESULT_FILE).write_text(json.dumps(header))
+    refused = CliRunner().invoke(app, ["analyze", str(tmp_path)])
+    assert isinstance(refused.exception, UserError)
+    assert str(refused.exception).startswith(f"{tmp_path / RESULT_FILE}: lacks")
 
 
 def test_results_are_read_without_pyarrow() -> None:
