@@ -146,7 +146,8 @@ def _print_status(stack: StackProvider, statuses: list[ServiceStatus] | None = N
         ports = " ".join(f"{name}={port}" for name, port in s.ports.items())
         state = f"[{colours[s.state]}]{s.state}[/]"
         log = str(Path(s.log).relative_to(home)) if Path(s.log).is_relative_to(home) else s.log
-        table.add_row(s.name, state, str(s.pid or "-"), s.version or "-", ports, log)
+        name = f"{s.name} (test double)" if s.test_double else s.name
+        table.add_row(name, state, str(s.pid or "-"), s.version or "-", ports, log)
     console.print(f"home: {home}  provider: {stack.name}")
     console.print(table)
     for s in statuses:
