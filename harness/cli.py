@@ -352,8 +352,9 @@ def _summary_row(broker: str, workload: str, repeat: int, result: dict[str, Any]
         return str(sum(int(found.get(key, 0)) for key in keys))
 
     valid = {True: "[green]yes[/]", False: "[red]NO[/]", None: "[yellow]unknown[/]"}
+    test_double = result.get("environment", {}).get("test_double") is True
     return [
-        broker,
+        f"{broker} (test double)" if test_double else broker,
         workload,
         result.get("scenario", {}).get("name", "-"),
         str(repeat),

@@ -109,6 +109,11 @@ class RunResult(Lenient):
             return None
 
     @property
+    def test_double(self) -> bool:
+        """Run against brokerbench's in-memory test double, not a real broker."""
+        return self.environment.get("test_double") is True
+
+    @property
     def harness_bound(self) -> bool | None:
         """True: the harness, not the broker, was the limit; None: not known."""
         return None if self.saturation is None else self.saturation.harness_bound.value

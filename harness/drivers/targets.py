@@ -52,6 +52,18 @@ def _local_endpoint(target: str, settings: Settings, via_proxy: bool) -> dict[st
     return {"project": settings.pubsub_project, "emulator_host": f"{LOOPBACK}:{port}"}
 
 
+def target_driver(target: str, settings: Settings) -> type[Driver]:
+    """The driver class of ``target``; UserError if the target is unknown."""
+    if target in settings.targets:
+        return driver_class(settings.targets[target].driver)
+    if target == TEST_DOUBLE or target in LOCAL_DRIVERS:
+        return driver_class(LOCAL_DRIVERS.get(target, TEST_DOUBLE))
+    raise UserError(
+        f"unknown broker {target!r}: choose from {', '.join(target_names(settings))} "
+        "(or define it under targets: in brokerbench.yaml)"
+    )
+
+
 def open_driver(
     target: str,
     settings: Settings,
