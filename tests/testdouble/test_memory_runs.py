@@ -6,7 +6,6 @@ broker: no real-broker test is replaced by them."""
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,6 @@ def results(memory_stack: MemoryStack, tmp_path_factory: pytest.TempPathFactory)
     """One ``brokerbench run`` of the suite on every target (about 40 s on 2 busy cores)."""
     root = tmp_path_factory.mktemp("memory-runs")
     config = brokerbench_yaml(root / "brokerbench.yaml")
-    started = time.monotonic()
     completed = subprocess.run(
         [sys.executable, "-m", "harness", "run", str(SUITE), "-o", str(root / "runs")],
         capture_output=True,
@@ -56,7 +54,7 @@ def results(memory_stack: MemoryStack, tmp_path_factory: pytest.TempPathFactory)
         for path in (root / "runs").glob("testdouble-*/*/*/*/r0/result.json")
     }
     assert sorted(found) == sorted(["memory", *KNOBS])
-    found["seconds"] = time.monotonic() - started
+    found["root"] = root
     return found
 
 
@@ -137,3 +135,31 @@ def test_delay_raises_latency_without_a_violation(results: dict[str, Any]) -> No
     p90 = delayed["figures"]["latency"]["e2e"]["stats"]["p90"]
     assert p90 >= 0.5 * KNOBS["memory-delay"].delay_ms
     assert p90 > 3 * healthy["figures"]["latency"]["e2e"]["stats"]["p90"]
+
+
+def test_reports_label_the_test_double(results: dict[str, Any], memory_stack: MemoryStack) -> None:
+    root: Path = results["root"]
+    completed = subprocess.run(
+        [sys.executable, "-m", "harness", "report", str(root / "runs"),
+         "--md", str(root / "report.md"), "--html", str(root / "report.html")],
+        capture_output=True, text=True, timeout=120, check=False,
+        env=memory_stack.environment(root / "brokerbench.yaml"),
+    )  # fmt: skip
+    assert completed.returncode in (0, 1), completed.stderr[-2000:]  # 1: some runs failed
+    markdown = (root / "report.md").read_text()
+    assert "| memory (test double) |" in markdown
+    assert "### Test double" in markdown
+    assert 'class="double"' in (root / "report.html").read_text()
+
+
+def test_status_labels_the_test_double(memory_stack: MemoryStack) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "harness", "status", "--only", "memory", "--json"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env=memory_stack.environment(),
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    (service,) = json.loads(completed.stdout)["services"]
+    assert service["name"] == "memory" and service["state"] == "healthy"
+    assert service["test_double"] is True
+    assert "test double" in service["detail"]
