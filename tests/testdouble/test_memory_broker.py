@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness.drivers.memory import broker as broker_module
 from harness.drivers.memory.broker import Delivery, MemoryBroker
@@ -200,3 +201,12 @@ def test_up_starts_memory_only_when_named(tmp_path: Path, monkeypatch: pytest.Mo
     assert open_provider(settings, ["memory"]).name == "local"
     with pytest.raises(UserError, match=r"test double.*--provider local"):
         _make("containers", settings, ["memory"], False)
+
+
+def test_no_bundled_suite_runs_on_the_test_double() -> None:
+    """The demo and the other bundled suites measure real brokers only."""
+    suites = sorted((Path(__file__).parents[2] / "workloads" / "suites").glob("*.yaml"))
+    assert any(path.stem == "demo" for path in suites)
+    for path in suites:
+        brokers = yaml.safe_load(path.read_text(encoding="utf-8"))["brokers"]
+        assert "memory" not in brokers, path
