@@ -169,7 +169,10 @@ class MemoryBroker:
     """Every destination, and the members of their groups, behind one lock."""
 
     def __init__(self) -> None:
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()
+        self._wakeups: dict[str, threading.Condition] = {}
+        """Member id -> what its waiting poll waits on (all on ``_lock``): a publish wakes only
+        the members that own the partitions it appended to."""
         self._destinations: dict[str, Destination] = {}
         self._members: dict[str, tuple[str, str]] = {}
         self._next_member = 0
@@ -186,7 +189,7 @@ class MemoryBroker:
         ``max_deliveries`` is set. A reused destination keeps its partitions and knobs."""
         if partitions < 1:
             raise BrokerError(f"{name}: partitions must be at least 1")
-        with self._changed:
+        with self._lock:
             destination = self._destinations.get(name)
             if destination is None:
                 destination = Destination(name, partitions, max_deliveries, knobs)
@@ -203,49 +206,51 @@ class MemoryBroker:
             return dead_letter
 
     def delete(self, name: str) -> None:
-        with self._changed:
+        with self._lock:
             for gone in (name, f"{name}-dlq"):
                 self._destinations.pop(gone, None)
-            self._changed.notify_all()
+            self._wake_all()
 
     def publish(
         self, name: str, keys: Sequence[str], payloads: Sequence[bytes]
     ) -> tuple[list[int], list[int]]:
         """Append every message; their partitions and offsets (lost ones have theirs too)."""
         now = time.monotonic()
-        with self._changed:
+        with self._lock:
             destination = self._destination(name)
             placed = [destination.append(k, p, now) for k, p in zip(keys, payloads, strict=True)]
-            self._changed.notify_all()
+            self._wake_owners(destination, {partition for partition, _ in placed})
         return [p for p, _ in placed], [o for _, o in placed]
 
     def join(self, name: str, group_name: str, visibility: float) -> str:
         """A new member of the group; it shares the group's partitions from now on."""
-        with self._changed:
+        with self._lock:
             group = self._destination(name).group(group_name)
             self._next_member += 1
             member = f"m{self._next_member:06d}"
             self._members[member] = (name, group_name)
             group.members[member] = time.monotonic()
             group.visibility[member] = visibility
+            self._wakeups[member] = threading.Condition(self._lock)
             return member
 
     def leave(self, member: str) -> None:
-        with self._changed:
+        with self._lock:
             where = self._members.pop(member, None)
+            self._wakeups.pop(member, None)
             destination = self._destinations.get(where[0]) if where else None
             if where is None or destination is None:
                 return
             group = destination.group(where[1])
             group.members.pop(member, None)
             group.release(member)
-            self._changed.notify_all()
+            self._wake_all()
 
     def poll(self, member: str, max_messages: int, timeout: float) -> list[Delivery]:
         """Up to ``max_messages`` from the member's partitions; waits up to ``timeout`` for the
         first."""
         deadline = time.monotonic() + timeout
-        with self._changed:
+        with self._lock:
             while True:
                 now = time.monotonic()
                 destination, group = self._member(member)
@@ -254,7 +259,7 @@ class MemoryBroker:
                 found = self._take(destination, group, member, max_messages, now)
                 if found or now >= deadline:
                     return found
-                self._changed.wait(min(deadline - now, WAIT_SLICE_SECONDS))
+                self._wakeups[member].wait(min(deadline - now, WAIT_SLICE_SECONDS))
 
     def settle(
         self,
@@ -264,7 +269,7 @@ class MemoryBroker:
         nacks: Sequence[tuple[int, int]],
     ) -> None:
         """Acks end leases for good; nacks redeliver (or dead-letter) at once."""
-        with self._changed:
+        with self._lock:
             destination = self._destination(name)
             group = destination.group(group_name)
             for partition, offset in acks:
@@ -277,10 +282,10 @@ class MemoryBroker:
                 state.inflight.pop(offset, None)
                 self._redeliver(destination, group, partition, offset)
             if nacks:
-                self._changed.notify_all()
+                self._wake_all()
 
     def backlog(self, name: str, group_name: str) -> int:
-        with self._changed:
+        with self._lock:
             destination = self._destination(name)
             group = destination.group(group_name)
             acked = sum(len(partition.acked) for partition in group.partitions)
@@ -289,8 +294,20 @@ class MemoryBroker:
     def stats(self, name: str) -> dict[str, int]:
         """What the knobs did to ``name`` so far: appended, lost, duplicated, reordered,
         delayed, dead_lettered."""
-        with self._changed:
+        with self._lock:
             return dict(self._destination(name).stats)
+
+    def _wake_owners(self, destination: Destination, partitions: set[int]) -> None:
+        for group in destination.groups.values():
+            members = sorted(group.members)
+            for owner in {members[p % len(members)] for p in partitions} if members else ():
+                wakeup = self._wakeups.get(owner)
+                if wakeup is not None:
+                    wakeup.notify()
+
+    def _wake_all(self) -> None:
+        for wakeup in self._wakeups.values():
+            wakeup.notify()
 
     def _destination(self, name: str) -> Destination:
         destination = self._destinations.get(name)

@@ -11,7 +11,7 @@ sends its acks along with its next poll.
 import socket
 import threading
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 from harness.drivers.base import (
     Capabilities,
@@ -48,6 +48,7 @@ class Connection:
         self.port = port
         self.timeout = timeout
         self._sock: socket.socket | None = None
+        self._reader: BinaryIO | None = None
         self._lock = threading.Lock()
 
     def request(
@@ -57,10 +58,12 @@ class Connection:
         (the request may or may not have been applied)."""
         with self._lock:
             try:
-                sock = self._sock or self._connect()
-                sock.settimeout(self.timeout + wait)
-                send_frame(sock, header, payloads)
-                answer, body = recv_frame(sock)
+                if self._sock is None or self._reader is None:
+                    self._connect()
+                assert self._sock is not None and self._reader is not None
+                self._sock.settimeout(self.timeout + wait)
+                send_frame(self._sock, header, payloads)
+                answer, body = recv_frame(self._reader)
             except OSError:
                 self.close()
                 raise
@@ -68,13 +71,15 @@ class Connection:
             raise BrokerRefusedError(str(answer["error"]))
         return answer, body
 
-    def _connect(self) -> socket.socket:
+    def _connect(self) -> None:
         sock = socket.create_connection((LOOPBACK, self.port), timeout=self.timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._sock = sock
-        return sock
+        self._sock, self._reader = sock, sock.makefile("rb")
 
     def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         if self._sock is not None:
             self._sock.close()
             self._sock = None

@@ -127,9 +127,10 @@ class _Connection(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         sock: socket.socket = self.request
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        reader = sock.makefile("rb")
         try:
             while True:
-                request, payloads = recv_frame(sock)
+                request, payloads = recv_frame(reader)
                 header, body = answer(self.server.broker, request, payloads)
                 send_frame(sock, header, body)
         except (ConnectionClosedError, ConnectionResetError, BrokenPipeError):

@@ -12,7 +12,7 @@ import json
 import socket
 import struct
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, BinaryIO
 
 PREFIX = struct.Struct("!II")
 MAX_FRAME_BYTES = 256 * 1024 * 1024
@@ -30,15 +30,17 @@ def send_frame(sock: socket.socket, header: dict[str, Any], payloads: Sequence[b
     sock.sendall(b"".join((PREFIX.pack(len(encoded), len(body)), encoded, body)))
 
 
-def recv_frame(sock: socket.socket) -> tuple[dict[str, Any], list[bytes]]:
-    """The next frame's header and payloads; ConnectionClosedError at a clean end of stream."""
-    header_size, body_size = PREFIX.unpack(_recv_exactly(sock, PREFIX.size))
+def recv_frame(reader: BinaryIO) -> tuple[dict[str, Any], list[bytes]]:
+    """The next frame's header and payloads from ``reader`` (a buffered reader of the socket,
+    ``sock.makefile("rb")``: one system call reads a small frame whole); ConnectionClosedError
+    at the end of the stream."""
+    header_size, body_size = PREFIX.unpack(_read_exactly(reader, PREFIX.size))
     if header_size + body_size > MAX_FRAME_BYTES:
         raise ConnectionError(f"a frame of {header_size + body_size} bytes: not the memory broker")
-    header = json.loads(_recv_exactly(sock, header_size))
+    header = json.loads(_read_exactly(reader, header_size))
     if not isinstance(header, dict):
         raise ConnectionError("a frame whose header is not a JSON object")
-    body = _recv_exactly(sock, body_size) if body_size else b""
+    body = _read_exactly(reader, body_size) if body_size else b""
     payloads: list[bytes] = []
     start = 0
     for size in header.get("sizes", ()):
@@ -47,13 +49,8 @@ def recv_frame(sock: socket.socket) -> tuple[dict[str, Any], list[bytes]]:
     return header, payloads
 
 
-def _recv_exactly(sock: socket.socket, size: int) -> bytes:
-    buffer = bytearray(size)
-    view = memoryview(buffer)
-    received = 0
-    while received < size:
-        count = sock.recv_into(view[received:])
-        if count == 0:
-            raise ConnectionClosedError("the memory broker connection closed")
-        received += count
-    return bytes(buffer)
+def _read_exactly(reader: BinaryIO, size: int) -> bytes:
+    data = reader.read(size)
+    if len(data) < size:
+        raise ConnectionClosedError("the memory broker connection closed")
+    return data
