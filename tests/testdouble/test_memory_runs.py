@@ -132,9 +132,10 @@ def test_reorder_yields_ordering_violations_and_nothing_else(results: dict[str, 
 def test_delay_raises_latency_without_a_violation(results: dict[str, Any]) -> None:
     delayed, healthy = results["memory-delay"], results["memory"]
     assert invalid(delayed) == set()
-    p90 = delayed["figures"]["latency"]["e2e"]["stats"]["p90"]
-    assert p90 >= 0.5 * KNOBS["memory-delay"].delay_ms
-    assert p90 > 3 * healthy["figures"]["latency"]["e2e"]["stats"]["p90"]
+    # One message in ten held 300 ms, its partition waiting behind it: most wait some of it.
+    p50 = delayed["figures"]["latency"]["e2e"]["stats"]["p50"]
+    assert p50 >= 0.25 * KNOBS["memory-delay"].delay_ms
+    assert p50 > healthy["figures"]["latency"]["e2e"]["stats"]["p50"] + 50
 
 
 def test_reports_label_the_test_double(results: dict[str, Any], memory_stack: MemoryStack) -> None:
