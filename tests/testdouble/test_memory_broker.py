@@ -12,6 +12,7 @@ import yaml
 from harness.drivers.memory import broker as broker_module
 from harness.drivers.memory.broker import Delivery, MemoryBroker
 from harness.drivers.memory.knobs import DEFAULT_PORT, Fates, Knobs
+from harness.drivers.memory.server import answer
 from harness.drivers.targets import open_driver, target_names
 from harness.errors import UserError
 from harness.settings import Ports, Settings, load_settings
@@ -155,6 +156,15 @@ def test_an_expired_lease_is_redelivered() -> None:
     broker.publish("d", ["k"], [b"a"])
     assert polled(broker, member) == [("a", 1)]
     assert polled(broker, member, timeout=1.0) == [("a", 2)]
+
+
+def test_a_bad_request_is_refused_not_fatal() -> None:
+    broker = broker_with(Knobs())
+    assert "error" in answer(broker, {"op": "nope"}, [])[0]
+    assert "error" in answer(broker, {"op": "publish", "name": "missing", "keys": []}, [])[0]
+    bad_ack = {"op": "settle", "name": "d", "group": "g", "ack_partitions": [7], "ack_offsets": [0]}
+    assert "IndexError" in answer(broker, bad_ack, [])[0]["error"]
+    assert answer(broker, {"op": "ping"}, [])[0]["test_double"] is True
 
 
 # --- settings, targets and the stack ----------------------------------------------------------

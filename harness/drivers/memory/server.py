@@ -117,7 +117,7 @@ def answer(broker: MemoryBroker, request: Request, payloads: list[bytes]) -> Ans
         return {"error": f"unknown operation {request.get('op')!r}"}, []
     try:
         return handler(broker, request, payloads)
-    except (BrokerError, KeyError, TypeError, ValueError) as exc:
+    except (BrokerError, LookupError, TypeError, ValueError) as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}, []
 
 
@@ -133,8 +133,12 @@ class _Connection(socketserver.BaseRequestHandler):
                 request, payloads = recv_frame(reader)
                 header, body = answer(self.server.broker, request, payloads)
                 send_frame(sock, header, body)
-        except (ConnectionClosedError, ConnectionResetError, BrokenPipeError):
+        except ConnectionClosedError:
             return
+        except (OSError, ValueError) as exc:  # a reset, or a peer that is not a driver
+            _log.info("connection from %s dropped: %s", self.client_address, exc)
+        finally:
+            reader.close()
 
 
 class MemoryServer(socketserver.ThreadingTCPServer):
