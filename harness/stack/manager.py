@@ -125,7 +125,8 @@ def known_services(settings: Settings) -> list[Service]:
 
 class Stack:
     """The local stack, or the subset named in ``only``. Without ``only``: every service but
-    the opt-in ones, which join only while started (so ``down`` and ``status`` see them)."""
+    the opt-in ones, which join only while started (so ``down`` and ``status`` see them; ``up``
+    still never starts them unless named)."""
 
     def __init__(self, settings: Settings, only: Collection[str] | None = None) -> None:
         services = known_services(settings)
@@ -133,8 +134,10 @@ class Stack:
         self.settings = settings
         if only is None:
             self.services = [s for s in services if not s.opt_in or _started(s)]
+            self.startable = [s for s in services if not s.opt_in]
         else:
             self.services = [s for s in services if s.name in only]
+            self.startable = list(self.services)
 
     def service(self, name: str) -> Service:
         for service in known_services(self.settings):
@@ -145,7 +148,7 @@ class Stack:
 
     def up(self, report: Callable[[str], None] = lambda _: None) -> list[ServiceStatus]:
         to_start: list[Service] = []
-        for service in self.services:
+        for service in self.startable:
             record = processes.recorded(service.directory)
             if record is not None and processes.is_alive(record):
                 continue
@@ -162,7 +165,7 @@ class Stack:
                 processes.start(service.directory, commands[service.name])
                 started.append(service)
                 report(f"{service.name}: started")
-            for service in self.services:
+            for service in self.startable:
                 self._wait_ready(service)
                 report(f"{service.name}: ready")
                 if isinstance(service, Toxiproxy):

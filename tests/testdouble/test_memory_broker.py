@@ -209,6 +209,16 @@ def test_up_starts_memory_only_when_named(tmp_path: Path, monkeypatch: pytest.Mo
     assert "memory" not in [service.name for service in Stack(settings).services]
     assert [service.name for service in Stack(settings, ["memory"]).services] == ["memory"]
     assert open_provider(settings, ["memory"]).name == "local"
+    # Once started (here: a pid file left by a crashed one), status and down see it; up still
+    # starts it only when named.
+    (tmp_path / "state" / "memory").mkdir(parents=True, exist_ok=True)  # service_dir made it
+    (tmp_path / "state" / "memory" / "pid.json").write_text(
+        '{"pid": 999999999, "started_at": 0, "argv": [], "log": "service.log"}'
+    )
+    stack = Stack(settings)
+    assert "memory" in [service.name for service in stack.services]
+    assert "memory" not in [service.name for service in stack.startable]
+    assert {s.name: s.state for s in Stack(settings, ["memory"]).status()} == {"memory": "crashed"}
     with pytest.raises(UserError, match=r"test double.*--provider local"):
         _make("containers", settings, ["memory"], False)
 
