@@ -142,7 +142,8 @@ def _print_status(stack: StackProvider, statuses: list[ServiceStatus] | None = N
         ports = " ".join(f"{name}={port}" for name, port in s.ports.items())
         state = f"[{colours[s.state]}]{s.state}[/]"
         log = str(Path(s.log).relative_to(home)) if Path(s.log).is_relative_to(home) else s.log
-        table.add_row(s.name, state, str(s.pid or "-"), s.version or "-", ports, log)
+        name = f"{s.name} (test double)" if s.test_double else s.name
+        table.add_row(name, state, str(s.pid or "-"), s.version or "-", ports, log)
     console.print(f"home: {home}  provider: {stack.name}")
     console.print(table)
     for s in statuses:
@@ -346,8 +347,9 @@ def _summary_row(broker: str, workload: str, repeat: int, result: RunResult) -> 
 
     ordering = checks.get("ordering")
     valid = {True: "[green]yes[/]", False: "[red]NO[/]", None: "[yellow]unknown[/]"}
+    test_double = result.environment.test_double is True
     return [
-        broker,
+        f"{broker} (test double)" if test_double else broker,
         workload,
         result.scenario.name if "scenario" in result.model_fields_set else "-",
         str(repeat),

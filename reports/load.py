@@ -31,6 +31,11 @@ class StoredRun(RunResult):
     apart in the matrix)."""
 
     @property
+    def test_double(self) -> bool:
+        """Run against brokerbench's in-memory test double, not a real broker."""
+        return self.environment.test_double is True
+
+    @property
     def key(self) -> RunKey:
         return RunKey(self.broker, self.workload.name, self.scenario.name)
 

@@ -71,6 +71,11 @@ class Row:
     def bound_runs(self) -> list[StoredRun]:
         return [run for run in self.runs if run.harness_bound]
 
+    @property
+    def test_double(self) -> bool:
+        """Its runs were against brokerbench's in-memory test double, not a real broker."""
+        return any(run.test_double for run in self.runs)
+
 
 @dataclass(frozen=True)
 class Matrix:

@@ -180,6 +180,8 @@ class Environment(Section):
     clients: dict[str, str] = Field(default_factory=dict)
     broker_version: str | None = None
     stack_provider: str | None = None
+    test_double: bool | None = None
+    """True: the target was brokerbench's in-memory test double, not a real broker."""
 
     def get(self, name: str) -> Any:
         """The value written under ``name`` (a key this model does not name included), or

@@ -13,8 +13,8 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 from chaos.scenario import Scenario, load_scenario
 from harness.atomic import write_text_atomically
 from harness.checkers.verdict import Verdict
-from harness.drivers.base import LagProbe
-from harness.drivers.targets import LOCAL_DRIVERS
+from harness.drivers.base import LagProbe, is_test_double
+from harness.drivers.targets import LOCAL_DRIVERS, target_driver
 from harness.errors import UserError
 from harness.flows.api import Flow
 from harness.flows.evaluate import flow_verdicts
@@ -222,7 +222,8 @@ def finish_run(
             fingerprint(
                 broker_version=None
                 if planned.broker in suite_settings.targets
-                else local_broker_version(planned.broker, suite_settings)
+                else local_broker_version(planned.broker, suite_settings),
+                test_double=is_test_double(outcome.driver),
             )
         ),
     ).evaluated(
@@ -309,8 +310,8 @@ def _warm_up_if_needed(  # noqa: PLR0917 - one call site
     """Warm ``planned.broker`` up if it has not been since it (re)started; what the warm-up did
     (result.json ``phases.broker_warmup``) or None."""
     reason = warmups.reason(planned.broker)
-    if reason is None:
-        return None
+    if reason is None or is_test_double(target_driver(planned.broker, settings)):
+        return None  # a test double has no JIT to warm
     on_warmup(planned, reason, WarmupProgress(0.0, 0, 0, None))
     outcome = warm_up(
         planned.broker,
