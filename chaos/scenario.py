@@ -23,7 +23,7 @@ from pydantic import Field, field_validator, model_validator
 
 from chaos.faults.registry import fault_class, fault_classes
 from harness.errors import UserError
-from harness.settings import FrozenModel
+from harness.models import FrozenModel
 from harness.yamlconfig import load_model, validate_part
 
 BUNDLED_DIR = Path(__file__).parent / "scenarios"

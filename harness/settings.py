@@ -7,20 +7,13 @@ Read from ``brokerbench.yaml`` in the working directory (or the file named by
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from harness.errors import UserError
+from harness.models import FrozenModel, Port
 from harness.yamlconfig import load_model, validate_part
-
-Port = Annotated[int, Field(ge=1, le=65535)]
-LOOPBACK = "127.0.0.1"
-"""Every local service binds here, and only here."""
-
-
-class FrozenModel(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class Ports(FrozenModel):

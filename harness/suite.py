@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from harness.drivers.targets import target_names
-from harness.settings import FrozenModel, Settings
+from harness.models import FrozenModel
+from harness.settings import Settings
 from harness.yamlconfig import load_model
 
 ProxyPath = Literal["none", "all", "producers", "consumers"]

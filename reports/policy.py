@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from harness.settings import FrozenModel
+from harness.models import FrozenModel
 from harness.yamlconfig import load_model
 
 Fraction = Annotated[float, Field(ge=0)]

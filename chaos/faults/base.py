@@ -8,7 +8,7 @@ from chaos.heal import heal_entry
 from chaos.state import Entry
 from harness.drivers.targets import LOCAL_DRIVERS
 from harness.errors import UserError
-from harness.settings import FrozenModel
+from harness.models import FrozenModel
 
 BROKER = "broker"
 """A fault ``target`` meaning the run's own broker."""

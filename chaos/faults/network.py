@@ -12,7 +12,7 @@ from pydantic import Field
 from chaos.faults.base import Fault, require_local_broker
 from chaos.heal import toxiproxy_client
 from chaos.state import Entry
-from harness.settings import FrozenModel
+from harness.models import FrozenModel
 from harness.stack.toxiproxy import Toxic
 
 Stream = Literal["upstream", "downstream"]

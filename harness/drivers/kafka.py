@@ -33,7 +33,7 @@ from harness.drivers.base import (
     SendResult,
 )
 from harness.errors import BrokerUnreachableError
-from harness.settings import FrozenModel
+from harness.models import FrozenModel
 
 ClientConfig = dict[str, str | int | float | bool]
 

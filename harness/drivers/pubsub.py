@@ -52,7 +52,7 @@ from harness.drivers.prefetch import (
     empty_batch,
 )
 from harness.errors import BrokerUnreachableError, UserError
-from harness.settings import FrozenModel
+from harness.models import FrozenModel
 
 KEY_ATTRIBUTE = "bb-key"
 _EMPTY_PULL_BACKOFF = 0.005

@@ -50,7 +50,7 @@ from harness.drivers.prefetch import (
     as_received,
 )
 from harness.errors import BrokerUnreachableError, UserError
-from harness.settings import FrozenModel
+from harness.models import FrozenModel
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

@@ -14,7 +14,8 @@ from pydantic import ValidationError
 from harness.drivers.base import Driver
 from harness.drivers.registry import driver_class
 from harness.errors import UserError
-from harness.settings import LOOPBACK, Settings
+from harness.models import LOOPBACK
+from harness.settings import Settings
 
 LOCAL_DRIVERS = {"kafka": "kafka", "elasticmq": "sqs", "moto": "sqs", "pubsub": "pubsub"}
 TEST_DOUBLE = "memory"

@@ -3,7 +3,7 @@
 from typing import Any
 
 from harness.load.plan import DestinationPlan, RunShared
-from harness.settings import FrozenModel
+from harness.models import FrozenModel
 
 DEAD_LETTER_SERVICE = "dead-letters"
 """The runtime's own service that reads a topic's dead-letter destination into a table."""

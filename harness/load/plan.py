@@ -8,7 +8,8 @@ from pydantic import Field
 from harness.drivers.base import DeadLetterPolicy, DestinationSpec
 from harness.load.keys import KeyDistribution
 from harness.load.schedule import Schedule, Step
-from harness.settings import FrozenModel, Settings
+from harness.models import FrozenModel
+from harness.settings import Settings
 
 END_GRACE_SECONDS = 1.0
 """A producer may finish its schedule this late; what is still unsent then is ``not_sent``

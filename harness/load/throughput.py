@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 from harness.history.envelope import HEADER_SIZE
 from harness.load.keys import KeyDistribution
 from harness.load.plan import StepPlan
-from harness.settings import FrozenModel
+from harness.models import FrozenModel
 
 Seconds = Annotated[float, Field(ge=0)]
 

@@ -9,7 +9,7 @@ from harness.flows.database import database_url
 from harness.flows.plan import DEAD_LETTER_SERVICE, ServicePlan
 from harness.load.plan import ConsumerPlan, DestinationPlan, RunShared
 from harness.load.throughput import ThroughputConfig
-from harness.settings import FrozenModel
+from harness.models import FrozenModel
 
 
 def topic_plans(

@@ -14,7 +14,8 @@ import hashlib
 from dataclasses import dataclass, field
 
 from harness import paths
-from harness.settings import LOOPBACK, Settings
+from harness.models import LOOPBACK
+from harness.settings import Settings
 from harness.setup.artifacts import ELASTICMQ_VERSION, KAFKA_VERSION, TOXIPROXY_VERSION
 from harness.stack.manager import proxy_specs
 from harness.stack.services import ElasticMq, Kafka, Service, all_services

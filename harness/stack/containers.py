@@ -23,7 +23,8 @@ from testcontainers.core.waiting_utils import WaitStrategy, WaitStrategyTarget
 
 from harness import paths
 from harness.errors import UserError
-from harness.settings import LOOPBACK, Settings
+from harness.models import LOOPBACK
+from harness.settings import Settings
 from harness.stack.container_specs import (
     ContainerSpec,
     container_name,

@@ -15,7 +15,8 @@ from typing import Literal
 import psutil
 
 from harness.errors import UserError
-from harness.settings import LOOPBACK, Settings
+from harness.models import LOOPBACK
+from harness.settings import Settings
 from harness.stack import processes
 from harness.stack.services import Service, Toxiproxy, all_services, opt_in_services
 from harness.stack.toxiproxy import Proxy, ProxySpec

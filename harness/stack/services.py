@@ -14,7 +14,8 @@ from pathlib import Path
 
 from harness import __version__, paths
 from harness.errors import UserError
-from harness.settings import LOOPBACK, Settings
+from harness.models import LOOPBACK
+from harness.settings import Settings
 from harness.setup import artifacts
 from harness.setup.prerequisites import JAVA
 from harness.stack.toxiproxy import Client as ToxiproxyClient

@@ -23,7 +23,7 @@ from harness.settings import Settings
 from harness.stack.manager import Stack
 from harness.stack.toxiproxy import Client
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, pytest.mark.timeout(600)]  # the first test waits for 18 runs
 
 BROKERS = ("kafka", "elasticmq", "pubsub")
 SCENARIOS = ("baseline", "latency", "link-down", "broker-pause", "broker-crash", "consumer-kill")

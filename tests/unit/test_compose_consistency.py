@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.settings import LOOPBACK, Ports, Settings
+from harness.models import LOOPBACK
+from harness.settings import Ports, Settings
 from harness.stack.manager import BROKERS, proxy_specs
 from harness.stack.services import Kafka, Service, all_services, opt_in_services
 

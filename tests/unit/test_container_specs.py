@@ -5,7 +5,8 @@ from typing import Any
 
 import pytest
 
-from harness.settings import LOOPBACK, Ports, Settings
+from harness.models import LOOPBACK
+from harness.settings import Ports, Settings
 from harness.stack.container_specs import (
     ANY_ADDRESS,
     ELASTICMQ_CONFIG_PATH,

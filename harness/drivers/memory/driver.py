@@ -31,7 +31,7 @@ from harness.drivers.batcher import Batcher
 from harness.drivers.memory.knobs import Knobs, MemoryEndpoint
 from harness.drivers.memory.wire import recv_frame, send_frame
 from harness.errors import BrokerUnreachableError
-from harness.settings import LOOPBACK
+from harness.models import LOOPBACK
 
 MAX_REQUEST = 1000
 """Messages per publish request at most."""

@@ -18,7 +18,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from harness.settings import FrozenModel, Port
+from harness.models import FrozenModel, Port
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 DEFAULT_PORT = 9350

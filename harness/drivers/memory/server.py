@@ -15,7 +15,7 @@ from typing import Any
 from harness.drivers.memory.broker import BrokerError, MemoryBroker
 from harness.drivers.memory.knobs import Knobs
 from harness.drivers.memory.wire import ConnectionClosedError, recv_frame, send_frame
-from harness.settings import LOOPBACK
+from harness.models import LOOPBACK
 
 _log = logging.getLogger("memory-broker")
 Request = dict[str, Any]
