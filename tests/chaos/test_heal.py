@@ -44,7 +44,7 @@ def start_run(tmp_path: Path) -> subprocess.Popen[str]:
     (tmp_path / "suite.yaml").write_text(SUITE)
     return subprocess.Popen(
         [sys.executable, "-m", "harness", "run", str(tmp_path / "suite.yaml"),
-         "-o", str(tmp_path / "runs"), "--metrics-port", "0"],
+         "-o", str(tmp_path / "runs"), "--metrics-port", "0", "--no-broker-warmup"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 

@@ -28,7 +28,7 @@ def test_backlog_builds_while_consumers_are_away_then_drains(stack: Stack, tmp_p
     suite.write_text(SUITE)
     completed = subprocess.run(
         [sys.executable, "-m", "harness", "run", str(suite), "-o", str(tmp_path / "runs"),
-         "--metrics-port", "0"],
+         "--metrics-port", "0", "--no-broker-warmup"],
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr[-2000:]

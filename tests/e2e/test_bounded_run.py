@@ -33,7 +33,7 @@ def test_an_unreachable_rate_ends_at_the_bound_and_counts_what_was_not_sent(
     suite.write_text(SUITE)
     completed = subprocess.run(
         [sys.executable, "-m", "harness", "run", str(suite), "-o", str(tmp_path / "runs"),
-         "--metrics-port", "0"],
+         "--metrics-port", "0", "--no-broker-warmup"],
         capture_output=True,
         text=True,
         timeout=300,

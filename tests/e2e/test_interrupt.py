@@ -40,7 +40,7 @@ def test_sigint_mid_run_leaves_no_load_process(stack: Stack, tmp_path: Path) -> 
     output = tmp_path / "runs"
     run = subprocess.Popen(
         [sys.executable, "-m", "harness", "run", str(suite), "-o", str(output),
-         "--metrics-port", "0"],
+         "--metrics-port", "0", "--no-broker-warmup"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

@@ -29,7 +29,7 @@ def runs(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pa
     output = tmp_path_factory.mktemp("runs")
     completed = subprocess.run(
         [sys.executable, "-m", "harness", "run", str(SUITE), "-o", str(output),
-         "--metrics-port", "0"],
+         "--metrics-port", "0", "--no-broker-warmup"],
         capture_output=True,
         text=True,
         timeout=600,

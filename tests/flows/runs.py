@@ -17,7 +17,7 @@ def run_suite(suite: dict[str, Any], output: Path, timeout: float = 600) -> list
     path.write_text(yaml.safe_dump(suite), encoding="utf-8")
     completed = subprocess.run(
         [sys.executable, "-m", "harness", "run", str(path), "-o", str(output / "runs"),
-         "--metrics-port", "0"],
+         "--metrics-port", "0", "--no-broker-warmup"],
         capture_output=True,
         text=True,
         timeout=timeout,

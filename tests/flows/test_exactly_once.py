@@ -53,7 +53,7 @@ def test_exactly_once_on_sqs_without_fifo_is_a_one_line_error(stack: Stack, tmp_
     path.write_text(yaml.safe_dump(suite), encoding="utf-8")
     completed = subprocess.run(
         [sys.executable, "-m", "harness", "run", str(path), "-o", str(tmp_path / "runs"),
-         "--metrics-port", "0"],
+         "--metrics-port", "0", "--no-broker-warmup"],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert completed.returncode == 2, completed.stderr
