@@ -17,6 +17,7 @@ from rich.table import Table
 from chaos import cli as chaos_cli
 from harness import paths
 from harness.errors import UserError
+from harness.run.result_model import RESULT_FILE, RunResult
 from harness.settings import load_settings
 from harness.setup import artifacts
 from harness.stack.container_specs import container_name
@@ -141,7 +142,8 @@ def _print_status(stack: StackProvider, statuses: list[ServiceStatus] | None = N
         ports = " ".join(f"{name}={port}" for name, port in s.ports.items())
         state = f"[{colours[s.state]}]{s.state}[/]"
         log = str(Path(s.log).relative_to(home)) if Path(s.log).is_relative_to(home) else s.log
-        table.add_row(s.name, state, str(s.pid or "-"), s.version or "-", ports, log)
+        name = f"{s.name} (test double)" if s.test_double else s.name
+        table.add_row(name, state, str(s.pid or "-"), s.version or "-", ports, log)
     console.print(f"home: {home}  provider: {stack.name}")
     console.print(table)
     for s in statuses:
@@ -301,13 +303,14 @@ def run(
             detail += f" ({state.received} on all topics)"
         bars.update(task_of(planned), total=state.expected, completed=done, detail=detail)
 
-    def on_result(planned: PlannedRun, result: dict[str, Any]) -> None:
+    def on_result(planned: PlannedRun, result: RunResult) -> None:
         summary.add_row(*_summary_row(planned.broker, planned.workload, planned.repeat, result))
-        console.print(f"{planned.broker}: {planned.run_dir / 'result.json'}")
-        verdict = _harness_bound(result)
-        if verdict.get("value") is True:
+        console.print(f"{planned.broker}: {planned.run_dir / RESULT_FILE}")
+        if result.harness_bound is True:
             where = f"{planned.broker} / {planned.workload} / r{planned.repeat}"
-            bound.extend(f"harness-bound: {where}: {reason}" for reason in verdict["reasons"])
+            bound.extend(
+                f"harness-bound: {where}: {reason}" for reason in result.harness_bound_reasons
+            )
 
     if metrics_port:
         console.print(f"live metrics: http://127.0.0.1:{metrics_port}/metrics")
@@ -327,38 +330,37 @@ def run(
         console.print(line, style="yellow", markup=False, highlight=False, soft_wrap=True)
 
 
-def _harness_bound(result: dict[str, Any]) -> dict[str, Any]:
-    found = result.get("saturation", {}).get("harness_bound")
-    return found if isinstance(found, dict) else {}
-
-
 HARNESS_WORD = {True: "[yellow]BOUND[/]", False: "ok", None: "unknown"}
 """The run summary's ``harness`` column: was the harness, not the broker, the limit?"""
 
 
-def _summary_row(broker: str, workload: str, repeat: int, result: dict[str, Any]) -> list[str]:
-    figures = result["figures"]
-    e2e = figures["latency"]["e2e"]["stats"]
-    checks = {check["name"]: check for check in result["checks"]}
+def _summary_row(broker: str, workload: str, repeat: int, result: RunResult) -> list[str]:
+    e2e = result.figures.latency.e2e.stats
+    checks = {check.name: check for check in result.checks}
 
     def count(name: str, *keys: str) -> str:
-        found = checks.get(name, {}).get("counts", {})
+        found = checks[name].counts if name in checks else {}
         return str(sum(int(found.get(key, 0)) for key in keys))
 
+    def ms(value: float | None) -> str:
+        return f"{float('nan') if value is None else value:.2f}"
+
+    ordering = checks.get("ordering")
     valid = {True: "[green]yes[/]", False: "[red]NO[/]", None: "[yellow]unknown[/]"}
+    test_double = result.environment.test_double is True
     return [
-        broker,
+        f"{broker} (test double)" if test_double else broker,
         workload,
-        result.get("scenario", {}).get("name", "-"),
+        result.scenario.name if "scenario" in result.model_fields_set else "-",
         str(repeat),
-        f"{figures['throughput']['sent']['mean_msgs_per_s'] or 0:.0f}",
-        f"{e2e.get('p50', float('nan')):.2f}",
-        f"{e2e.get('p99', float('nan')):.2f}",
+        f"{result.figures.throughput.sent.mean_msgs_per_s or 0:.0f}",
+        ms(e2e.p50),
+        ms(e2e.p99),
         count("lost", "lost"),
         count("duplicates", "duplicate_publish", "redelivery"),
-        "ok" if checks.get("ordering", {}).get("valid") is not False else "[red]violated[/]",
-        valid[result["valid"]],
-        HARNESS_WORD[_harness_bound(result).get("value")],
+        "ok" if ordering is None or ordering.valid is not False else "[red]violated[/]",
+        valid[result.valid],
+        HARNESS_WORD[result.harness_bound],
     ]
 
 
@@ -369,38 +371,46 @@ def analyze(
     """Re-check a stored run from its history, without brokers, and rewrite its result.json."""
     from harness.drivers.base import OrderingScope
     from harness.run.figures import Window
-    from harness.run.result import evaluate, read_result, write_result
+    from harness.run.result import evaluate
+    from harness.run.result_model import read_result, write_result
     from harness.run.suite_runner import flow_checks
 
-    if not (run_dir / "result.json").is_file():
-        raise UserError(f"{run_dir}: no result.json here (give a run folder written by `run`)")
-    result = read_result(run_dir)
-    phases = result["phases"]
-    result.update(
+    result_file = run_dir / RESULT_FILE
+    if not result_file.is_file():
+        raise UserError(f"{run_dir}: no {RESULT_FILE} here (give a run folder written by `run`)")
+    result = read_result(result_file)
+    phases, params = result.phases, result.workload.params
+    if (
+        phases.warmup_end_ns is None
+        or phases.end_ns is None
+        or result.ordering_scope is None
+        or not result.run_id
+        or "message_size" not in params
+    ):
+        raise UserError(
+            f"{result_file}: lacks the phases, ordering scope, run id or message size a "
+            "re-check needs"
+        )
+    result = result.evaluated(
         evaluate(
             run_dir,
-            OrderingScope(result["ordering_scope"]),
-            Window(phases["warmup_end_ns"], phases["end_ns"]),
-            result["workload"]["params"]["message_size"],
-            broker_lag=result["capabilities"]["lag_probe"] != "derived",
-            flow_checks=flow_checks(
-                result["workload"]["kind"],
-                result["workload"]["params"],
-                run_dir,
-                int(result["run_id"], 16),
-            ),
-            exactly_once=result.get("semantics") == "exactly-once",
+            OrderingScope(result.ordering_scope),
+            Window(phases.warmup_end_ns, phases.end_ns),
+            params["message_size"],
+            broker_lag=result.capabilities.lag_probe != "derived",
+            flow_checks=flow_checks(result.workload.kind, params, run_dir, int(result.run_id, 16)),
+            exactly_once=result.semantics == "exactly-once",
         )
     )
     write_result(run_dir, result)
     table = Table("check", "valid", "counts", box=None)
-    for check in result["checks"]:
-        table.add_row(check["name"], str(check["valid"]), json.dumps(check["counts"]))
+    for check in result.checks:
+        table.add_row(check.name, str(check.valid), json.dumps(check.counts))
     console.print(table)
-    verdict = _harness_bound(result)
-    if verdict:
-        answer = {True: "yes", False: "no", None: "unknown"}[verdict.get("value")]
-        lines = [f"harness-bound: {answer}", *(f"  {r}" for r in verdict.get("reasons", []))]
+    if result.saturation is not None:
+        verdict = result.saturation.harness_bound
+        answer = {True: "yes", False: "no", None: "unknown"}[verdict.value]
+        lines = [f"harness-bound: {answer}", *(f"  {r}" for r in verdict.reasons)]
         console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
 
 

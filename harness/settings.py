@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harness.errors import UserError
-from harness.yamlconfig import load_model
+from harness.yamlconfig import load_model, validate_part
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 LOOPBACK = "127.0.0.1"
@@ -37,6 +37,8 @@ class Ports(FrozenModel):
     elasticmq_proxy: Port = 19324
     moto_proxy: Port = 19330
     pubsub_proxy: Port = 18085
+    memory: Port = 9350
+    """The in-memory test double broker (``up --only memory``; never started by default)."""
 
     @model_validator(mode="after")
     def _distinct(self) -> "Ports":
@@ -96,8 +98,21 @@ def _port_overrides(ports: Ports) -> Ports:
         raise UserError(f"BROKERBENCH_PORT_*: {problem}") from exc
 
 
+def _validate_test_double_targets(path: Path, settings: Settings) -> None:
+    """Targets of the ``memory`` test double are checked as the file is read (file:line errors
+    for its knobs); other drivers' settings are checked when a run connects, since loading
+    their drivers imports their client libraries."""
+    from harness.drivers.memory.knobs import MemoryEndpoint
+
+    for name, target in settings.targets.items():
+        if target.driver == "memory":
+            validate_part(path, ("targets", name, "settings"), target.settings, MemoryEndpoint)
+
+
 def load_settings() -> Settings:
     """The settings in force: the config file if any, then environment overrides."""
     path = _config_path()
     settings = load_model(path, Settings) if path else Settings()
+    if path:
+        _validate_test_double_targets(path, settings)
     return settings.model_copy(update={"ports": _port_overrides(settings.ports)})

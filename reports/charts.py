@@ -10,7 +10,7 @@ import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from harness.collectors.saturation import HARNESS_ROLES
-from reports.load import RunResult
+from reports.load import StoredRun
 from reports.matrix import Row
 
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
@@ -21,29 +21,30 @@ def _text(untrusted: str) -> str:
     return html.escape(untrusted, quote=False)
 
 
-def _seconds_since(run: RunResult, time_ns: int | None) -> float | None:
-    origin = run.series.get("origin_ns")
-    if time_ns is None or not isinstance(origin, int):
+def _seconds_since(run: StoredRun, time_ns: int | None) -> float | None:
+    origin = run.figures.series.origin_ns
+    if time_ns is None or origin is None:
         return None
     return (time_ns - origin) / 1e9
 
 
-def _lag_times(run: RunResult) -> tuple[list[float], list[Any]]:
-    lag = run.value("figures.lag") or {}
-    samples = lag.get("samples") or []
-    offset = _seconds_since(run, lag.get("first_ns")) or 0.0
-    return [t + offset for t, _ in samples], [backlog for _, backlog in samples]
+def _lag_times(run: StoredRun) -> tuple[list[float], list[int | None]]:
+    lag = run.figures.lag
+    offset = _seconds_since(run, lag.first_ns) or 0.0
+    return [t + offset for t, _ in lag.samples], [backlog for _, backlog in lag.samples]
 
 
-def _cores(run: RunResult) -> list[tuple[list[float], list[Any], str]]:
+def _cores(run: StoredRun) -> list[tuple[list[float], list[Any], str]]:
     """(x, cores busy, label) of the machine, the harness and the broker from the saturation
     series (none for results without one)."""
-    saturation = run.value("saturation.series")
-    if not isinstance(saturation, dict) or not isinstance(saturation.get("t"), list):
+    if run.saturation is None:
+        return []
+    saturation = run.saturation.series
+    if not isinstance(saturation.get("t"), list):
         return []
     offset = _seconds_since(run, saturation.get("origin_ns")) or 0.0
     x = [t + offset for t in saturation["t"]]
-    cpus = run.number("saturation.cpu_count") or 1.0
+    cpus = float(run.saturation.cpu_count or 1)
     found = saturation.get("cpu_percent")
     roles = found if isinstance(found, dict) else {}
 
@@ -71,15 +72,15 @@ def row_figure(row: Row) -> go.Figure:
     )  # fmt: skip
     for index, run in enumerate(row.runs):
         colour = COLOURS[index % len(COLOURS)]
-        series = run.series
-        times = series.get("t") or []
+        series = run.figures.series
+        times = series.t
         name = f"r{run.repeat}"
 
         traces = (
-            (1, times, series.get("sent"), "sent", "solid"),
-            (1, times, series.get("received"), "received", "dot"),
-            (2, times, series.get("e2e_p50_ms"), "e2e p50", "solid"),
-            (2, times, series.get("e2e_p99_ms"), "e2e p99", "dot"),
+            (1, times, series.sent, "sent", "solid"),
+            (1, times, series.received, "received", "dot"),
+            (2, times, series.e2e_p50_ms, "e2e p50", "solid"),
+            (2, times, series.e2e_p99_ms, "e2e p99", "dot"),
             (3, *_lag_times(run), "lag", "solid"),
             *((4, x, y, label, dash) for (x, y, label), dash in
               zip(_cores(run), ("solid", "dot", "dash"), strict=False)),

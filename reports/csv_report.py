@@ -3,7 +3,7 @@
 import csv
 import io
 
-from reports.load import RunResult
+from reports.load import StoredRun
 from reports.matrix import FIGURE_COLUMNS, Matrix, anomalies
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -16,7 +16,7 @@ def _safe(value: object) -> object:
     return value
 
 
-def render(runs: list[RunResult], matrix: Matrix) -> str:
+def render(runs: list[StoredRun], matrix: Matrix) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     header = ["broker", "workload", "scenario", "repeat", "kind", "semantics", "run_id", "path"]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
 from harness.errors import UserError
-from reports.load import RunKey, RunResult, by_key
+from reports.load import RunKey, StoredRun, by_key
 from reports.policy import GatePolicy, MetricRule
 from reports.stats import Change, change, coefficient_of_variation, smallest_p
 
@@ -79,7 +79,7 @@ class GateResult:
 
 
 def environment_differences(
-    baseline: list[RunResult], current: list[RunResult], keys: list[str]
+    baseline: list[StoredRun], current: list[StoredRun], keys: list[str]
 ) -> list[str]:
     """``key: baseline value != current value`` for every fingerprint key that differs."""
     found = []
@@ -92,7 +92,7 @@ def environment_differences(
 
 
 def _compare_metric(
-    key: RunKey, name: str, rule: MetricRule, *, base: list[RunResult], cur: list[RunResult],
+    key: RunKey, name: str, rule: MetricRule, *, base: list[StoredRun], cur: list[StoredRun],
     policy: GatePolicy, result: GateResult,
 ) -> Outcome:  # fmt: skip
     b = [v for v in (run.number(rule.path) for run in base) if v is not None]
@@ -139,7 +139,7 @@ def _compare_metric(
     return Outcome(key, name, "pass", f"{effect} (within {limits})", *shown, found)
 
 
-def _correctness(key: RunKey, current: list[RunResult]) -> list[Outcome]:
+def _correctness(key: RunKey, current: list[StoredRun]) -> list[Outcome]:
     outcomes = []
     names = list(dict.fromkeys(check.name for run in current for check in run.checks))
     for name in names:
@@ -170,7 +170,7 @@ def _correctness(key: RunKey, current: list[RunResult]) -> list[Outcome]:
 
 
 def _harness_bound(
-    key: RunKey, baseline: list[RunResult], current: list[RunResult], result: GateResult
+    key: RunKey, baseline: list[StoredRun], current: list[StoredRun], result: GateResult
 ) -> str:
     """'' when no run of the key was harness-bound; else which were ('baseline r1, current
     r0'), each with a warning giving its reasons."""
@@ -189,8 +189,8 @@ def _harness_bound(
 
 
 def run_gate(
-    baseline: list[RunResult],
-    current: list[RunResult],
+    baseline: list[StoredRun],
+    current: list[StoredRun],
     policy: GatePolicy,
     allow_env_mismatch: bool = False,
 ) -> GateResult:

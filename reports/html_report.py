@@ -10,7 +10,7 @@ import plotly.offline
 from markupsafe import Markup
 
 from reports.charts import figure_json, row_figure
-from reports.load import RunResult
+from reports.load import StoredRun
 from reports.matrix import FIGURE_COLUMNS, Matrix, bound_word, fmt, saturation_line, verdict_word
 
 _environment = jinja2.Environment(
@@ -27,17 +27,18 @@ _environment.filters["saturation"] = saturation_line
 _environment.filters["pretty"] = lambda value: json.dumps(value, indent=1, default=str)
 
 
-def fingerprints(runs: list[RunResult]) -> list[dict[str, Any]]:
+def fingerprints(runs: list[StoredRun]) -> list[dict[str, Any]]:
     """Distinct environments, each with the runs measured in it."""
     found: dict[str, dict[str, Any]] = {}
     for run in runs:
-        key = json.dumps(run.environment, sort_keys=True, default=str)
-        entry = found.setdefault(key, {"environment": run.environment, "runs": []})
+        environment = run.environment.document()
+        key = json.dumps(environment, sort_keys=True, default=str)
+        entry = found.setdefault(key, {"environment": environment, "runs": []})
         entry["runs"].append(f"{run.key.label()} / r{run.repeat}")
     return list(found.values())
 
 
-def render(runs: list[RunResult], matrix: Matrix) -> str:
+def render(runs: list[StoredRun], matrix: Matrix) -> str:
     charts = [
         {"id": f"chart-{index}", "row": row, "json": Markup(figure_json(row_figure(row)))}
         for index, row in enumerate(matrix.rows)

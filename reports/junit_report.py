@@ -5,7 +5,7 @@ import json
 import xml.etree.ElementTree as ET
 
 from reports.gate import FAILING, GateResult
-from reports.load import RunResult
+from reports.load import StoredRun
 from reports.matrix import Matrix
 
 
@@ -23,7 +23,7 @@ def _finish(root: ET.Element) -> str:
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, "unicode") + "\n"
 
 
-def render(runs: list[RunResult], matrix: Matrix) -> str:
+def render(runs: list[StoredRun], matrix: Matrix) -> str:
     root = _suites()
     for run in runs:
         label = f"{run.key.label()} / r{run.repeat}"

@@ -6,12 +6,13 @@ one table cell (pipes and newlines escaped)."""
 import html
 
 from reports.gate import GateResult
-from reports.load import RunResult
+from reports.load import StoredRun
 from reports.matrix import FIGURE_COLUMNS, Matrix, bound_word, fmt
 
 ICON = {True: "✅ pass", False: "❌ FAIL", None: "⚠️ unknown"}
 MAX_FAILED_CHECKS = 20
 BOUND_ICON = "⚠️"
+TEST_DOUBLE_MARK = "(test double)"
 
 
 def cell(untrusted: object) -> str:
@@ -25,7 +26,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
-def render(runs: list[RunResult], matrix: Matrix) -> str:
+def render(runs: list[StoredRun], matrix: Matrix) -> str:
     lines = [
         "## brokerbench report",
         "",
@@ -45,7 +46,8 @@ def render(runs: list[RunResult], matrix: Matrix) -> str:
     rows = [
         [
             *([cell(row.source)] if source else []),
-            *(cell(part) for part in row.key),
+            cell(row.key.broker) + (f" {TEST_DOUBLE_MARK}" if row.test_double else ""),
+            *(cell(part) for part in row.key[1:]),
             str(len(row.runs)),
             *(fmt(row.figures[c.title], c.digits) for c in FIGURE_COLUMNS),
             *(ICON[row.checks[name]] if name in row.checks else "-" for name in matrix.check_names),
@@ -54,6 +56,13 @@ def render(runs: list[RunResult], matrix: Matrix) -> str:
         for row in matrix.rows
     ]
     lines += _table([cell(h) for h in header], rows)
+    doubles = sorted({run.key.broker for run in runs if run.test_double})
+    if doubles:
+        lines += ["", "### Test double", ""]
+        lines.append(
+            f"{', '.join(cell(name) for name in doubles)}: brokerbench's in-memory test double, "
+            "not a real broker. Its figures and verdicts test the harness, never a broker."
+        )
     bound = [run for run in runs if run.harness_bound]
     if bound:
         lines += ["", "### Harness-bound runs", ""]

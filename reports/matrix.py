@@ -2,9 +2,8 @@
 
 import statistics
 from dataclasses import dataclass
-from typing import Any
 
-from reports.load import RunKey, RunResult
+from reports.load import RunKey, StoredRun
 
 
 @dataclass(frozen=True)
@@ -33,12 +32,12 @@ def worst(verdicts: list[bool | None]) -> bool | None:
     return min(verdicts, key=VERDICT_ORDER.__getitem__) if verdicts else None
 
 
-def median(runs: list[RunResult], path: str) -> float | None:
+def median(runs: list[StoredRun], path: str) -> float | None:
     values = [v for v in (run.number(path) for run in runs) if v is not None]
     return statistics.median(values) if values else None
 
 
-def anomalies(run: RunResult) -> list[str]:
+def anomalies(run: StoredRun) -> list[str]:
     """Non-zero counts of every check that did not pass, and what each fault's recovery found."""
     found = []
     for check in run.checks:
@@ -57,7 +56,7 @@ class Row:
     source: str
     """The folder given to ``report`` (shown when several are compared)."""
     key: RunKey
-    runs: list[RunResult]
+    runs: list[StoredRun]
     figures: dict[str, float | None]
     """Column title -> median over the repeats."""
     checks: dict[str, bool | None]
@@ -69,8 +68,13 @@ class Row:
     """``r<repeat>: <reason>`` for every reason of every harness-bound repeat."""
 
     @property
-    def bound_runs(self) -> list[RunResult]:
+    def bound_runs(self) -> list[StoredRun]:
         return [run for run in self.runs if run.harness_bound]
+
+    @property
+    def test_double(self) -> bool:
+        """Its runs were against brokerbench's in-memory test double, not a real broker."""
+        return any(run.test_double for run in self.runs)
 
 
 @dataclass(frozen=True)
@@ -89,10 +93,10 @@ class Matrix:
         return worst([row.valid for row in self.rows])
 
 
-def build_matrix(runs: list[RunResult]) -> Matrix:
+def build_matrix(runs: list[StoredRun]) -> Matrix:
     check_names: list[str] = []
     rows = []
-    groups: dict[tuple[str, RunKey], list[RunResult]] = {}
+    groups: dict[tuple[str, RunKey], list[StoredRun]] = {}
     for run in runs:
         groups.setdefault((run.source, run.key), []).append(run)
     for (source, key), group in sorted(groups.items()):
@@ -144,28 +148,22 @@ def bound_word(row: Row) -> str:
     return HARNESS_BOUND if len(row.runs) == 1 else f"{HARNESS_BOUND} {bound}/{len(row.runs)}"
 
 
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def saturation_line(run: RunResult) -> str:
+def saturation_line(run: StoredRun) -> str:
     """The saturation summary in one line: machine CPU and each role's CPU over the measured
     window ('' when the run has none)."""
-    summary = run.saturation.summary if run.saturation is not None else {}
-    machine = summary.get("machine_cpu_percent")
-    machine = machine if isinstance(machine, dict) else {}
+    if run.saturation is None or not run.saturation.summary.document():
+        return ""
+    summary = run.saturation.summary
+    machine = summary.machine_cpu_percent
+    seconds = "-" if summary.seconds is None else summary.seconds
     parts = [
-        f"machine CPU mean {fmt(_number(machine.get('mean')), 0)}%, "
-        f"max {fmt(_number(machine.get('max')), 0)}% over {summary.get('seconds', '-')} "
+        f"machine CPU mean {fmt(machine.mean, 0)}%, max {fmt(machine.max, 0)}% over {seconds} "
         "measured seconds"
     ]
-    roles = summary.get("roles")
-    if isinstance(roles, dict) and roles:
+    if summary.roles:
         shares = [
-            f"{role} {fmt(_number(found.get('mean_cpu_percent')), 0)}% "
-            f"({fmt(_number(found.get('cpu_seconds')), 1)} s)"
-            for role, found in roles.items()
-            if isinstance(found, dict)
+            f"{role} {fmt(found.mean_cpu_percent, 0)}% ({fmt(found.cpu_seconds, 1)} s)"
+            for role, found in summary.roles.items()
         ]
         parts.append("CPU by role, mean % of one core (CPU seconds): " + ", ".join(shares))
-    return "; ".join(parts) if summary else ""
+    return "; ".join(parts)

@@ -241,7 +241,10 @@ class BatchConsumer(Protocol):
 
 
 class Driver(Protocol):
-    """A connection to one broker endpoint."""
+    """A connection to one broker endpoint.
+
+    A driver class may also set ``test_double: ClassVar[bool] = True`` (the memory driver
+    does): it stands in for a broker in brokerbench's own tests, and results say so."""
 
     name: ClassVar[str]
     capabilities: ClassVar[Capabilities]
@@ -264,3 +267,9 @@ class Driver(Protocol):
         """Messages not yet consumed by ``group`` per the broker, or None (LagProbe.DERIVED)."""
 
     def close(self) -> None: ...
+
+
+def is_test_double(driver: Driver | type[Driver]) -> bool:
+    """Whether ``driver`` (an instance or a class) declares itself a test double: not a real
+    broker (``test_double = True``, e.g. the memory driver)."""
+    return bool(getattr(driver, "test_double", False))

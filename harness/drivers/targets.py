@@ -2,7 +2,9 @@
 
 Built in are the local stack's brokers (``kafka``, ``elasticmq``, ``moto``, ``pubsub``), each
 reachable directly or through its toxiproxy proxy; users add their own clusters or cloud
-accounts under ``targets:`` in brokerbench.yaml.
+accounts under ``targets:`` in brokerbench.yaml. ``memory`` is brokerbench's in-memory test
+double (``brokerbench up --only memory``), well-behaved; targets with ``driver: memory`` and
+knobs make it misbehave. It has no proxy and is never a local-stack broker.
 """
 
 from typing import Any
@@ -15,10 +17,17 @@ from harness.errors import UserError
 from harness.settings import LOOPBACK, Settings
 
 LOCAL_DRIVERS = {"kafka": "kafka", "elasticmq": "sqs", "moto": "sqs", "pubsub": "pubsub"}
+TEST_DOUBLE = "memory"
+"""The built-in target and the driver of brokerbench's in-memory test double broker."""
 
 
 def target_names(settings: Settings) -> list[str]:
-    return sorted({*LOCAL_DRIVERS, *settings.targets})
+    return sorted({*LOCAL_DRIVERS, TEST_DOUBLE, *settings.targets})
+
+
+def _defaults(driver: str, settings: Settings) -> dict[str, Any]:
+    """Endpoint settings a target of ``driver`` gets from the stack's settings."""
+    return {"port": settings.ports.memory} if driver == TEST_DOUBLE else {}
 
 
 def _local_endpoint(target: str, settings: Settings, via_proxy: bool) -> dict[str, Any]:
@@ -43,6 +52,18 @@ def _local_endpoint(target: str, settings: Settings, via_proxy: bool) -> dict[st
     return {"project": settings.pubsub_project, "emulator_host": f"{LOOPBACK}:{port}"}
 
 
+def target_driver(target: str, settings: Settings) -> type[Driver]:
+    """The driver class of ``target``; UserError if the target is unknown."""
+    if target in settings.targets:
+        return driver_class(settings.targets[target].driver)
+    if target == TEST_DOUBLE or target in LOCAL_DRIVERS:
+        return driver_class(LOCAL_DRIVERS.get(target, TEST_DOUBLE))
+    raise UserError(
+        f"unknown broker {target!r}: choose from {', '.join(target_names(settings))} "
+        "(or define it under targets: in brokerbench.yaml)"
+    )
+
+
 def open_driver(
     target: str,
     settings: Settings,
@@ -60,7 +81,14 @@ def open_driver(
                 f"target {target!r} is external: only the local stack's brokers have a proxy"
             )
         external = settings.targets[target]
-        cls, raw = driver_class(external.driver), external.settings
+        cls = driver_class(external.driver)
+        raw = _defaults(external.driver, settings) | external.settings
+    elif target == TEST_DOUBLE:
+        if via_proxy:
+            raise UserError(
+                "target 'memory' is the in-memory test double: it has no proxy (use proxy: none)"
+            )
+        cls, raw = driver_class(TEST_DOUBLE), _defaults(TEST_DOUBLE, settings)
     elif target in LOCAL_DRIVERS:
         cls, raw = driver_class(LOCAL_DRIVERS[target]), _local_endpoint(target, settings, via_proxy)
     else:

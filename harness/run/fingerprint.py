@@ -44,9 +44,13 @@ def _client_versions() -> dict[str, str]:
     return versions
 
 
-def fingerprint(broker_version: str | None) -> dict[str, Any]:
+def fingerprint(broker_version: str | None, *, test_double: bool = False) -> dict[str, Any]:
     """Host, OS, Python, CPU count, brokerbench's version and git commit, client and broker
-    versions, and who ran the stack (``stack_provider``: local or containers)."""
+    versions, who ran the stack (``stack_provider``: local or containers), and ``test_double``:
+    True when the target was brokerbench's in-memory test double, not a real broker (its
+    figures measure nothing about any broker)."""
+    if test_double and broker_version is None:
+        broker_version = f"memory test double (brokerbench {harness.__version__})"
     return {
         "host": platform.node(),
         "os": f"{platform.system()} {platform.release()}",
@@ -58,4 +62,5 @@ def fingerprint(broker_version: str | None) -> dict[str, Any]:
         "clients": _client_versions(),
         "broker_version": broker_version,
         "stack_provider": current_provider(),
+        "test_double": test_double,
     }

@@ -1,21 +1,19 @@
-"""``result.json``: one run's outcome in a versioned schema (documented in docs/result.md).
+"""What ``result.json`` says about a run's history (the model, its schema and its file are
+``harness.run.result_model``; docs/result.md documents them).
 
 ``analyze`` rebuilds everything below ``figures`` and ``checks`` from the stored history, so a
 result can be re-checked, and re-checked with newer checkers, without brokers.
 """
 
-import json
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from chaos.figures import scenario_section
 from chaos.verdicts import adjust_for_faults
-from harness.atomic import write_text_atomically
 from harness.checkers import HistoryIndex, all_valid, check_all, derive_backlog
 from harness.checkers.verdict import Verdict
 from harness.collectors.saturation import SATURATION_FILE, read_samples
@@ -29,33 +27,41 @@ from harness.run.figures import (
     throughput_figures,
     time_series,
 )
+from harness.run.result_model import (
+    Check,
+    Counts,
+    DeclaredCapabilities,
+    Evaluation,
+    Figures,
+    Lag,
+    Saturation,
+    ScenarioSection,
+)
 from harness.run.saturation import saturation_section
 
-SCHEMA = "brokerbench.result/1"
-RESULT_FILE = "result.json"
 LAG_FILE = "lag.parquet"
 
 
-def capabilities_dict(capabilities: Capabilities) -> dict[str, Any]:
+def declared_capabilities(capabilities: Capabilities) -> DeclaredCapabilities:
     raw = asdict(capabilities)
     raw["exactly_once"] = sorted(capabilities.exactly_once)
-    return raw
+    return DeclaredCapabilities.model_validate(raw)
 
 
-def lag_series(lag: pa.Table) -> dict[str, Any]:
+def lag_series(lag: pa.Table) -> Lag:
     """The sampled backlog as [seconds since the first sample, messages or null] pairs."""
     times = lag["time_ns"].to_pylist()
     backlogs = lag["backlog"].to_pylist()
     sources = set(lag["source"].to_pylist())
     first = times[0] if times else 0
     known = [b for b in backlogs if b is not None]
-    return {
-        "first_ns": first,
-        "source": sources.pop() if len(sources) == 1 else sorted(sources),
-        "samples": [[round((t - first) / 1e9, 3), b] for t, b in zip(times, backlogs, strict=True)],
-        "max": max(known) if known else None,
-        "final": known[-1] if known else None,
-    }
+    return Lag(
+        first_ns=first,
+        source=sources.pop() if len(sources) == 1 else sorted(sources),
+        samples=[(round((t - first) / 1e9, 3), b) for t, b in zip(times, backlogs, strict=True)],
+        max=max(known) if known else None,
+        final=known[-1] if known else None,
+    )
 
 
 def evaluate(
@@ -67,7 +73,7 @@ def evaluate(
     *,
     flow_checks: Callable[[History], list[Verdict]] | None = None,
     exactly_once: bool = False,
-) -> dict[str, Any]:
+) -> Evaluation:
     """Figures and verdicts from the run's stored history (and lag samples); a business
     flow's invariant checks (``flow_checks``) join the log-level ones. Stages: the checkers,
     the flow's checks, the scenario's per-fault figures, then the verdicts adjusted for what
@@ -91,40 +97,31 @@ def evaluate(
     scenario = scenario_section(run_dir, history, lag, ordering)
     if scenario is not None:  # the fault-aware verdict stage (chaos/verdicts.py)
         verdicts = adjust_for_faults(verdicts, history, scenario["faults"])
-    figures = {
-        "throughput": throughput_figures(history, window, message_size),
-        "latency": latency_figures(history, window),
-        "lag": lag_series(lag),
-        "series": time_series(history),
-    }
+    figures = Figures.model_validate(
+        {
+            "throughput": throughput_figures(history, window, message_size),
+            "latency": latency_figures(history, window),
+            "lag": lag_series(lag),
+            "series": time_series(history),
+        }
+    )
     saturation_path = run_dir / SATURATION_FILE
     saturation = (
         saturation_section(
             read_samples(saturation_path),
             window,
-            figures["series"]["origin_ns"],
-            figures["latency"]["e2e"]["stats"].get("p99"),
+            figures.series.origin_ns,
+            figures.latency.e2e.stats.p99,
             not_sent(history.events),
         )
         if saturation_path.exists()
         else None
     )
-    return {
-        "counts": counts(history),
-        "figures": figures,
-        "valid": all_valid(verdicts),
-        "checks": [asdict(verdict) for verdict in verdicts],
-        **({"scenario": scenario} if scenario is not None else {}),
-        **({"saturation": saturation} if saturation is not None else {}),
-    }
-
-
-def write_result(run_dir: Path, result: dict[str, Any]) -> Path:
-    path = run_dir / RESULT_FILE
-    write_text_atomically(path, json.dumps(result, indent=2, default=str) + "\n")
-    return path
-
-
-def read_result(run_dir: Path) -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))
-    return loaded
+    return Evaluation(
+        counts=Counts.model_validate(counts(history)),
+        figures=figures,
+        valid=all_valid(verdicts),
+        checks=[Check.model_validate(asdict(verdict)) for verdict in verdicts],
+        scenario=None if scenario is None else ScenarioSection.model_validate(scenario),
+        saturation=None if saturation is None else Saturation.model_validate(saturation),
+    )

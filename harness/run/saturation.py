@@ -21,7 +21,7 @@ from harness.collectors.saturation import (
     Watched,
     WatchedService,
 )
-from harness.drivers.targets import LOCAL_DRIVERS
+from harness.drivers.targets import LOCAL_DRIVERS, TEST_DOUBLE
 from harness.load.progress_line import ProgressLine
 from harness.run.children import Child, Children
 from harness.run.figures import Window
@@ -38,6 +38,11 @@ def watched_services(
     """The local stack's processes a run of ``target`` uses, and notes on what is not sampled."""
     from harness.stack.provider_record import current_provider
 
+    external = settings.targets.get(target)
+    if (external.driver if external else target) == TEST_DOUBLE:
+        # The memory test double is always a local process of its own, whoever runs the stack.
+        memory = WatchedService(f"broker:{target}", "broker", paths.state_dir() / TEST_DOUBLE)
+        return [memory], []
     if target in settings.targets or target not in LOCAL_DRIVERS:
         return [], [f"broker {target!r} is an external target: no local process, not sampled"]
     if current_provider() == "containers":

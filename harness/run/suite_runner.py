@@ -13,8 +13,8 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 from chaos.scenario import Scenario, load_scenario
 from harness.atomic import write_text_atomically
 from harness.checkers.verdict import Verdict
-from harness.drivers.base import LagProbe
-from harness.drivers.targets import LOCAL_DRIVERS
+from harness.drivers.base import LagProbe, is_test_double
+from harness.drivers.targets import LOCAL_DRIVERS, target_driver
 from harness.errors import UserError
 from harness.flows.api import Flow
 from harness.flows.evaluate import flow_verdicts
@@ -24,7 +24,16 @@ from harness.load.throughput import SearchConfig, ThroughputConfig
 from harness.run.broker_warmup import WarmupProgress, shape_for, warm_up
 from harness.run.figures import Window
 from harness.run.fingerprint import fingerprint
-from harness.run.result import LAG_FILE, SCHEMA, capabilities_dict, evaluate, write_result
+from harness.run.result import LAG_FILE, declared_capabilities, evaluate
+from harness.run.result_model import (
+    SCHEMA,
+    BrokerWarmup,
+    Environment,
+    Phases,
+    RunResult,
+    Workload,
+    write_result,
+)
 from harness.run.search import Probe, SearchResult, search_max_rate
 from harness.run.single import Progress, RunOutcome, RunRequest, execute
 from harness.run.topology import consumer_processes
@@ -174,8 +183,8 @@ def finish_run(
     wall_seconds: float,
     suite_settings: Settings,
     *,
-    broker_warmup: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    broker_warmup: BrokerWarmup | None = None,
+) -> RunResult:
     """Compact the history, check it and write result.json. ``broker_warmup``: what warmed
     the broker before this run (``phases.broker_warmup``), None if nothing did."""
     run_dir = planned.run_dir
@@ -187,48 +196,47 @@ def finish_run(
     compact(run_dir)
     ordering = capabilities.ordering(planned.config.ordered)
     window = Window(outcome.warmup_end_ns, outcome.end_ns)
-    result = {
-        "schema": SCHEMA,
-        "run_id": f"{outcome.run_id:016x}",
-        "suite": suite.name,
-        "broker": planned.broker,
-        "driver": outcome.driver.name,
-        "proxy": suite.proxy,
-        "repeat": planned.repeat,
-        "workload": {
-            "name": planned.workload,
-            "kind": planned.kind,
-            "params": planned.config.model_dump(mode="json"),
-        },
-        "semantics": semantics,
-        "phases": {
-            "start_ns": outcome.start_ns,
-            "warmup_end_ns": outcome.warmup_end_ns,
-            "end_ns": outcome.end_ns,
-            "drain_end_ns": outcome.drain_end_ns,
-            "drained": outcome.drained,
-            "wall_seconds": round(wall_seconds, 1),
-            "broker_warmup": broker_warmup,
-        },
-        "ordering_scope": ordering.value,
-        "capabilities": capabilities_dict(capabilities),
-        "environment": fingerprint(
-            broker_version=None
-            if planned.broker in suite_settings.targets
-            else local_broker_version(planned.broker, suite_settings)
+    params = planned.config.model_dump(mode="json")
+    result = RunResult(
+        schema_name=SCHEMA,
+        run_id=f"{outcome.run_id:016x}",
+        suite=suite.name,
+        broker=planned.broker,
+        driver=outcome.driver.name,
+        proxy=suite.proxy,
+        repeat=planned.repeat,
+        workload=Workload(name=planned.workload, kind=planned.kind, params=params),
+        semantics=semantics,
+        phases=Phases(
+            start_ns=outcome.start_ns,
+            warmup_end_ns=outcome.warmup_end_ns,
+            end_ns=outcome.end_ns,
+            drain_end_ns=outcome.drain_end_ns,
+            drained=outcome.drained,
+            wall_seconds=round(wall_seconds, 1),
+            broker_warmup=broker_warmup,
         ),
-        **evaluate(
+        ordering_scope=ordering.value,
+        capabilities=declared_capabilities(capabilities),
+        environment=Environment.model_validate(
+            fingerprint(
+                broker_version=None
+                if planned.broker in suite_settings.targets
+                else local_broker_version(planned.broker, suite_settings),
+                test_double=is_test_double(outcome.driver),
+            )
+        ),
+    ).evaluated(
+        evaluate(
             run_dir,
             ordering,
             window,
             planned.config.message_size,
             broker_lag,
-            flow_checks=flow_checks(
-                planned.kind, planned.config.model_dump(mode="json"), run_dir, outcome.run_id
-            ),
+            flow_checks=flow_checks(planned.kind, params, run_dir, outcome.run_id),
             exactly_once=semantics == "exactly-once",
-        ),
-    }
+        )
+    )
     write_result(run_dir, result)
     return result
 
@@ -240,7 +248,7 @@ def run_suite(
     *,
     metrics_port: int | None = None,
     on_progress: Callable[[PlannedRun, Progress], None],
-    on_result: Callable[[PlannedRun, dict[str, Any]], None],
+    on_result: Callable[[PlannedRun, RunResult], None],
     broker_warmup: bool = True,
     on_warmup: Callable[[PlannedRun, Reason, WarmupProgress], None] = lambda *_: None,
 ) -> list[PlannedRun]:
@@ -256,7 +264,7 @@ def run_suite(
 
         def run_once(
             config: ThroughputConfig, run_dir: Path, planned: PlannedRun = planned
-        ) -> dict[str, Any]:
+        ) -> RunResult:
             warmed = None
             if warmups is not None:
                 warmed = _warm_up_if_needed(suite, settings, warmups, planned, config, on_warmup)
@@ -298,12 +306,12 @@ def _warm_up_if_needed(  # noqa: PLR0917 - one call site
     planned: PlannedRun,
     config: ThroughputConfig,
     on_warmup: Callable[[PlannedRun, Reason, WarmupProgress], None],
-) -> dict[str, Any] | None:
+) -> BrokerWarmup | None:
     """Warm ``planned.broker`` up if it has not been since it (re)started; what the warm-up did
     (result.json ``phases.broker_warmup``) or None."""
     reason = warmups.reason(planned.broker)
-    if reason is None:
-        return None
+    if reason is None or is_test_double(target_driver(planned.broker, settings)):
+        return None  # a test double has no JIT to warm
     on_warmup(planned, reason, WarmupProgress(0.0, 0, 0, None))
     outcome = warm_up(
         planned.broker,
@@ -314,19 +322,19 @@ def _warm_up_if_needed(  # noqa: PLR0917 - one call site
         progress=lambda progress: on_warmup(planned, reason, progress),
     )
     warmups.warmed(planned.broker)
-    return {
-        "reason": reason,
-        "seconds": outcome.seconds,
-        "messages": outcome.received,
-        "settled": outcome.settled,
-        "e2e_p50_ms": [None if p50 is None else round(p50, 3) for p50 in outcome.window_p50_ms],
-    }
+    return BrokerWarmup(
+        reason=reason,
+        seconds=outcome.seconds,
+        messages=outcome.received,
+        settled=outcome.settled,
+        e2e_p50_ms=[None if p50 is None else round(p50, 3) for p50 in outcome.window_p50_ms],
+    )
 
 
 def search_rate(
     planned: PlannedRun,
     search: SearchConfig,
-    run_once: Callable[[ThroughputConfig, Path], dict[str, Any]],
+    run_once: Callable[[ThroughputConfig, Path], RunResult],
 ) -> SearchResult:
     """Probe rates (one run folder each, ``rate-<N>``) and write ``search.json``."""
 
@@ -335,10 +343,10 @@ def search_rate(
         result = run_once(config, planned.run_dir / f"rate-{rate:.0f}")
         return Probe(
             rate,
-            result["figures"]["throughput"]["sent"]["mean_msgs_per_s"] or 0.0,
-            _backlog_at(result["figures"]["lag"], result["phases"]["end_ns"]),
-            harness_bound=result.get("saturation", {}).get("harness_bound", {}).get("value"),
-            not_sent=int(result["counts"].get("not_sent", 0)),
+            result.figures.throughput.sent.mean_msgs_per_s or 0.0,
+            result.figures.lag.backlog_at(result.phases.end_ns),
+            harness_bound=result.harness_bound,
+            not_sent=result.counts.not_sent or 0,
         )
 
     found = search_max_rate(search, probe)
@@ -346,16 +354,6 @@ def search_rate(
         planned.run_dir / "search.json", json.dumps(asdict(found), indent=2) + "\n"
     )
     return found
-
-
-def _backlog_at(lag: dict[str, Any], time_ns: int) -> int | None:
-    """The last sampled backlog at or before ``time_ns``."""
-    known = [
-        backlog
-        for seconds, backlog in lag["samples"]
-        if backlog is not None and lag["first_ns"] + seconds * 1e9 <= time_ns
-    ]
-    return known[-1] if known else None
 
 
 def _bind(

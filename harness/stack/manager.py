@@ -9,7 +9,7 @@ import errno
 import socket
 import time
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import psutil
@@ -17,7 +17,7 @@ import psutil
 from harness.errors import UserError
 from harness.settings import LOOPBACK, Settings
 from harness.stack import processes
-from harness.stack.services import Service, Toxiproxy, all_services
+from harness.stack.services import Service, Toxiproxy, all_services, opt_in_services
 from harness.stack.toxiproxy import Proxy, ProxySpec
 
 State = Literal["healthy", "unhealthy", "stopped", "crashed"]
@@ -33,6 +33,8 @@ class ServiceStatus:
     version: str | None
     log: str
     detail: str | None = None
+    test_double: bool = False
+    """brokerbench's in-memory test double, not a real broker."""
 
 
 def proxy_specs(settings: Settings) -> list[ProxySpec]:
@@ -97,6 +99,11 @@ def _holder_of(port: int) -> str:
     return ""
 
 
+def _started(service: Service) -> bool:
+    """A pid file is there: started and not stopped by ``down`` (alive or crashed)."""
+    return processes.recorded(service.directory) is not None
+
+
 def _first_line(error: Exception) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
@@ -111,25 +118,37 @@ def _last_log_line(service: Service) -> str:
     return lines[-1][:240] if lines else "empty log"
 
 
+def known_services(settings: Settings) -> list[Service]:
+    """The stack's services, then the opt-in ones (the memory test double)."""
+    return [*all_services(settings), *opt_in_services(settings)]
+
+
 class Stack:
-    """The local stack, or the subset named in ``only``."""
+    """The local stack, or the subset named in ``only``. Without ``only``: every service but
+    the opt-in ones, which join only while started (so ``down`` and ``status`` see them; ``up``
+    still never starts them unless named)."""
 
     def __init__(self, settings: Settings, only: Collection[str] | None = None) -> None:
-        services = all_services(settings)
+        services = known_services(settings)
         require_known_services(only, [service.name for service in services])
         self.settings = settings
-        self.services = [s for s in services if only is None or s.name in only]
+        if only is None:
+            self.services = [s for s in services if not s.opt_in or _started(s)]
+            self.startable = [s for s in services if not s.opt_in]
+        else:
+            self.services = [s for s in services if s.name in only]
+            self.startable = list(self.services)
 
     def service(self, name: str) -> Service:
-        for service in all_services(self.settings):
+        for service in known_services(self.settings):
             if service.name == name:
                 return service
-        names = ", ".join(s.name for s in all_services(self.settings))
+        names = ", ".join(s.name for s in known_services(self.settings))
         raise UserError(f"unknown service {name!r}: choose from {names}")
 
     def up(self, report: Callable[[str], None] = lambda _: None) -> list[ServiceStatus]:
         to_start: list[Service] = []
-        for service in self.services:
+        for service in self.startable:
             record = processes.recorded(service.directory)
             if record is not None and processes.is_alive(record):
                 continue
@@ -146,7 +165,7 @@ class Stack:
                 processes.start(service.directory, commands[service.name])
                 started.append(service)
                 report(f"{service.name}: started")
-            for service in self.services:
+            for service in self.startable:
                 self._wait_ready(service)
                 report(f"{service.name}: ready")
                 if isinstance(service, Toxiproxy):
@@ -195,6 +214,14 @@ class Stack:
         return [self._status_of(service) for service in self.services]
 
     def _status_of(self, service: Service) -> ServiceStatus:
+        status = self._probed_status_of(service)
+        if not service.test_double:
+            return status
+        label = "a test double (in-memory broker for brokerbench's own tests), not a real broker"
+        detail = f"{status.detail}; {label}" if status.detail else label
+        return replace(status, test_double=True, detail=detail)
+
+    def _probed_status_of(self, service: Service) -> ServiceStatus:
         record = processes.recorded(service.directory)
         log = str(service.directory / "service.log")
         if record is None:

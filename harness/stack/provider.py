@@ -24,6 +24,7 @@ from harness.stack.provider_record import (
     record_provider,
     recorded_provider,
 )
+from harness.stack.services import opt_in_services
 from harness.stack.toxiproxy import Proxy
 
 Choice = Literal["auto", "local", "containers"]
@@ -101,11 +102,22 @@ def engine_problem() -> str | None:
     return None
 
 
+def _local_only(settings: Settings) -> set[str]:
+    """The opt-in services (the memory test double): local processes only, no container."""
+    return {service.name for service in opt_in_services(settings)}
+
+
 def _make(
     name: ProviderName, settings: Settings, only: Collection[str] | None, reap_on_exit: bool
 ) -> StackProvider:
     if name == "local":
         return LocalProvider(settings, only)
+    local_only = sorted(_local_only(settings) & set(only or ()))
+    if local_only:
+        raise UserError(
+            f"{local_only[0]} is brokerbench's in-memory test double and runs as a local process "
+            "only: use --provider local"
+        )
     problem = engine_problem()
     if problem is not None:
         raise UserError(
@@ -151,7 +163,11 @@ def open_provider(
     CLI ``up`` must outlive the command)."""
     if choice not in CHOICES:
         raise UserError(f"unknown provider {choice!r}: choose from {', '.join(CHOICES)}")
-    name, reason = choose(settings) if choice == "auto" else (choice, "")
+    name: ProviderName
+    if choice == "auto" and only and set(only) <= _local_only(settings):
+        name, reason = "local", "the memory test double is a local process"
+    else:
+        name, reason = choose(settings) if choice == "auto" else (choice, "")
     recorded = recorded_provider()
     if recorded is not None and recorded != name:
         running = _make(recorded, settings, None, False) if _usable(recorded) else None

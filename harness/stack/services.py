@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from importlib import metadata
 from pathlib import Path
 
-from harness import paths
+from harness import __version__, paths
 from harness.errors import UserError
 from harness.settings import LOOPBACK, Settings
 from harness.setup import artifacts
@@ -29,6 +29,10 @@ class Service(ABC):
     port_fields: tuple[str, ...]
     """The ``Ports`` settings this service binds."""
     startup_timeout: float = 30.0
+    opt_in: bool = False
+    """Started only when named (``up --only NAME``), never by a plain ``up``."""
+    test_double: bool = False
+    """brokerbench's own stand-in for a broker, for its tests: never a real broker."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -291,8 +295,42 @@ class Toxiproxy(Service):
         return self.client().version()
 
 
+class MemoryBroker(Service):
+    """brokerbench's in-memory TEST DOUBLE broker (``harness.drivers.memory``): opt-in
+    (``up --only memory``), no proxy, not in compose/ nor in the containers provider."""
+
+    name = "memory"
+    port_fields = ("memory",)
+    opt_in = True
+    test_double = True
+
+    def command(self) -> list[str]:
+        port = str(self.settings.ports.memory)
+        return [sys.executable, "-m", "harness.drivers.memory.server", "--port", port]
+
+    def probe(self) -> None:
+        from harness.drivers.memory.driver import Connection
+
+        connection = Connection(self.settings.ports.memory, PROBE_TIMEOUT)
+        try:
+            answer, _ = connection.request({"op": "ping"})
+        finally:
+            connection.close()
+        if answer.get("broker") != "memory":
+            raise RuntimeError(f"not the memory broker on port {self.settings.ports.memory}")
+
+    def version(self) -> str:
+        return f"brokerbench {__version__}"
+
+
+def opt_in_services(settings: Settings) -> list[Service]:
+    """Services ``up`` starts only when named with ``--only``."""
+    return [MemoryBroker(settings)]
+
+
 def all_services(settings: Settings) -> list[Service]:
-    """In start order: toxiproxy first, so proxies exist as soon as brokers answer."""
+    """The stack ``up`` starts, in start order: toxiproxy first, so proxies exist as soon as
+    brokers answer (the opt-in services are apart: ``opt_in_services``)."""
     return [
         Toxiproxy(settings),
         Kafka(settings),

@@ -53,7 +53,7 @@ def evaluate_run(
         compact(run_dir)
         ordering = outcome.driver.capabilities.ordering(config.ordered)
         window = Window(outcome.warmup_end_ns, outcome.end_ns)
-        return evaluate(run_dir, ordering, window, config.message_size, True)
+        return evaluate(run_dir, ordering, window, config.message_size, True).document()
     finally:
         delete_topics(settings, f"{outcome.run_id:016x}")
 

@@ -163,8 +163,8 @@ class _LocustRun:
         )
         result = finish_run(suite, planned, outcome, time.monotonic() - self.started, self.settings)
         print(f"brokerbench: {request.workload} run {request.run_dir}")
-        for check in result["checks"]:
-            print(f"  {check['name']:24} valid={check['valid']} {json.dumps(check['counts'])}")
+        for check in result.checks:
+            print(f"  {check.name:24} valid={check.valid} {json.dumps(check.counts)}")
         print(f"brokerbench: result {request.run_dir / 'result.json'}")
 
     def abandon(self) -> None:
