@@ -10,7 +10,7 @@ from harness.settings import Settings
 
 
 class LoadProcesses(Protocol):
-    """The runner's load processes as the nemesis sees them (``harness/run/single.py`` has one
+    """The runner's load processes as the nemesis sees them (``harness/run/load_slots.py`` has one
     for consumers and one for producers). ``label`` is the process's slot, e.g. ``consumer-0``."""
 
     def labels(self) -> list[str]:

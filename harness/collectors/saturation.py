@@ -33,7 +33,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -162,6 +162,7 @@ class SaturationSampler:
         """Each service's first pid: a later one is a restart."""
         self._samples: list[Sample] = []
         self._pending: dict[str, dict[str, float]] = {}
+        self._roles: dict[str, Role] = {}
         self._lock = threading.Lock()
         self._tracked: dict[tuple[str, int], _Cpu] = {}
         self._gone: set[tuple[str, int]] = set()
@@ -175,10 +176,13 @@ class SaturationSampler:
 
     # --- feeding ---------------------------------------------------------------------------
 
-    def on_line(self, label: str, fields: dict[str, Any]) -> None:
+    def on_line(self, label: str, fields: Mapping[str, Any], *, role: Role | None = None) -> None:
         """Fold a load process's progress line into the current second (never raises: it is
-        called from the thread that reads the process's output)."""
+        called from the thread that reads the process's output). ``role``: the process's
+        (default: guessed from its label, ``role_of``)."""
         try:
+            if role is not None:
+                self._roles[label] = role
             found = {}
             for name in PROGRESS_FOLDS.keys() & fields.keys():
                 value = fields[name]
@@ -279,7 +283,7 @@ class SaturationSampler:
             pending, self._pending = self._pending, {}
         for label, metrics in pending.items():
             for metric, value in metrics.items():
-                add(label, role_of(label), None, metric, value)
+                add(label, self._roles.get(label) or role_of(label), None, metric, value)
 
         if previous_ns is not None and interval_ns > 0:
             own = 100 * (thread_cpu_s - self._thread_cpu_s) / (interval_ns / 1e9)

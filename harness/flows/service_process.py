@@ -6,7 +6,6 @@ handled, nacks poison (so the broker dead-letters it), then publishes the outbox
 JSON progress line a second; stops cleanly on SIGTERM or SIGINT.
 """
 
-import json
 import random
 import signal
 import sys
@@ -32,6 +31,7 @@ from harness.history.recorder import Recorder
 from harness.history.schema import Disposition
 from harness.load.consumer_process import BrokerErrors, scope_of
 from harness.load.patience import with_patience
+from harness.load.progress_line import LineKind, ProgressLine, emit
 
 PUBLISH_EVERY_SECONDS = 0.05
 
@@ -70,11 +70,6 @@ class _Redeliveries:
             return False
         self._counted.add(message.message_id)
         return True
-
-
-def _report(**fields: object) -> None:
-    sys.stdout.write(json.dumps(fields) + "\n")
-    sys.stdout.flush()
 
 
 def _service(plan: ServicePlan) -> Service:
@@ -168,20 +163,25 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
 
     busy_at = time.monotonic()
 
-    def report(kind: str, **extra: float) -> None:
+    def report(
+        kind: LineKind, *, unpublished: int = 0, idle_seconds: float = 0.0, foreign: int = 0
+    ) -> None:
         """A progress line: what this process handled (its source topic's events, or for a
         dead-letter reader the dead letters of the topic it reads) and published."""
-        _report(
+        line = ProgressLine(
             kind=kind,
             consumer=plan.consumer_id,
             handled={plan.dead_letter_of or plan.topic: handled},
             nacked=nacked,
             published=publisher.published,
-            **extra,
+            unpublished=unpublished,
+            idle_seconds=idle_seconds,
+            foreign=foreign,
         )
+        emit(line)
 
     with_patience(publisher.publish_pending)  # rows a killed predecessor left in its outbox
-    _report(kind="ready", consumer=plan.consumer_id)
+    emit(ProgressLine(kind="ready", consumer=plan.consumer_id))
     try:
         while not stop.is_set():
             try:

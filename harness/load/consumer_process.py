@@ -13,7 +13,6 @@ i.e. acking one batch (and recording, when it is due). A consumer short of CPU s
 first.
 """
 
-import json
 import signal
 import sys
 import threading
@@ -35,17 +34,13 @@ from harness.load.gc_tuning import tune_for_load
 from harness.load.patience import with_patience
 from harness.load.pending_receives import Deliveries, PendingReceives
 from harness.load.plan import ConsumerPlan
+from harness.load.progress_line import ProgressLine, emit
 
 # Live metrics get a sample of end-to-end latencies (the history keeps every one).
 E2E_SAMPLE_EVERY = 10
 E2E_SAMPLES_PER_LINE = 200
 MAX_ERROR_SECONDS = 120.0
 POLL_TIMEOUT_SECONDS = 0.5
-
-
-def _report(**fields: object) -> None:
-    sys.stdout.write(json.dumps(fields) + "\n")
-    sys.stdout.flush()
 
 
 def scope_of(message: Received, ordering: OrderingScope) -> str | None:
@@ -125,13 +120,15 @@ class Progress:
         if not self.line_due():
             return
         self.tick += 1
-        _report(
-            kind="progress",
-            consumer=self.consumer_id,
-            received=self.received,
-            tick=self.tick,
-            e2e_ms=self.e2e_samples,
-            poll_gap_ms_max=round(self.poll_gap_max * 1e3, 3),
+        emit(
+            ProgressLine(
+                kind="progress",
+                consumer=self.consumer_id,
+                received=self.received,
+                tick=self.tick,
+                e2e_ms=self.e2e_samples,
+                poll_gap_ms_max=round(self.poll_gap_max * 1e3, 3),
+            )
         )
         self.e2e_samples = []
         self.poll_gap_max = 0.0
@@ -201,7 +198,7 @@ def main(plan_path: str) -> None:
     recording = Recording(recorder, plan, driver.capabilities.ordering(run.destination.ordered))
     progress = recording.progress
     errors = BrokerErrors()
-    _report(kind="ready", consumer=plan.consumer_id)
+    emit(ProgressLine(kind="ready", consumer=plan.consumer_id))
     try:
         while not stop.is_set():
             try:
@@ -233,11 +230,13 @@ def main(plan_path: str) -> None:
             consumer.close()
             driver.close()
             recorder.close()
-    _report(
-        kind="done",
-        consumer=plan.consumer_id,
-        received=progress.received,
-        foreign=recording.foreign,
+    emit(
+        ProgressLine(
+            kind="done",
+            consumer=plan.consumer_id,
+            received=progress.received,
+            foreign=recording.foreign,
+        )
     )
 
 

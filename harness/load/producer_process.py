@@ -7,8 +7,8 @@ orchestrator: sends completed (``sent``, ``failed``), how late the sends of the 
 Exits when every user has finished its share of the schedule.
 """
 
-import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import gevent
@@ -21,30 +21,28 @@ from harness.history.recorder import Recorder
 from harness.load.gc_tuning import tune_for_load
 from harness.load.locust_producer import OpenLoopProducer
 from harness.load.plan import ProducerPlan
+from harness.load.progress_line import LineKind, ProgressLine, emit
 
 
-def _report(**fields: object) -> None:
-    sys.stdout.write(json.dumps(fields) + "\n")
-    sys.stdout.flush()
-
-
-def _figures(environment: Environment) -> dict[str, object]:
+def _line(kind: LineKind, environment: Environment, errors: Sequence[str] = ()) -> ProgressLine:
     total = environment.stats.total  # replaced when the runner resets its stats
     late_p99, late_max = OpenLoopProducer.lateness.take()
-    return {
-        "sent": total.num_requests,
-        "failed": total.num_failures,
-        "late_ms_p99": round(late_p99, 3),
-        "late_ms_max": round(late_max, 3),
-        "not_sent": OpenLoopProducer.not_sent,
-    }
+    return ProgressLine(
+        kind=kind,
+        sent=total.num_requests,
+        failed=total.num_failures,
+        late_ms_p99=round(late_p99, 3),
+        late_ms_max=round(late_max, 3),
+        not_sent=OpenLoopProducer.not_sent,
+        errors=list(errors),
+    )
 
 
 def _await_start(plan: ProducerPlan, runner: LocalRunner) -> None:
     """Once every user is connected, say ``ready`` and wait for ``start <ns>`` on stdin."""
     while OpenLoopProducer.connected < plan.producers and not runner.exceptions:
         gevent.sleep(0.02)
-    _report(kind="ready")
+    emit(ProgressLine(kind="ready"))
     line = gevent.get_hub().threadpool.apply(sys.stdin.readline)
     if not line.startswith("start "):  # the orchestrator went away
         sys.exit(1)
@@ -63,13 +61,13 @@ def main(plan_path: str) -> None:
     if plan.start_ns is None:
         _await_start(plan, runner)
     while not OpenLoopProducer.finished.wait(timeout=1.0):
-        _report(kind="progress", **_figures(environment))
+        emit(_line("progress", environment))
         if runner.exceptions:  # a user raised; failed sends (runner.errors) are history
             break
     runner.quit()
     recorder.close()
     errors = [str(exception["msg"]) for exception in runner.exceptions.values()]
-    _report(kind="done", **_figures(environment), errors=errors[:5])
+    emit(_line("done", environment, errors[:5]))
     gevent.sleep(0)
     sys.exit(1 if errors else 0)
 

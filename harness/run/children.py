@@ -1,32 +1,62 @@
-"""The load processes of one run: started with a plan file, read through their JSON progress
-lines, and always stopped (SIGTERM, then SIGKILL) when the run ends, however it ends."""
+"""The load processes of one run: started with a plan file and a role, read through their
+progress lines (``harness/load/progress_line.py``, parsed once here), and always stopped
+(SIGTERM, then SIGKILL) when the run ends, however it ends (``Children`` is a context manager).
+"""
 
-import json
 import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Literal, Self
 
 from pydantic import BaseModel
 
 from harness.atomic import write_text_atomically
+from harness.load.progress_line import NOTHING_YET, ProgressLine, parse
+
+
+class Role(Enum):
+    """What a load process does in the run (its label, e.g. ``consumer-3``, only names it)."""
+
+    PRODUCER = "producer"
+    CONSUMER = "consumer"
+    """A plain consumer (raw throughput): its lines count ``received``."""
+    SERVICE = "service"
+    """A flow's service process: its lines count what it ``handled`` and ``published``."""
+    DEAD_LETTER_READER = "dead-letter-reader"
+    """A flow's reader of a topic's dead letters (a service process too)."""
+
+    @property
+    def consumes(self) -> bool:
+        """Takes messages off the broker: stopped after the drain; dying is a failure."""
+        return self is not Role.PRODUCER
+
+    @property
+    def saturation_role(self) -> Literal["producer", "consumer"]:
+        """Its role in the saturation samples (flow services count as consumers)."""
+        return "producer" if self is Role.PRODUCER else "consumer"
 
 
 @dataclass
 class Child:
     label: str
+    role: Role
     process: subprocess.Popen[str]
     log: Path
-    last: dict[str, Any] = field(default_factory=dict)
+    last: ProgressLine = NOTHING_YET
     """The latest progress line."""
 
     @property
     def exited(self) -> bool:
         return self.process.poll() is not None
+
+
+Listener = Callable[[Child, ProgressLine], None]
 
 
 class Children:
@@ -36,10 +66,12 @@ class Children:
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
         self.children: dict[str, Child] = {}
-        self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
-        """Called with (label, fields) for every progress line, on the child's reader thread."""
+        self.listeners: list[Listener] = []
+        """Called with (child, line) for every progress line, on the child's reader thread."""
 
-    def start(self, label: str, module: str, plan: BaseModel, *, stdin: bool = False) -> Child:
+    def start(
+        self, label: str, role: Role, module: str, plan: BaseModel, *, stdin: bool = False
+    ) -> Child:
         """Start ``label``; with ``stdin``, its standard input is a pipe for ``tell``."""
         plan_path = self.run_dir / "plans" / f"{label}.json"
         write_text_atomically(plan_path, plan.model_dump_json(indent=2))
@@ -54,7 +86,7 @@ class Children:
                 text=True,
                 start_new_session=True,
             )
-        child = Child(label, process, log)
+        child = Child(label, role, process, log)
         self.children[label] = child
         threading.Thread(target=self._read, args=(child,), daemon=True).start()
         return child
@@ -62,15 +94,20 @@ class Children:
     def _read(self, child: Child) -> None:
         assert child.process.stdout is not None
         for raw in child.process.stdout:
-            try:
-                fields = json.loads(raw)
-            except json.JSONDecodeError:
+            line = parse(raw)
+            if line is None:
                 continue
-            if not isinstance(fields, dict):
-                continue
-            child.last = fields
+            child.last = line
             for listener in self.listeners:
-                listener(child.label, fields)
+                listener(child, line)
+
+    def of(self, *roles: Role) -> list[Child]:
+        """The children started in one of ``roles`` (every one ever started, in start order)."""
+        return [child for child in list(self.children.values()) if child.role in roles]
+
+    def consuming(self) -> list[Child]:
+        """The children that take messages off the broker (``Role.consumes``)."""
+        return [child for child in list(self.children.values()) if child.role.consumes]
 
     def tell(self, label: str, line: str) -> None:
         """Write one line to a child started with ``stdin``."""
@@ -95,12 +132,23 @@ class Children:
     def stop_all(self) -> None:
         self.stop(list(self.children), grace_seconds=10.0)
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop_all()
+
     def failure(self, label: str) -> str:
-        """Why a child failed: its last stderr line."""
+        """Why a child failed: its own summary of what failed, else its last stderr line."""
         child = self.children[label]
         lines = [line for line in child.log.read_text(errors="replace").splitlines() if line]
-        reported = child.last.get("errors")  # a load process's own summary of what failed
-        last = "; ".join(map(str, reported)) if reported else lines[-1] if lines else "no output"
+        reported = child.last.errors
+        last = "; ".join(reported) if reported else lines[-1] if lines else "no output"
         return (
             f"{label} exited with code {child.process.returncode}: {last[:300]} (log: {child.log})"
         )

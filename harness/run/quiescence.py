@@ -1,8 +1,9 @@
 """When a flow has caught up: its service processes' progress lines, summed."""
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+
+from harness.load.progress_line import ProgressLine
 
 QUIET_SECONDS = 2.0
 
@@ -21,19 +22,19 @@ class ServiceTotals:
     @classmethod
     def of(
         cls,
-        progress_lines: Iterable[Mapping[str, Any]],
-        running: Iterable[Mapping[str, Any]] = (),
+        progress_lines: Iterable[ProgressLine],
+        running: Iterable[ProgressLine] = (),
     ) -> "ServiceTotals":
         """Totals over every service process's last line (killed ones included: what they
         handled stays handled); ``running``: the lines of those still running."""
-        quiet = [float(last.get("idle_seconds", 0.0)) for last in running]
+        quiet = [last.idle_seconds for last in running]
         totals = cls(quiet_seconds=min(quiet, default=0.0))
         for last in progress_lines:
-            for topic, count in last.get("handled", {}).items():
-                totals.handled[topic] = totals.handled.get(topic, 0) + int(count)
-            for topic, count in last.get("published", {}).items():
-                totals.published[topic] = totals.published.get(topic, 0) + int(count)
-            totals.unpublished += int(last.get("unpublished", 0))
+            for topic, count in last.handled.items():
+                totals.handled[topic] = totals.handled.get(topic, 0) + count
+            for topic, count in last.published.items():
+                totals.published[topic] = totals.published.get(topic, 0) + count
+            totals.unpublished += last.unpublished
         return totals
 
     def entry_handled(self, entry_topic: str) -> int:

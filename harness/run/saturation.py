@@ -20,10 +20,10 @@ from harness.collectors.saturation import (
     StoredSamples,
     Watched,
     WatchedService,
-    role_of,
 )
 from harness.drivers.targets import LOCAL_DRIVERS, TEST_DOUBLE
-from harness.run.children import Children
+from harness.load.progress_line import ProgressLine
+from harness.run.children import Child, Children
 from harness.run.figures import Window
 from harness.run.harness_bound import HARNESS_PROCESS_ROLES, THRESHOLDS, Measured, verdict
 from harness.settings import Settings
@@ -62,14 +62,29 @@ def sampler_for_run(
 
     def load_processes() -> list[Watched]:
         return [
-            Watched(label, role_of(label), child.process.pid)
+            Watched(label, child.role.saturation_role, child.process.pid)
             for label, child in list(children.children.items())
             if child.process.returncode is None
         ]
 
     sampler = SaturationSampler(run_dir, processes=load_processes, services=services, notes=notes)
-    children.listeners.append(sampler.on_line)
+
+    def on_line(child: Child, line: ProgressLine) -> None:
+        sampler.on_line(child.label, progress_fields(line), role=child.role.saturation_role)
+
+    children.listeners.append(on_line)
     return sampler
+
+
+def progress_fields(line: ProgressLine) -> dict[str, float]:
+    """The fields of a progress line the sampler folds (those the process reported)."""
+    fields = {
+        LATE_MS_P99: line.late_ms_p99,
+        LATE_MS_MAX: line.late_ms_max,
+        NOT_SENT: line.not_sent,
+        POLL_GAP_MS_MAX: line.poll_gap_ms_max,
+    }
+    return {name: value for name, value in fields.items() if value is not None}
 
 
 def _mean(values: list[float]) -> float | None:

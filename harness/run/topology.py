@@ -2,6 +2,7 @@
 consumers for raw throughput; for a business flow, a destination per topic and a service
 process per (service, topic, consumer), plus dead-letter readers."""
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.flows.api import Flow, FlowConfig
@@ -10,6 +11,19 @@ from harness.flows.plan import DEAD_LETTER_SERVICE, ServicePlan
 from harness.load.plan import ConsumerPlan, DestinationPlan, RunShared
 from harness.load.throughput import ThroughputConfig
 from harness.models import FrozenModel
+from harness.run.children import Role
+
+CONSUMER_MODULE = "harness.load.consumer_process"
+SERVICE_MODULE = "harness.flows.service_process"
+
+
+@dataclass(frozen=True)
+class ProcessPlan:
+    """A load process to start: its role, its module (``python -m``) and its plan."""
+
+    role: Role
+    module: str
+    plan: FrozenModel
 
 
 def topic_plans(
@@ -43,28 +57,29 @@ def consumer_plans_of(
     topics: dict[str, DestinationPlan],
     *,
     durable_history: bool = False,
-) -> dict[str, tuple[str, FrozenModel]]:
-    """Label (``consumer-<consumer id>``) -> (module, plan) of every consuming process: plain
+) -> dict[str, ProcessPlan]:
+    """Label (``consumer-<consumer id>``) -> what to start, for every consuming process: plain
     consumers for raw throughput; for a flow, each service's consumers per topic (in the flow's
     order: the entry service's first), then the dead-letter readers. ``durable_history``: each
     process flushes its history before acking (for runs that kill consumers)."""
     if flow is None:
         return {
-            f"consumer-{index}": (
-                "harness.load.consumer_process",
+            f"consumer-{index}": ProcessPlan(
+                Role.CONSUMER,
+                CONSUMER_MODULE,
                 ConsumerPlan(run=shared, consumer_id=index, durable_history=durable_history),
             )
             for index in range(config.consumers)
         }
     assert isinstance(config, FlowConfig)
-    module = "harness.flows.service_process"
     params = config.model_dump(mode="json")
-    plans: dict[str, tuple[str, FrozenModel]] = {}
+    plans: dict[str, ProcessPlan] = {}
 
     def add(service: str, topic: str, dead_letter_of: str | None = None) -> None:
         consumer_id = len(plans)
-        plans[f"consumer-{consumer_id}"] = (
-            module,
+        plans[f"consumer-{consumer_id}"] = ProcessPlan(
+            Role.SERVICE if dead_letter_of is None else Role.DEAD_LETTER_READER,
+            SERVICE_MODULE,
             ServicePlan(
                 run=shared,
                 flow=flow.kind,

@@ -14,7 +14,7 @@ from harness.checkers import HistoryIndex, all_valid, check_all, derive_backlog
 from harness.drivers.base import OrderingScope
 from harness.history.store import compact, load
 from harness.load.plan import ConsumerPlan, DestinationPlan, RunShared
-from harness.run.children import Children
+from harness.run.children import Children, Role
 from harness.settings import Settings
 from harness.stack.manager import Stack
 
@@ -45,7 +45,10 @@ def test_a_master_and_two_workers_share_one_schedule(
     )
     children = Children(tmp_path)
     consumer = children.start(
-        "consumer-0", "harness.load.consumer_process", ConsumerPlan(run=shared, consumer_id=0)
+        "consumer-0",
+        Role.CONSUMER,
+        "harness.load.consumer_process",
+        ConsumerPlan(run=shared, consumer_id=0),
     )
     port = free_port()
     common = [
@@ -73,7 +76,7 @@ def test_a_master_and_two_workers_share_one_schedule(
         for worker in workers:
             worker.wait(timeout=30)
         deadline = time.monotonic() + 30
-        while consumer.last.get("received", 0) < RATE * SECONDS and time.monotonic() < deadline:
+        while consumer.last.received < RATE * SECONDS and time.monotonic() < deadline:
             time.sleep(0.2)
     finally:
         for process in (master, *workers):

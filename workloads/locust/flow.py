@@ -2,19 +2,25 @@
 
     locust -f workloads/locust/tracker.py --bb-target kafka --bb-rate 200 --bb-duration 60
 
-Start users in the web UI (http://127.0.0.1:8089): the flow's topics are created and its
-services start as child processes (as ``brokerbench run`` starts them), the users publish the
-entry events on an open-loop schedule of ``--bb-rate`` events/s shared among them, and Locust's
-charts show every send. When the test stops, the services get up to ``--bb-drain`` seconds to
-catch up, stop, and the flow's checks (log-level and invariants) run on the recorded history; the
-verdicts are printed and the run folder (``--bb-run-dir``/<run id>) keeps the history and the
-services' databases. One process only (no master/worker: use ``brokerbench run`` for that).
+Start users in the web UI (http://127.0.0.1:8089): the test is one brokerbench run. Its
+``RunSession`` (``harness/run/session.py``, as ``brokerbench run`` has one) creates the flow's
+topics and starts its services as child processes; the users publish the entry events on an
+open-loop schedule of ``--bb-rate`` events/s shared among them, and Locust's charts show every
+send. When the test stops, the services get up to ``--bb-drain`` seconds to catch up (the same
+drain as ``brokerbench run``'s) and stop, and ``finish_run`` checks the recorded history (the
+log-level checks, exactly-once where the flow asks for it, and the flow's invariants) and
+writes ``result.json``, as ``brokerbench run`` does; the verdicts are printed. The run folder
+(``--bb-run-dir``/<flow>-<run id>) keeps the history, the services' databases and result.json.
+The session releases everything it holds on every path, also when Locust quits without
+stopping the test. One process only (no master/worker: use ``brokerbench run`` for that); no
+saturation samples (the producers are Locust users in this very process).
 """
 
 import json
 import secrets
 import time
 from argparse import ArgumentParser
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,23 +30,24 @@ from grpc.experimental import gevent as grpc_gevent
 from locust import events
 from locust.env import Environment
 
-from harness.checkers import check_all, derive_backlog
-from harness.checkers.index import HistoryIndex
-from harness.drivers.targets import open_driver
 from harness.flows.api import Flow
-from harness.flows.evaluate import flow_verdicts
 from harness.flows.registry import flow_class
 from harness.history.recorder import Recorder
-from harness.history.store import compact, load
+from harness.history.schema import EventKind
 from harness.load import locust_producer
-from harness.load.plan import ProducerPlan, RunShared, StepPlan
-from harness.run.children import Children
-from harness.run.quiescence import ServiceTotals
-from harness.run.topology import consumer_plans_of, topic_plans
+from harness.load.plan import ProducerPlan, StepPlan
+from harness.run.monitor import Progress, Sends
+from harness.run.session import RunRequest, RunSession
+from harness.run.single import RunOutcome
+from harness.run.suite_runner import PlannedRun, finish_run
 from harness.settings import load_settings
+from harness.suite import ProxyPath, Suite, WorkloadEntry
 
 grpc_gevent.init_gevent()
 START_LEAD_NS = 2_000_000_000
+NS_PER_S = 1_000_000_000
+SUITE = "locust"
+"""The suite name in result.json."""
 
 
 def _options(parser: ArgumentParser) -> None:
@@ -56,75 +63,113 @@ def _options(parser: ArgumentParser) -> None:
     )
 
 
-class _Session:
-    """The flow's services and recorder for one Locust test."""
+class _LocustRun:
+    """One Locust test as one run: its session (the flow's topics and services), the users'
+    recorder and plan, from ``test_start`` until ``finish`` (``test_stop``) or ``abandon``."""
 
     def __init__(self, flow: type[Flow], options: Any, users: int) -> None:
-        self.flow = flow
         params = {"rate": options.bb_rate, "duration": options.bb_duration}
         params |= json.loads(options.bb_params)
-        self.config = flow.config_model.model_validate(params)
-        self.run_id = secrets.randbits(63)
-        self.run_dir = Path(options.bb_run_dir) / f"{flow.kind}-{self.run_id:016x}"
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        settings = load_settings()
-        topics = topic_plans(flow.kind, self.config, flow, self.run_id)
-        self.driver = open_driver(options.bb_target, settings)
-        self.created = [self.driver.create_destination(t.spec()) for t in topics.values()]
-        shared = RunShared(
-            run_dir=str(self.run_dir),
-            run_id=self.run_id,
+        config = flow.config_model.model_validate(params)
+        run_id = secrets.randbits(63)
+        proxy: ProxyPath = "all" if options.bb_via_proxy else "none"
+        self.settings = load_settings()
+        self.request = RunRequest(
+            suite=SUITE,
+            workload=flow.kind,
             target=options.bb_target,
-            producers_via_proxy=options.bb_via_proxy,
-            consumers_via_proxy=options.bb_via_proxy,
-            settings=settings,
-            destination=next(iter(topics.values())),
+            repeat=0,
+            config=config,
+            settings=self.settings,
+            proxy=proxy,
+            run_dir=Path(options.bb_run_dir) / f"{flow.kind}-{run_id:016x}",
+            flow=flow,
+            sample_saturation=False,
         )
-        self.children = Children(self.run_dir)
-        for label, (module, plan) in consumer_plans_of(self.config, flow, shared, topics).items():
-            self.children.start(label, module, plan)
-        self.recorder = Recorder(self.run_dir, "locust")
-        self.plan = ProducerPlan(
-            run=shared,
-            process_index=0,
-            first_producer=0,
-            producers=users,
-            total_producers=users,
-            start_ns=time.time_ns() + START_LEAD_NS,
-            steps=[StepPlan(rate=options.bb_rate, seconds=options.bb_duration)],
-            message_size=self.config.message_size,
-            keys=self.config.keys,
-            key_distribution=self.config.key_distribution,
-            zipf_exponent=self.config.zipf_exponent,
-            flow=flow.kind,
-            flow_params=self.config.model_dump(mode="json"),
-        )
+        self.started = time.monotonic()
+        with ExitStack() as stack:  # on an error here, the session is released at once
+            session = stack.enter_context(
+                RunSession(
+                    self.request, run_id=run_id, probe_call=gevent.get_hub().threadpool.apply
+                )
+            )
+            session.load.start_consumers()
+            self.recorder = session.enter(Recorder(session.run_dir, "locust"))
+            self.start_ns = time.time_ns() + START_LEAD_NS
+            self.warmup_end_ns = self.start_ns + round(config.warmup * NS_PER_S)
+            self.plan = ProducerPlan(
+                run=session.shared,
+                process_index=0,
+                first_producer=0,
+                producers=users,
+                total_producers=users,
+                start_ns=self.start_ns,
+                steps=[StepPlan(rate=options.bb_rate, seconds=options.bb_duration)],
+                message_size=config.message_size,
+                keys=config.keys,
+                key_distribution=config.key_distribution,
+                zipf_exponent=config.zipf_exponent,
+                flow=flow.kind,
+                flow_params=config.model_dump(mode="json"),
+            )
+            session.lag.start()
+            session.events.event(EventKind.RUN_START, "schedule", time_ns=self.start_ns)
+            session.events.event(EventKind.WARMUP_END, "warmup", time_ns=self.warmup_end_ns)
+            self._held = stack.pop_all()
+        self.session = session
 
-    def finish(self, drain_seconds: float, sent_ok: int) -> None:
-        """Let the services catch up (at most ``drain_seconds``), stop them, check and print
-        the verdicts."""
-        self.recorder.close()
-        deadline = time.monotonic() + drain_seconds
-        while time.monotonic() < deadline:
-            lines = [child.last for child in self.children.children.values()]
-            if ServiceTotals.of(lines, lines).quiescent(self.flow.entry_topic, sent_ok):
-                break
-            gevent.sleep(0.2)
-        self.children.stop_all()
-        for destination in self.created:
-            self.driver.delete_destination(destination)
-        self.driver.close()
-        compact(self.run_dir)
-        history = load(self.run_dir)
-        ordering = self.driver.capabilities.ordering(self.config.ordered)
-        lag = derive_backlog(HistoryIndex(history.sends, history.receives))
-        verdicts = check_all(history.sends, history.receives, history.events, ordering, lag=lag)
-        verdicts += flow_verdicts(
-            self.flow.kind, self.config.model_dump(mode="json"), self.run_dir, self.run_id, history
+    def finish(self, drain_seconds: float, sends: Sends) -> None:
+        """Drain (at most ``drain_seconds``), release the session, check the history, write
+        result.json and print the verdicts."""
+        session, state = self.session, Progress()
+        with self._held:  # releases the session on leaving, however it is left
+            self.recorder.close()  # the users have stopped: their sends are all recorded
+            monitor = session.monitor(state, lambda _: None, sends=lambda: sends)
+            end_ns = time.time_ns()
+            session.events.event(EventKind.DRAIN_START, "drain", time_ns=end_ns)
+            drained = monitor.drain(drain_seconds)
+            drain_end_ns = time.time_ns()
+            session.events.event(EventKind.DRAIN_END, "drain", time_ns=drain_end_ns)
+            session.children.stop([child.label for child in session.children.consuming()])
+            monitor.refresh()
+        outcome = RunOutcome(
+            run_id=session.run_id,
+            start_ns=self.start_ns,
+            warmup_end_ns=self.warmup_end_ns,
+            end_ns=end_ns,
+            drain_end_ns=drain_end_ns,
+            drained=drained,
+            sent=state.sent,
+            failed=state.failed,
+            received=state.received,
+            driver=session.driver,
+            lag=session.lag,
         )
-        print(f"brokerbench: {self.flow.kind} run {self.run_dir}")
-        for verdict in verdicts:
-            print(f"  {verdict.name:24} valid={verdict.valid} {json.dumps(verdict.counts)}")
+        request = self.request
+        suite = Suite(
+            name=SUITE,
+            brokers=[request.target],
+            proxy=request.proxy,
+            workloads=[WorkloadEntry(name=request.workload, kind=request.workload)],
+        )
+        planned = PlannedRun(
+            request.target,
+            request.workload,
+            request.repeat,
+            request.config,
+            request.run_dir,
+            kind=request.workload,
+            scenario=session.scenario,
+        )
+        result = finish_run(suite, planned, outcome, time.monotonic() - self.started, self.settings)
+        print(f"brokerbench: {request.workload} run {request.run_dir}")
+        for check in result.checks:
+            print(f"  {check.name:24} valid={check.valid} {json.dumps(check.counts)}")
+        print(f"brokerbench: result {request.run_dir / 'result.json'}")
+
+    def abandon(self) -> None:
+        """Release the session without checking (Locust quits without stopping the test)."""
+        self._held.close()
 
 
 def flow_producer(kind: str) -> type[locust_producer.OpenLoopProducer]:
@@ -132,28 +177,35 @@ def flow_producer(kind: str) -> type[locust_producer.OpenLoopProducer]:
     flow = flow_class(kind)
 
     class FlowProducer(locust_producer.OpenLoopProducer):
-        session: ClassVar[_Session | None] = None
+        locust_run: ClassVar[_LocustRun | None] = None
 
     def test_start(environment: Environment, **_: Any) -> None:
         options = environment.parsed_options
         users = getattr(environment.runner, "target_user_count", None) or (
             options.num_users if options else None
         )
-        session = _Session(flow, options, users or 1)
-        FlowProducer.session = session
-        FlowProducer.configure(session.plan, session.recorder)
+        run = _LocustRun(flow, options, users or 1)
+        FlowProducer.locust_run = run
+        FlowProducer.configure(run.plan, run.recorder)
 
     def test_stop(environment: Environment, **_: Any) -> None:
-        if FlowProducer.session is not None:
+        run, FlowProducer.locust_run = FlowProducer.locust_run, None
+        if run is not None:
             options = environment.parsed_options
             total = environment.stats.total
-            FlowProducer.session.finish(
-                options.bb_drain if options else 60.0, total.num_requests - total.num_failures
+            run.finish(
+                options.bb_drain if options else 60.0,
+                Sends(total.num_requests, total.num_failures),
             )
-            FlowProducer.session = None
+
+    def quitting(**_: Any) -> None:
+        run, FlowProducer.locust_run = FlowProducer.locust_run, None
+        if run is not None:
+            run.abandon()
 
     events.init_command_line_parser.add_listener(_options)  # type: ignore[no-untyped-call]
     events.test_start.add_listener(test_start)  # type: ignore[no-untyped-call]
     events.test_stop.add_listener(test_stop)  # type: ignore[no-untyped-call]
+    events.quit.add_listener(quitting)  # type: ignore[no-untyped-call]
     FlowProducer.__name__ = FlowProducer.__qualname__ = f"{kind.title()}Producer"
     return FlowProducer
