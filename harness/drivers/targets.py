@@ -26,6 +26,14 @@ def target_names(settings: Settings) -> list[str]:
     return sorted({*LOCAL_DRIVERS, TEST_DOUBLE, *settings.targets})
 
 
+def _unknown_target(target: str, settings: Settings) -> UserError:
+    brokers = sorted({*LOCAL_DRIVERS, *settings.targets})
+    return UserError(
+        f"unknown broker {target!r}: choose from {', '.join(brokers)}, or {TEST_DOUBLE} (the "
+        "in-memory test double), or define it under targets: in brokerbench.yaml"
+    )
+
+
 def _defaults(driver: str, settings: Settings) -> dict[str, Any]:
     """Endpoint settings a target of ``driver`` gets from the stack's settings."""
     return {"port": settings.ports.memory} if driver == TEST_DOUBLE else {}
@@ -59,10 +67,7 @@ def target_driver(target: str, settings: Settings) -> type[Driver]:
         return driver_class(settings.targets[target].driver)
     if target == TEST_DOUBLE or target in LOCAL_DRIVERS:
         return driver_class(LOCAL_DRIVERS.get(target, TEST_DOUBLE))
-    raise UserError(
-        f"unknown broker {target!r}: choose from {', '.join(target_names(settings))} "
-        "(or define it under targets: in brokerbench.yaml)"
-    )
+    raise _unknown_target(target, settings)
 
 
 def open_driver(
@@ -93,10 +98,7 @@ def open_driver(
     elif target in LOCAL_DRIVERS:
         cls, raw = driver_class(LOCAL_DRIVERS[target]), _local_endpoint(target, settings, via_proxy)
     else:
-        raise UserError(
-            f"unknown broker {target!r}: choose from {', '.join(target_names(settings))} "
-            "(or define it under targets: in brokerbench.yaml)"
-        )
+        raise _unknown_target(target, settings)
     try:
         endpoint = cls.endpoint_model.model_validate(raw | (overrides or {}))
     except ValidationError as exc:
