@@ -23,10 +23,10 @@ from harness.collectors.lag import LagSampler
 from harness.drivers.base import Driver
 from harness.history.schema import EventKind
 from harness.load.plan import END_GRACE_SECONDS, FLUSH_SECONDS
-from harness.run.monitor import Progress
+from harness.run.monitor import Monitor, Progress
 from harness.run.session import RunRequest, RunSession
 
-__all__ = ["Progress", "RunOutcome", "RunRequest", "execute"]
+__all__ = ["Progress", "RunOutcome", "RunRequest", "drain_and_stop", "execute"]
 
 NS_PER_S = 1_000_000_000
 SCHEDULE_LEAD_SECONDS = 0.3
@@ -89,16 +89,39 @@ def execute(request: RunRequest, progress: Callable[[Progress], None]) -> RunOut
             request.target, producers, bound, crashed=load.producer_slots.killed
         )
         session.nemesis.stop()
-        end_ns = time.time_ns()
-        events.event(EventKind.DRAIN_START, "drain", time_ns=end_ns)
-        state.phase = "drain"
-        drained = monitor.drain(config.drain_timeout)
-        drain_end_ns = time.time_ns()
-        events.event(EventKind.DRAIN_END, "drain", time_ns=drain_end_ns)
-        state.phase = "stopping"
-        progress(state)
-        children.stop([child.label for child in children.consuming()])
-        monitor.refresh()
+        return drain_and_stop(
+            session,
+            monitor,
+            state,
+            progress,
+            start_ns=start_ns,
+            warmup_end_ns=warmup_end_ns,
+            drain_timeout=config.drain_timeout,
+        )
+
+
+def drain_and_stop(
+    session: RunSession,
+    monitor: Monitor,
+    state: Progress,
+    progress: Callable[[Progress], None],
+    *,
+    start_ns: int,
+    warmup_end_ns: int,
+    drain_timeout: float,
+) -> RunOutcome:
+    """The load's end: drain (at most ``drain_timeout``), stop the consuming processes, and
+    the run's outcome. Also the flow locustfile's end (``workloads/locust/flow.py``)."""
+    end_ns = time.time_ns()
+    session.events.event(EventKind.DRAIN_START, "drain", time_ns=end_ns)
+    state.phase = "drain"
+    drained = monitor.drain(drain_timeout)
+    drain_end_ns = time.time_ns()
+    session.events.event(EventKind.DRAIN_END, "drain", time_ns=drain_end_ns)
+    state.phase = "stopping"
+    progress(state)
+    session.children.stop([child.label for child in session.children.consuming()])
+    monitor.refresh()
     return RunOutcome(
         run_id=session.run_id,
         start_ns=start_ns,

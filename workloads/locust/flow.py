@@ -38,7 +38,7 @@ from harness.load import locust_producer
 from harness.load.plan import ProducerPlan, StepPlan
 from harness.run.monitor import Progress, Sends
 from harness.run.session import RunRequest, RunSession
-from harness.run.single import RunOutcome
+from harness.run.single import drain_and_stop
 from harness.run.suite_runner import PlannedRun, finish_run
 from harness.settings import load_settings
 from harness.suite import ProxyPath, Suite, WorkloadEntry
@@ -125,26 +125,15 @@ class _LocustRun:
         with self._held:  # releases the session on leaving, however it is left
             self.recorder.close()  # the users have stopped: their sends are all recorded
             monitor = session.monitor(state, lambda _: None, sends=lambda: sends)
-            end_ns = time.time_ns()
-            session.events.event(EventKind.DRAIN_START, "drain", time_ns=end_ns)
-            drained = monitor.drain(drain_seconds)
-            drain_end_ns = time.time_ns()
-            session.events.event(EventKind.DRAIN_END, "drain", time_ns=drain_end_ns)
-            session.children.stop([child.label for child in session.children.consuming()])
-            monitor.refresh()
-        outcome = RunOutcome(
-            run_id=session.run_id,
-            start_ns=self.start_ns,
-            warmup_end_ns=self.warmup_end_ns,
-            end_ns=end_ns,
-            drain_end_ns=drain_end_ns,
-            drained=drained,
-            sent=state.sent,
-            failed=state.failed,
-            received=state.received,
-            driver=session.driver,
-            lag=session.lag,
-        )
+            outcome = drain_and_stop(
+                session,
+                monitor,
+                state,
+                lambda _: None,
+                start_ns=self.start_ns,
+                warmup_end_ns=self.warmup_end_ns,
+                drain_timeout=drain_seconds,
+            )
         request = self.request
         suite = Suite(
             name=SUITE,
