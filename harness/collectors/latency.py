@@ -97,9 +97,26 @@ def percentiles(histogram: HdrHistogram) -> dict[str, float]:
     at = histogram.get_percentile_to_value_dict([level for _, level in PERCENTILE_LEVELS])
     result = {name: at[level] / 1000.0 for name, level in PERCENTILE_LEVELS}
     result["max"] = histogram.get_max_value() / 1000.0
-    result["mean"] = histogram.get_mean_value() / 1000.0
+    result["mean"] = mean_value(histogram) / 1000.0
     result["count"] = float(count)
     return result
+
+
+def mean_value(histogram: HdrHistogram) -> float:
+    """``histogram.get_mean_value()`` (each count at its bucket's median equivalent value),
+    visiting only the non-empty buckets: hdrh's own walks every bucket up to the maximum in
+    Python, about 0.1 s per histogram, four histograms per run and again in every report."""
+    total = int(histogram.get_total_count())
+    if total == 0:
+        return 0.0
+    counts = np.ctypeslib.as_array(histogram.counts)
+    weighted = 0
+    for index in np.flatnonzero(counts).tolist():
+        value = histogram.get_value_from_index(index)
+        lowest = histogram.get_lowest_equivalent_value(value)
+        size = histogram.get_highest_equivalent_value(value) - lowest + 1
+        weighted += int(counts[index]) * (lowest + (size >> 1))
+    return weighted / total
 
 
 class OutOfRange(TypedDict):

@@ -27,7 +27,14 @@ from harness.collectors import (
     percentiles,
     series_from_ns,
 )
-from harness.collectors.latency import HIGHEST_US, LatencyHistogram, decode, encode, to_us
+from harness.collectors.latency import (
+    HIGHEST_US,
+    LatencyHistogram,
+    decode,
+    encode,
+    mean_value,
+    to_us,
+)
 from harness.errors import UserError
 from harness.history.schema import EVENTS, RECEIVES, SENDS, SendOutcome
 from harness.history.store import History
@@ -81,6 +88,18 @@ def test_merge_of_encoded_histograms_equals_recording_everything_in_one() -> Non
     assert counts(merged) == counts(both)
     assert percentiles(merged) == percentiles(both)
     assert counts(decode(encode(a))) == counts(a)
+
+
+def test_mean_equals_hdrh_own_mean_also_after_decoding_and_adding() -> None:
+    rng = np.random.default_rng(7)
+    wide = histogram_from_ns(rng.lognormal(15, 2, 50_000).astype(np.int64))
+    narrow = histogram_from_ns(rng.integers(1, 5_000, 1_000))
+    assert mean_value(wide) == wide.get_mean_value()
+    assert mean_value(narrow) == narrow.get_mean_value()
+    merged = decode(encode(wide))
+    merged.add(decode(encode(narrow)))
+    assert mean_value(merged) == merged.get_mean_value()
+    assert mean_value(histogram_from_ns(np.array([], dtype=np.int64))) == 0.0
 
 
 def test_out_of_range_values_are_clamped_and_counted_never_dropped() -> None:
