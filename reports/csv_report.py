@@ -19,14 +19,17 @@ def _safe(value: object) -> object:
 def render(runs: list[StoredRun], matrix: Matrix) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    header = ["broker", "workload", "scenario", "repeat", "kind", "semantics", "run_id", "path"]
+    header = ["broker", "test_double", "workload", "scenario", "repeat", "kind", "semantics"]
+    header += ["run_id", "path"]
     header += [column.title for column in FIGURE_COLUMNS]
     header += [f"check {name}" for name in matrix.check_names] + ["anomalies", "valid"]
     header += ["harness_bound", "harness_bound_reasons"]
     writer.writerow(header)
     for run in runs:
         verdicts = {check.name: check.valid for check in run.checks}
-        row: list[object] = [*run.key, run.repeat, run.workload.kind, run.semantics or "",
+        broker, workload, scenario = run.key
+        row: list[object] = [broker, str(run.test_double).lower(), workload, scenario,
+                             run.repeat, run.workload.kind, run.semantics or "",
                              run.run_id, str(run.path)]  # fmt: skip
         row += ["" if (v := run.number(c.path)) is None else v for c in FIGURE_COLUMNS]
         row += [_verdict(verdicts, name) for name in matrix.check_names]

@@ -5,7 +5,7 @@ import json
 import xml.etree.ElementTree as ET
 
 from reports.gate import FAILING, GateResult
-from reports.load import StoredRun
+from reports.load import TEST_DOUBLE_MARK, StoredRun
 from reports.matrix import Matrix
 
 
@@ -15,7 +15,7 @@ def _suites() -> ET.Element:
 
 def _finish(root: ET.Element) -> str:
     for suite in root:
-        cases = list(suite)
+        cases = suite.findall("testcase")
         suite.set("tests", str(len(cases)))
         suite.set("failures", str(sum(case.find("failure") is not None for case in cases)))
         suite.set("skipped", str(sum(case.find("skipped") is not None for case in cases)))
@@ -27,7 +27,11 @@ def render(runs: list[StoredRun], matrix: Matrix) -> str:
     root = _suites()
     for run in runs:
         label = f"{run.key.label()} / r{run.repeat}"
+        if run.test_double:
+            label += f" {TEST_DOUBLE_MARK}"
         suite = ET.SubElement(root, "testsuite", name=label)
+        properties = ET.SubElement(suite, "properties")
+        ET.SubElement(properties, "property", name="test_double", value=str(run.test_double))
         for check in run.checks:
             case = ET.SubElement(
                 suite, "testcase", name=check.name,

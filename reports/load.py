@@ -9,6 +9,9 @@ from pydantic import Field
 from harness.errors import UserError
 from harness.run.result_model import RESULT_FILE, RunResult, load_result
 
+TEST_DOUBLE_MARK = "(test double)"
+"""Beside a broker's name wherever a report names it: its runs were against the test double."""
+
 
 class RunKey(NamedTuple):
     """What the gate matches across two folders; repeats of one key form a sample."""

@@ -6,13 +6,12 @@ one table cell (pipes and newlines escaped)."""
 import html
 
 from reports.gate import GateResult
-from reports.load import StoredRun
+from reports.load import TEST_DOUBLE_MARK, StoredRun
 from reports.matrix import FIGURE_COLUMNS, Matrix, bound_word, fmt
 
 ICON = {True: "✅ pass", False: "❌ FAIL", None: "⚠️ unknown"}
 MAX_FAILED_CHECKS = 20
 BOUND_ICON = "⚠️"
-TEST_DOUBLE_MARK = "(test double)"
 
 
 def cell(untrusted: object) -> str:

@@ -3,11 +3,13 @@ checkers, result.json) against the memory TEST DOUBLE broker: each knob yields e
 anomaly class, and the well-behaved double passes every check. These test the harness, never a
 broker: no real-broker test is replaced by them."""
 
+import csv
 import json
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 
@@ -142,7 +144,8 @@ def test_reports_label_the_test_double(results: dict[str, Any], memory_stack: Me
     root: Path = results["root"]
     completed = subprocess.run(
         [sys.executable, "-m", "harness", "report", str(root / "runs"),
-         "--md", str(root / "report.md"), "--html", str(root / "report.html")],
+         "--md", str(root / "report.md"), "--html", str(root / "report.html"),
+         "--csv", str(root / "report.csv"), "--junit", str(root / "report.xml")],
         capture_output=True, text=True, timeout=120, check=False,
         env=memory_stack.environment(root / "brokerbench.yaml"),
     )  # fmt: skip
@@ -151,6 +154,16 @@ def test_reports_label_the_test_double(results: dict[str, Any], memory_stack: Me
     assert "| memory (test double) |" in markdown
     assert "### Test double" in markdown
     assert 'class="double"' in (root / "report.html").read_text()
+    with (root / "report.csv").open(newline="") as table:
+        rows = list(csv.DictReader(table))
+    assert len(rows) == 5 and {row["test_double"] for row in rows} == {"true"}
+    suites = ElementTree.parse(root / "report.xml").getroot().findall("testsuite")
+    assert len(suites) == 5
+    for suite in suites:
+        assert suite.get("name", "").endswith(" (test double)")
+        marked = suite.find("properties/property[@name='test_double']")
+        assert marked is not None and marked.get("value") == "True"
+        assert suite.get("tests") == str(len(suite.findall("testcase"))) != "0"
 
 
 def test_status_labels_the_test_double(memory_stack: MemoryStack) -> None:
