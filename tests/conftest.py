@@ -9,6 +9,7 @@ import pytest
 from harness.settings import Settings, load_settings
 from harness.setup import artifacts
 from harness.stack.manager import Stack
+from tests.memory_double import MemoryStack, start_memory_stack
 
 REQUIRE_BROKERS = bool(os.environ.get("CI") or os.environ.get("BROKERBENCH_REQUIRE_BROKERS"))
 # Benchmarks measure, they do not test: `make bench` runs them, `make test` leaves them out.
@@ -57,6 +58,12 @@ def stack(settings: Settings) -> Iterator[Stack]:
     yield stack
     if started_here:
         stack.down()
+
+
+@pytest.fixture(scope="session")
+def memory_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MemoryStack]:
+    """The memory TEST DOUBLE broker (tests/memory_double.py), apart from the session's stack."""
+    yield from start_memory_stack(tmp_path_factory)
 
 
 @pytest.fixture

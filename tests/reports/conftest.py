@@ -1,6 +1,7 @@
-"""Real runs for the report and gate tests, made once per session: a tiny kafka suite run
-three times (baseline, identical re-run, and with a 100 ms latency toxic on the kafka proxy
-that the producers go through) plus one elasticmq run, so the report has two brokers."""
+"""Runs for the report and gate tests, made once per session on the memory TEST DOUBLE (what
+is tested is the reports and the gate, not a broker): a tiny suite run three times on target
+``gated`` (baseline, identical re-run, and with every message held 100 ms: a planted latency
+regression), plus one run on target ``other`` so the report has two brokers."""
 
 import json
 import os
@@ -14,12 +15,11 @@ from typing import Any
 
 import pytest
 
-from harness.settings import Settings
-from harness.stack.manager import Stack
-from harness.stack.toxiproxy import Client, Toxic
+from harness.drivers.memory.knobs import Knobs
+from tests.memory_double import MemoryStack, targets_file
 
-SUITE = Path(__file__).parents[1] / "e2e" / "gate-suite.yaml"
-TOXIC = Toxic("latency", "planted-latency", stream="upstream", attributes={"latency": 100})
+SUITE = Path(__file__).with_name("gate-suite.yaml")
+PLANTED_DELAY = Knobs(delay=1.0, delay_ms=100)
 
 
 @dataclass(frozen=True)
@@ -27,12 +27,13 @@ class Runs:
     baseline: Path
     same: Path
     slow: Path
-    """Run with the latency toxic between ``toxic_ns``."""
-    elasticmq: Path
-    toxic_ns: tuple[int, int]
+    """Run with every message held 100 ms by the broker, between ``slow_ns``."""
+    other: Path
+    slow_ns: tuple[int, int]
 
 
 def brokerbench(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``brokerbench`` on run folders (report, gate, analyze): no broker needed."""
     return subprocess.run(
         [sys.executable, "-m", "harness", *args],
         capture_output=True, text=True, timeout=timeout, check=False,
@@ -40,30 +41,31 @@ def brokerbench(*args: str, timeout: float = 300) -> subprocess.CompletedProcess
     )  # fmt: skip
 
 
-def run_suite(suite: Path, output: Path) -> Path:
-    completed = brokerbench("run", str(suite), "-o", str(output), "--metrics-port", "0")
+def run_suite(double: MemoryStack, suite: Path, output: Path, config: Path) -> Path:
+    completed = double.brokerbench(
+        "run", str(suite), "-o", str(output), "--metrics-port", "0", config=config
+    )
     assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
     return output
 
 
 @pytest.fixture(scope="session")
-def runs(stack: Stack, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Runs:
+def runs(memory_stack: MemoryStack, tmp_path_factory: pytest.TempPathFactory) -> Runs:
     root = tmp_path_factory.mktemp("runs")
-    baseline = run_suite(SUITE, root / "baseline")
-    same = run_suite(SUITE, root / "same")
-    toxiproxy = Client(port=settings.ports.toxiproxy)
-    toxiproxy.add_toxic("kafka", TOXIC)
+    healthy = targets_file(root / "healthy.yaml", {"gated": Knobs(), "other": Knobs()})
+    slowed = targets_file(root / "slowed.yaml", {"gated": PLANTED_DELAY})
+    baseline = run_suite(memory_stack, SUITE, root / "baseline", healthy)
+    same = run_suite(memory_stack, SUITE, root / "same", healthy)
     started = time.time_ns()
-    try:
-        slow = run_suite(SUITE, root / "slow")
-    finally:
-        toxiproxy.remove_toxic("kafka", TOXIC.name)
-        ended = time.time_ns()
-    other = root / "elasticmq-suite.yaml"
-    text = SUITE.read_text().replace("brokers: [kafka]", "brokers: [elasticmq]")
+    slow = run_suite(memory_stack, SUITE, root / "slow", slowed)
+    ended = time.time_ns()
+    other = root / "other-suite.yaml"
+    text = SUITE.read_text().replace("brokers: [gated]", "brokers: [other]")
     other.write_text(text.replace("repeats: 3", "repeats: 1"))
-    elasticmq = run_suite(other, root / "elasticmq")
-    return Runs(baseline, same, slow, elasticmq, (started, ended))
+    return Runs(
+        baseline, same, slow, run_suite(memory_stack, other, root / "other", healthy),
+        (started, ended),
+    )  # fmt: skip
 
 
 def result_files(folder: Path) -> list[Path]:

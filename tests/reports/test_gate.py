@@ -1,6 +1,7 @@
-"""`brokerbench gate` on real runs: an identical re-run passes, a planted 100 ms latency
-regression fails, too few repeats cannot decide, a real lost write always fails, different
-environments cannot be compared."""
+"""`brokerbench gate` on runs through the real run path on the memory TEST DOUBLE (the gate is
+tested, not a broker): an identical re-run passes, a planted 100 ms latency regression fails,
+too few repeats cannot decide, a lost write always fails, different environments cannot be
+compared."""
 
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from tests.reports.conftest import Runs, brokerbench, copy_runs, edit_result, result_files
 
-pytestmark = pytest.mark.broker
+pytestmark = pytest.mark.test_double
 
 
 def gate(runs_baseline: Path, current: Path, *extra: str) -> tuple[int, str]:

@@ -1,5 +1,6 @@
-"""`brokerbench report` on real runs: every format, untrusted strings escaped, and the HTML
-opened in real headless Chromium."""
+"""`brokerbench report` on runs through the real run path on the memory TEST DOUBLE (the reports
+are tested, not a broker): every format, untrusted strings escaped, and the HTML opened in real
+headless Chromium."""
 
 import csv
 import io
@@ -14,24 +15,24 @@ import pytest
 from tests.reports import browser
 from tests.reports.conftest import Runs, brokerbench, copy_runs, edit_result, result_files
 
-pytestmark = pytest.mark.broker
+pytestmark = pytest.mark.test_double
 
 PLANTED = '<script>window.planted = 1</script><img src=x onerror="window.planted = 2">'
 SCREENSHOT_COPY = Path("/work/report-screenshot.png")
 
 
 def plant(runs: Runs, root: Path) -> Path:
-    """One folder with the real runs; the slow runs get the latency toxic as a fault window,
-    and one run carries markup in a check's notes and examples and in its environment."""
+    """One folder with the runs; the slow runs get their planted delay as a fault window, and
+    one run carries markup in a check's notes and examples and in its environment."""
     suite = root / "suite"
-    for name in ("baseline", "slow", "elasticmq"):
+    for name in ("baseline", "slow", "other"):
         copy_runs(getattr(runs, name), suite / name)
-    start_ns, end_ns = runs.toxic_ns
+    start_ns, end_ns = runs.slow_ns
 
     def fault(document: dict[str, Any]) -> None:
         document["scenario"] = {
             "name": "latency-100ms",
-            "faults": [{"name": "latency 100 ms", "action": "latency", "target": "kafka",
+            "faults": [{"name": "latency 100 ms", "action": "latency", "target": "gated",
                         "start_ns": start_ns, "end_ns": end_ns, "anomalies": {}}],
         }  # fmt: skip
 
@@ -43,7 +44,7 @@ def plant(runs: Runs, root: Path) -> Path:
         document["checks"][0]["examples"] = [{"payload": PLANTED}]
         document["environment"]["host"] = PLANTED
 
-    edit_result(result_files(suite / "elasticmq")[0], markup)
+    edit_result(result_files(suite / "other")[0], markup)
     return suite
 
 
@@ -70,8 +71,9 @@ def test_the_html_matrix_has_a_row_per_broker_and_scenario(rendered: dict[str, P
     html = rendered["html"].read_text()
     rows = matrix_rows(html)
     assert len(rows) == 3
-    assert sum("<td>kafka</td>" in row for row in rows) == 2
-    assert sum("<td>elasticmq</td>" in row for row in rows) == 1
+    assert sum("<td>gated<br>" in row for row in rows) == 2
+    assert sum("<td>other<br>" in row for row in rows) == 1
+    assert all('<span class="double"' in row for row in rows)
     assert sum("<td>latency-100ms</td>" in row for row in rows) == 1
     for name in ("lost", "duplicates", "ordering", "lag-recovery"):
         assert f"<th>{name}</th>" in html
@@ -97,7 +99,7 @@ def test_markdown_junit_and_csv_hold_every_run_and_check(rendered: dict[str, Pat
     markdown = rendered["md"].read_text()
     table = [line for line in markdown.splitlines() if line.startswith("| ")]
     assert len(table) == 1 + 3  # header + one row per broker x workload x scenario
-    assert "| kafka | keyed-200 | latency-100ms |" in markdown
+    assert "| gated (test double) | keyed-200 | latency-100ms |" in markdown
     junit = ET.parse(rendered["xml"]).getroot()
     suites = junit.findall("testsuite")
     assert len(suites) == 7

@@ -9,7 +9,7 @@ import pytest
 from harness.drivers.base import Driver, LagProbe, OrderingScope
 from harness.drivers.targets import open_driver
 from tests.contract.contract import BatchedPathContract, DriverContract
-from tests.testdouble.conftest import MemoryStack
+from tests.memory_double import MemoryStack
 
 pytestmark = pytest.mark.test_double
 

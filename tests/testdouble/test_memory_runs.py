@@ -5,8 +5,6 @@ broker: no real-broker test is replaced by them."""
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -14,7 +12,7 @@ from xml.etree import ElementTree
 import pytest
 
 from harness.drivers.memory.knobs import Fates, Knobs
-from tests.testdouble.conftest import MemoryStack
+from tests.memory_double import MemoryStack, targets_file
 
 pytestmark = pytest.mark.test_double
 
@@ -28,28 +26,12 @@ KNOBS = {
 SENT = 200 * 2.5
 
 
-def brokerbench_yaml(path: Path) -> Path:
-    targets = {
-        name: {"driver": "memory", "settings": knobs.model_dump(exclude_defaults=True)}
-        for name, knobs in KNOBS.items()
-    }
-    path.write_text(json.dumps({"targets": targets}), encoding="utf-8")  # JSON is YAML
-    return path
-
-
 @pytest.fixture(scope="module")
 def results(memory_stack: MemoryStack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One ``brokerbench run`` of the suite on every target (about 40 s on 2 busy cores)."""
     root = tmp_path_factory.mktemp("memory-runs")
-    config = brokerbench_yaml(root / "brokerbench.yaml")
-    completed = subprocess.run(
-        [sys.executable, "-m", "harness", "run", str(SUITE), "-o", str(root / "runs")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env=memory_stack.environment(config),
-    )
+    config = targets_file(root / "brokerbench.yaml", KNOBS)
+    completed = memory_stack.brokerbench("run", str(SUITE), "-o", str(root / "runs"), config=config)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     found = {
         path.parts[-5]: json.loads(path.read_text())
@@ -142,12 +124,10 @@ def test_delay_raises_latency_without_a_violation(results: dict[str, Any]) -> No
 
 def test_reports_label_the_test_double(results: dict[str, Any], memory_stack: MemoryStack) -> None:
     root: Path = results["root"]
-    completed = subprocess.run(
-        [sys.executable, "-m", "harness", "report", str(root / "runs"),
-         "--md", str(root / "report.md"), "--html", str(root / "report.html"),
-         "--csv", str(root / "report.csv"), "--junit", str(root / "report.xml")],
-        capture_output=True, text=True, timeout=120, check=False,
-        env=memory_stack.environment(root / "brokerbench.yaml"),
+    completed = memory_stack.brokerbench(
+        "report", str(root / "runs"), "--md", str(root / "report.md"),
+        "--html", str(root / "report.html"), "--csv", str(root / "report.csv"),
+        "--junit", str(root / "report.xml"), config=root / "brokerbench.yaml",
     )  # fmt: skip
     assert completed.returncode in (0, 1), completed.stderr[-2000:]  # 1: some runs failed
     markdown = (root / "report.md").read_text()
@@ -167,11 +147,7 @@ def test_reports_label_the_test_double(results: dict[str, Any], memory_stack: Me
 
 
 def test_status_labels_the_test_double(memory_stack: MemoryStack) -> None:
-    completed = subprocess.run(
-        [sys.executable, "-m", "harness", "status", "--only", "memory", "--json"],
-        capture_output=True, text=True, timeout=60, check=False,
-        env=memory_stack.environment(),
-    )  # fmt: skip
+    completed = memory_stack.brokerbench("status", "--only", "memory", "--json")
     assert completed.returncode == 0, completed.stdout + completed.stderr
     (service,) = json.loads(completed.stdout)["services"]
     assert service["name"] == "memory" and service["state"] == "healthy"

@@ -1,16 +1,21 @@
-"""The memory TEST DOUBLE broker for these tests: started through the stack (``Stack`` with
-``only=["memory"]``) in a home of its own on a free port, so it never touches the session's
-stack, and stopped afterwards. Nothing here needs a real broker or skips."""
+"""The memory TEST DOUBLE broker for the tests of the harness's own logic (the ``memory_stack``
+fixture in tests/conftest.py): started through the stack (``Stack`` with ``only=["memory"]``) in
+a home of its own on a free port, so it never touches the session's stack, and stopped
+afterwards. Nothing here needs a real broker or skips; no real-broker test is replaced by it."""
 
 import contextlib
+import json
 import os
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from harness.drivers.memory.knobs import Knobs
 from harness.settings import Ports, Settings
 from harness.stack.manager import Stack
 
@@ -30,6 +35,26 @@ class MemoryStack:
         if config is not None:
             extra["BROKERBENCH_CONFIG"] = str(config)
         return os.environ | extra
+
+    def brokerbench(
+        self, *args: str, config: Path | None = None, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        """The real ``brokerbench`` command in a child process, reaching this double."""
+        return subprocess.run(
+            [sys.executable, "-m", "harness", *args],
+            capture_output=True, text=True, timeout=timeout, check=False,
+            env=self.environment(config) | {"COLUMNS": "200"},
+        )  # fmt: skip
+
+
+def targets_file(path: Path, targets: dict[str, Knobs]) -> Path:
+    """A brokerbench.yaml with one ``memory`` target per name, each with its knobs."""
+    document = {
+        name: {"driver": "memory", "settings": knobs.model_dump(exclude_defaults=True)}
+        for name, knobs in targets.items()
+    }
+    path.write_text(json.dumps({"targets": document}), encoding="utf-8")  # JSON is YAML
+    return path
 
 
 @contextlib.contextmanager
@@ -53,8 +78,7 @@ def free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="session")
-def memory_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MemoryStack]:
+def start_memory_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MemoryStack]:
     path = tmp_path_factory.mktemp("memory-home")
     settings = Settings(ports=Ports(memory=free_port()))
     stack = Stack(settings, ["memory"])
