@@ -38,8 +38,17 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Every test, in two passes: first those that share the stack peacefully, on TEST_WORKERS
+# pytest-xdist workers (grouped by module, and by class for the driver contracts: most of their
+# time is spent waiting on brokers), then the `alone` ones by themselves (they fault the shared
+# stack, or their verdicts need a quiet machine). Both passes run; either failing fails.
+TEST_WORKERS ?= 3
+
 test: setup lint
-	$(BIN)/python -m pytest
+	@status=0; \
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope -m "not alone" || status=$$?; \
+	$(BIN)/python -m pytest -m alone || status=$$?; \
+	exit $$status
 
 # Benchmarks (figures, not pass/fail): pytest-benchmark, see tests/benchmarks/*.py docstrings.
 bench: setup

@@ -1,11 +1,20 @@
 """Session-wide fixtures: the local stack (started here, or reused when already running) and
-the rule that a broker test may not skip in CI."""
+the rule that a broker test may not skip in CI.
+
+Under pytest-xdist (``make test`` runs the tests without the ``alone`` marker on several
+workers, then the ``alone`` ones by themselves) every worker asks for the stack: the first to
+take the lock starts it, the others find it running; the process that ran the session (the
+controller) stops it at the end if this session started it."""
 
 import os
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
+from harness import paths
 from harness.settings import Settings, load_settings
 from harness.setup import artifacts
 from harness.stack.manager import Stack
@@ -38,26 +47,44 @@ def settings() -> Settings:
     return load_settings()
 
 
+STARTED_MARK = "BROKERBENCH_TEST_STACK_STARTED"
+"""A file, named by the controller for its workers, that exists once this session started
+the stack."""
+
+
+def installed_stack(settings: Settings) -> Stack:
+    """The local stack's installed services (toxiproxy and the real brokers)."""
+    missing = missing_services()
+    names = ("toxiproxy", "kafka", "elasticmq", "moto", "pubsub")
+    return Stack(settings, [name for name in names if name not in missing])
+
+
+def is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not is_worker(config):
+        mark = Path(tempfile.gettempdir()) / f"brokerbench-tests-{os.getpid()}-stack-started"
+        os.environ[STARTED_MARK] = str(mark)
+
+
 @pytest.fixture(scope="session")
 def stack(settings: Settings) -> Iterator[Stack]:
-    """The local stack with every installed service healthy; stopped afterwards only if this
-    session started it."""
+    """The local stack with every installed service healthy (stopped at the session's end
+    only if this session started it: see ``pytest_sessionfinish``)."""
     missing = missing_services()
     if "toxiproxy" in missing:
         pytest.skip(missing["toxiproxy"])
-    available = [
-        name
-        for name in ("toxiproxy", "kafka", "elasticmq", "moto", "pubsub")
-        if name not in missing
-    ]
-    stack = Stack(settings, available)
-    # Stop it afterwards only if none of it was running: a stack with one service paused or
-    # crashed (another session's chaos test) is someone else's, which up() merely repairs.
-    started_here = all(status.state == "stopped" for status in stack.status())
-    stack.up()
+    stack = installed_stack(settings)
+    paths.home().mkdir(parents=True, exist_ok=True)
+    with FileLock(paths.home() / "tests-stack.lock"):
+        # Started here only if none of it was running: a stack with one service paused or
+        # crashed (another session's chaos test) is someone else's, which up() merely repairs.
+        if all(status.state == "stopped" for status in stack.status()):
+            Path(os.environ[STARTED_MARK]).touch()
+        stack.up()
     yield stack
-    if started_here:
-        stack.down()
 
 
 @pytest.fixture(scope="session")
@@ -86,9 +113,14 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         _skipped_broker_tests.append(report.nodeid)
 
 
+@pytest.hookimpl(trylast=True)  # after the session's fixtures were torn down
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if REQUIRE_BROKERS and _skipped_broker_tests:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    started = Path(os.environ.get(STARTED_MARK, "/nonexistent"))
+    if not is_worker(session.config) and started.exists():
+        installed_stack(load_settings()).down()
+        started.unlink()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

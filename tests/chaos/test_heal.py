@@ -19,7 +19,7 @@ from harness.settings import Settings
 from harness.stack.manager import Stack
 from harness.stack.toxiproxy import Client
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, pytest.mark.alone]  # faults the shared proxies and moto
 
 SCENARIO = """
 name: stuck

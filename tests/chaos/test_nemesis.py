@@ -17,7 +17,7 @@ from harness.settings import Settings
 from harness.stack.manager import Stack
 from harness.stack.toxiproxy import Client
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, pytest.mark.alone]  # faults the shared kafka proxy
 
 OVERLAPPING = """
 name: overlapping

@@ -16,7 +16,7 @@ from harness.stack.services import Toxiproxy
 from tests.conftest import missing_services
 from tests.contract.contract import Completions
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, pytest.mark.alone]  # disables the shared proxies
 
 # Short timeouts so a send through a dead link reports its failure within seconds.
 FAST_FAILURE: dict[str, dict[str, Any]] = {

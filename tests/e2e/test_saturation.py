@@ -22,7 +22,7 @@ from harness.collectors.saturation import SATURATION_SCHEMA
 from harness.stack.manager import Stack
 from tests.flows.runs import analyze_copy
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, pytest.mark.alone]  # measures the machine's CPU
 
 SUITE = Path(__file__).with_name("saturation-suite.yaml")
 BUSY_LOOP = "import os, sys\nos.sched_setaffinity(0, {int(sys.argv[1])})\nwhile True:\n    pass\n"

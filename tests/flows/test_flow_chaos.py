@@ -10,7 +10,7 @@ import pytest
 from harness.stack.manager import Stack
 from tests.flows.runs import check, invalid_checks, result_of, run_suite
 
-pytestmark = pytest.mark.broker
+pytestmark = [pytest.mark.broker, pytest.mark.alone]  # faults the shared proxies
 
 PARAMS = {"rate": 100, "duration": 8, "warmup": 1, "keys": 100, "drain_timeout": 60}
 

@@ -10,7 +10,8 @@ import pytest
 
 from tests.reports.conftest import Runs, brokerbench, copy_runs, edit_result, result_files
 
-pytestmark = pytest.mark.test_double
+# alone: an identical re-run must not be harness-bound (a busy machine makes it undecided)
+pytestmark = [pytest.mark.test_double, pytest.mark.alone]
 
 
 def gate(runs_baseline: Path, current: Path, *extra: str) -> tuple[int, str]:

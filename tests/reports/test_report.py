@@ -15,7 +15,7 @@ import pytest
 from tests.reports import browser
 from tests.reports.conftest import Runs, brokerbench, copy_runs, edit_result, result_files
 
-pytestmark = pytest.mark.test_double
+pytestmark = [pytest.mark.test_double, pytest.mark.alone]  # shares the gate's runs
 
 PLANTED = '<script>window.planted = 1</script><img src=x onerror="window.planted = 2">'
 SCREENSHOT_COPY = Path("/work/report-screenshot.png")

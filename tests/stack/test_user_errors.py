@@ -7,6 +7,8 @@ import pytest
 
 from tests.stack.cli import SHIFTED_PORTS, brokerbench, environment, isolated_home, one_line_error
 
+pytestmark = pytest.mark.alone  # the same shifted ports as test_lifecycle.py's second stack
+
 
 @pytest.fixture
 def empty_path(tmp_path: Path) -> str:

@@ -31,7 +31,9 @@ def results(memory_stack: MemoryStack, tmp_path_factory: pytest.TempPathFactory)
     """One ``brokerbench run`` of the suite on every target (about 40 s on 2 busy cores)."""
     root = tmp_path_factory.mktemp("memory-runs")
     config = targets_file(root / "brokerbench.yaml", KNOBS)
-    completed = memory_stack.brokerbench("run", str(SUITE), "-o", str(root / "runs"), config=config)
+    completed = memory_stack.brokerbench(
+        "run", str(SUITE), "-o", str(root / "runs"), "--metrics-port", "0", config=config
+    )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     found = {
         path.parts[-5]: json.loads(path.read_text())
