@@ -192,5 +192,7 @@ class Monitor:
                 raise UserError(self.children.failure(label))
 
     def drain(self, timeout: float) -> bool:
-        """Wait until the run is quiescent (and stays so for a second); False on timeout."""
-        return self.wait_for(self.quiescent, timeout, settle_seconds=1.0)
+        """Wait until the run is quiescent and stays so for a second (a flow's quiescence holds
+        its services idle for ``QUIET_SECONDS`` already: no second on top); False on timeout."""
+        settle = 0.0 if self.entry_topic is not None else 1.0
+        return self.wait_for(self.quiescent, timeout, settle_seconds=settle)

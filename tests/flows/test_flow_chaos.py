@@ -2,6 +2,7 @@
 new consumer id takes over its topic and its outbox) and with the broker link down; the flow's
 invariants hold and the fault windows are in the result."""
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +18,24 @@ PARAMS = {"rate": 100, "duration": 8, "warmup": 1, "keys": 100, "drain_timeout":
 
 @pytest.fixture(scope="module")
 def results(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Any]:
-    suite = {
-        "name": "flow-chaos",
-        "brokers": ["kafka", "elasticmq"],
-        "proxy": "all",
-        "scenarios": ["consumer-kill", "link-down"],
-        "workloads": [{"name": "tracker", "kind": "tracker", "params": PARAMS}],
-    }
+    """One suite per broker, the two at once (each fault is on its own broker's proxy; most of
+    a run is waiting: for the fault window, a rebalance, a visibility timeout)."""
+    root = tmp_path_factory.mktemp("flow-chaos")
+
+    def broker_suite(broker: str) -> list[Path]:
+        suite = {
+            "name": f"flow-chaos-{broker}",
+            "brokers": [broker],
+            "proxy": "all",
+            "scenarios": ["consumer-kill", "link-down"],
+            "workloads": [{"name": "tracker", "kind": "tracker", "params": PARAMS}],
+        }
+        return run_suite(suite, root / broker, timeout=900)
+
+    with ThreadPoolExecutor(2) as pool:
+        run_dirs = [d for dirs in pool.map(broker_suite, ["kafka", "elasticmq"]) for d in dirs]
     found = {}
-    for run_dir in run_suite(suite, tmp_path_factory.mktemp("flow-chaos"), timeout=900):
+    for run_dir in run_dirs:
         result = result_of(run_dir)
         found[(result["broker"], result["scenario"]["name"])] = (run_dir, result)
     return found
