@@ -80,7 +80,7 @@ def test_a_quiet_low_rate_run_is_not_harness_bound(quiet: tuple[Path, str]) -> N
     assert section["harness_bound"] == {"value": False, "reasons": []}
     assert "harness-bound" not in printed
     summary = section["summary"]
-    assert summary["seconds"] >= 7
+    assert summary["seconds"] >= 5
     assert set(summary["roles"]) >= {"orchestrator", "producer", "consumer", "broker", "sampler"}
     assert summary["roles"]["broker"]["processes"] == 1
     assert summary["roles"]["producer"]["cpu_seconds"] > 0
