@@ -60,7 +60,7 @@ def test_a_master_and_two_workers_share_one_schedule(
     ]  # fmt: skip
     master = subprocess.Popen(
         [*common, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port",
-         str(port), "--expect-workers", str(WORKERS), "--run-time", f"{SECONDS + 8}s"],
+         str(port), "--expect-workers", str(WORKERS), "--run-time", f"{SECONDS + 20}s"],
         stdout=subprocess.DEVNULL, stderr=(tmp_path / "master.log").open("w"),
     )  # fmt: skip
     workers = [

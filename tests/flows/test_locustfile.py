@@ -17,7 +17,7 @@ LOCUSTFILE = Path(__file__).parents[2] / "workloads" / "locust" / "tracker.py"
 def test_the_tracker_locustfile_runs_the_flow_and_checks_it(stack: Stack, tmp_path: Path) -> None:
     completed = subprocess.run(
         [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", "2",
-         "-r", "2", "-t", "8s", "--bb-target", "kafka", "--bb-rate", "100",
+         "-r", "2", "-t", "20s", "--bb-target", "kafka", "--bb-rate", "100",
          "--bb-duration", "4", "--bb-drain", "60", "--bb-run-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path,
     )  # fmt: skip
