@@ -1,4 +1,4 @@
-"""The broker warm-up on a second stack (its own home, ports shifted by 22000): it runs before
+"""The broker warm-up on a second stack (its own home, ports shifted by 4000): it runs before
 a broker's first run and not before its second, again after a restart (behind the suite's back,
 and by a crash fault), its scratch queue is deleted and never reaches a run, and it can be
 turned off."""
@@ -23,8 +23,9 @@ from tests.stack.cli import brokerbench, environment, isolated_home, one_line_er
 
 pytestmark = pytest.mark.broker
 
-SHIFT = 22000
-"""Apart from tests/stack's 20000, so that both can run at once."""
+SHIFT = 4000
+"""Apart from tests/stack's 2000, so that both can run at once; below Linux's ephemeral ports
+(32768 and up: see tests/stack/cli.py), like every port of the tests' second stacks."""
 PORTS = {
     f"BROKERBENCH_PORT_{name.upper()}": str(port + SHIFT)
     for name, port in Ports().model_dump().items()
