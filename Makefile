@@ -42,7 +42,7 @@ lint: install
 # pytest-xdist workers (grouped by module, and by class for the driver contracts: most of their
 # time is spent waiting on brokers), then the `alone` ones by themselves (they fault the shared
 # stack, or their verdicts need a quiet machine). Both passes run; either failing fails.
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 3
 
 test: setup lint
 	@status=0; \

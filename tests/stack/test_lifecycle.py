@@ -14,7 +14,13 @@ import psutil
 import pytest
 
 from tests.conftest import missing_services
-from tests.stack.cli import brokerbench, environment, isolated_home, one_line_error
+from tests.stack.cli import (
+    SHIFTED_PORTS,
+    brokerbench,
+    environment,
+    isolated_home,
+    one_line_error,
+)
 
 pytestmark = pytest.mark.broker
 
@@ -61,8 +67,9 @@ def test_up_is_idempotent_restarts_a_killed_broker_and_down_leaves_nothing(home:
         assert {name: s["state"] for name, s in services.items()} == dict.fromkeys(
             ("toxiproxy", "kafka", "elasticmq", "moto", "pubsub"), "healthy"
         )
-        assert services["kafka"]["ports"]["kafka"] == 29092
-        assert document["proxies"]["kafka"]["upstream"] == "127.0.0.1:29094"
+        assert services["kafka"]["ports"]["kafka"] == SHIFTED_PORTS["kafka"]
+        upstream = f"127.0.0.1:{SHIFTED_PORTS['kafka_proxied_listener']}"
+        assert document["proxies"]["kafka"]["upstream"] == upstream
         pids = {name: s["pid"] for name, s in services.items()}
 
         again = brokerbench("up", env=env)
