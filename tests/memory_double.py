@@ -8,7 +8,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 from harness.drivers.memory.knobs import Knobs
 from harness.settings import Ports, Settings
 from harness.stack.manager import Stack
+from tests.stack import cli
 
 
 @dataclass(frozen=True)
@@ -40,11 +40,8 @@ class MemoryStack:
         self, *args: str, config: Path | None = None, timeout: float = 300
     ) -> subprocess.CompletedProcess[str]:
         """The real ``brokerbench`` command in a child process, reaching this double."""
-        return subprocess.run(
-            [sys.executable, "-m", "harness", *args],
-            capture_output=True, text=True, timeout=timeout, check=False,
-            env=self.environment(config) | {"COLUMNS": "200"},
-        )  # fmt: skip
+        env = self.environment(config) | {"COLUMNS": "200"}
+        return cli.brokerbench(*args, env=env, timeout=timeout)
 
 
 def targets_file(path: Path, targets: dict[str, Knobs]) -> Path:

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import pytest
 
 from harness.drivers.memory.knobs import Knobs
 from tests.memory_double import MemoryStack, targets_file
+from tests.stack import cli
 
 SUITE = Path(__file__).with_name("gate-suite.yaml")
 PLANTED_DELAY = Knobs(delay=1.0, delay_ms=100)
@@ -35,11 +35,7 @@ class Runs:
 
 def brokerbench(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """``brokerbench`` on run folders (report, gate, analyze): no broker needed."""
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args],
-        capture_output=True, text=True, timeout=timeout, check=False,
-        env={**os.environ, "COLUMNS": "200"},
-    )  # fmt: skip
+    return cli.brokerbench(*args, env={**os.environ, "COLUMNS": "200"}, timeout=timeout)
 
 
 def run_suite(double: MemoryStack, suite: Path, output: Path, config: Path) -> Path:
