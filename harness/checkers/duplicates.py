@@ -3,29 +3,44 @@ more, classified by cause (the Pub/Sub ordering prober's taxonomy):
 
 - *redelivery*: the same broker message delivered again (same Kafka partition and offset, or
   same SQS/Pub/Sub message id): a visibility timeout or ack deadline expired, a nack, a
-  consumer that restarted before committing. Normal under at-least-once delivery.
+  consumer that restarted before committing, an ack the broker refused (``failed_acks``).
 - *duplicate publish*: the same identity in a different broker message (another offset or
-  message id): the producer wrote it twice, typically a retry after an unknown outcome.
+  message id): it was written twice. By who, from the ``sends`` table:
+  - *by the client* (``duplicate_publish_by_client``): the harness sent it once (one row in
+    ``sends``) and it sits at two broker positions: the client library retried a request
+    whose answer was lost (librdkafka without the idempotent producer, botocore's retries);
+  - *after a resend* (``duplicate_publish_after_resend``): the workload itself sent it again
+    (a flow's outbox does when a send's outcome was not ok), and both copies arrived.
+  ``duplicate_publish_after_unknown`` counts, across both, those whose send's outcome was
+  unknown.
 - *unclassified*: a repeated delivery whose broker message is unknown (no offset, no id).
 
 For an identity delivered ``n`` times as ``m`` distinct known broker messages,
 ``duplicate_publish = m - 1`` and ``redelivery = known deliveries - m``; the rest of the
 ``n - 1`` extra deliveries are unclassified.
 
-``valid`` (at-least-once, the default): False if any duplicate publish the history does not
-explain, else None if any unclassified, else True: redeliveries are the contract, not a
-violation, and so is a *duplicate publish after resend*: the workload itself sent the message
-again (a flow's outbox does when a send's outcome was not ok), and both copies arrived.
-With ``exactly_once=True`` any extra delivery is invalid, except one that follows a nack of the
-same message (``redelivery_after_nack``: the consumer asked for it).
+``valid`` follows the run's declared delivery semantics:
+
+- at-least-once (the default): True. The contract allows every class of duplicate; they are
+  counted (and the report shows them, ``unrequested`` in all) but never make the run invalid.
+- exactly-once: False if any extra delivery is not ``redelivery_after_nack`` (one that follows
+  a nack of the same message: the consumer asked for it), else True.
+
+``unrequested`` (extra deliveries not asked for by a nack) is the number exactly-once fails on
+and the one the report shows beside a verdict ("pass · 18 dup"). ``failed_acks`` counts the
+acks the consumers' drivers gave up on (``ack-failed`` events in the history): each such
+message is delivered again, so it explains that many redeliveries.
 """
+
+import contextlib
+import json
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.compute as pc  # type: ignore[import-untyped, unused-ignore]
 
-from harness.checkers.columns import Disposition, Outcome
+from harness.checkers.columns import Disposition, EventKind, Outcome
 from harness.checkers.identity import U64
 from harness.checkers.index import I64, HistoryIndex, column_at, run_starts
 from harness.checkers.verdict import MAX_EXAMPLES, Verdict
@@ -110,41 +125,58 @@ def _send_outcomes(history: HistoryIndex, keys: U64) -> npt.NDArray[np.uint8]:
     return outcome
 
 
-def check_duplicates(history: HistoryIndex, *, exactly_once: bool = False) -> Verdict:
-    """Identities delivered more than once, as redelivery / duplicate publish / unclassified."""
+def check_duplicates(
+    history: HistoryIndex, *, exactly_once: bool = False, failed_acks: int = 0
+) -> Verdict:
+    """Identities delivered more than once, as redelivery / duplicate publish (by the client,
+    after a resend) / unclassified, judged by the run's semantics (``exactly_once``).
+    ``failed_acks``: acks the consumers gave up on (``failed_acks_of`` the events)."""
     per_key = history.receive_counts
     repeated = np.flatnonzero(per_key > 1)
     sizes = per_key[repeated]
     counts = {
         "duplicated": int(repeated.size),
         "extra_deliveries": int((sizes - 1).sum()),
+        "unrequested": 0,
         "redelivery": 0,
         "redelivery_after_nack": 0,
         "duplicate_publish": 0,
-        "duplicate_publish_after_unknown": 0,
+        "duplicate_publish_by_client": 0,
         "duplicate_publish_after_resend": 0,
+        "duplicate_publish_after_unknown": 0,
         "unclassified": 0,
+        "failed_acks": failed_acks,
     }
+    semantics = "exactly-once" if exactly_once else "at-least-once"
+    acks_note = (
+        f"; {failed_acks} acks failed for good (those messages came again)" if failed_acks else ""
+    )
     if not repeated.size:
-        return Verdict(NAME, True, counts, notes="no message was delivered twice")
+        return Verdict(
+            NAME, True, counts, notes=f"no message was delivered twice ({semantics}){acks_note}"
+        )
 
     # Every delivery of every repeated identity; `local` numbers those identities 0..k-1.
     rows = history.receive_order[np.repeat(per_key > 1, per_key)]
     local = np.repeat(np.arange(repeated.size, dtype=np.int64), sizes)
     publish, redelivery, unclassified = _classify(history, rows, local, sizes)
     outcome = _send_outcomes(history, history.receive_keys[repeated])
+    sends = _sends_of(history, history.receive_keys[repeated])
     counts["redelivery"] = int(redelivery.sum())
     counts["redelivery_after_nack"] = int(_requested(history, rows, local, sizes).sum())
     counts["duplicate_publish"] = int(publish.sum())
+    counts["duplicate_publish_by_client"] = int(publish[sends == 1].sum())
+    counts["duplicate_publish_after_resend"] = int(publish[sends > 1].sum())
     counts["duplicate_publish_after_unknown"] = int(publish[outcome == Outcome.UNKNOWN].sum())
-    resent = _sends_of(history, history.receive_keys[repeated]) > 1
-    counts["duplicate_publish_after_resend"] = int(publish[resent].sum())
     counts["unclassified"] = int(unclassified.sum())
+    extra = counts["extra_deliveries"]
+    counts["unrequested"] = extra - counts["redelivery_after_nack"]
 
     starts = run_starts(local)
     examples: list[dict[str, object]] = []
     for kind, per_identity in (
-        ("duplicate-publish", publish),
+        ("duplicate-publish-by-client", np.where(sends == 1, publish, 0)),
+        ("duplicate-publish", np.where(sends == 1, 0, publish)),
         ("redelivery", redelivery),
         ("unclassified", unclassified),
     ):
@@ -160,6 +192,7 @@ def check_duplicates(history: HistoryIndex, *, exactly_once: bool = False) -> Ve
                     "key_id": deliveries[0]["key_id"],
                     "seq": deliveries[0]["seq"],
                     "deliveries": int(sizes[at]),
+                    "sends": int(sends[at]),
                     "send_outcome": None if sent == _NEVER_SENT else Outcome(sent).name.lower(),
                     "first_deliveries": [
                         {name: record[name] for name in _DELIVERY_FIELDS} for record in deliveries
@@ -167,23 +200,31 @@ def check_duplicates(history: HistoryIndex, *, exactly_once: bool = False) -> Ve
                 }
             )
 
-    extra = counts["extra_deliveries"]
-    if exactly_once:
-        valid: bool | None = extra == counts["redelivery_after_nack"]
-    elif counts["duplicate_publish"] > counts["duplicate_publish_after_resend"]:
-        valid = False
-    else:
-        valid = None if counts["unclassified"] else True
+    valid = counts["unrequested"] == 0 if exactly_once else True
     notes = (
         f"{counts['duplicated']} messages delivered more than once ({extra} extra deliveries): "
-        f"{counts['redelivery']} redelivery, {counts['duplicate_publish']} duplicate publish "
-        f"({counts['duplicate_publish_after_unknown']} after an unknown outcome, "
-        f"{counts['duplicate_publish_after_resend']} after a resend), "
-        f"{counts['unclassified']} unclassified; "
+        f"{counts['redelivery']} redelivery ({counts['redelivery_after_nack']} after a nack), "
+        f"{counts['duplicate_publish']} duplicate publish "
+        f"({counts['duplicate_publish_by_client']} by the client library, "
+        f"{counts['duplicate_publish_after_resend']} after a resend by the workload), "
+        f"{counts['unclassified']} unclassified{acks_note}; "
         + (
-            "exactly-once: any extra delivery not asked for by a nack is invalid"
+            "exactly-once: an extra delivery not asked for by a nack is invalid"
             if exactly_once
-            else "at-least-once: redeliveries are expected"
+            else "at-least-once: duplicates are allowed, counted, not failed"
         )
     )
     return Verdict(NAME, valid, counts, examples, notes)
+
+
+def failed_acks_of(events: pa.Table) -> int:
+    """The acks the consumers gave up on, from the history's ``ack-failed`` events (each
+    ``detail``: ``{"count": n, ...}``)."""
+    if events.num_rows == 0 or "kind" not in events.column_names:
+        return 0
+    found = events.filter(pc.equal(events["kind"], EventKind.ACK_FAILED.value))
+    total = 0
+    for detail in found["detail"].to_pylist():
+        with contextlib.suppress(TypeError, ValueError, AttributeError):
+            total += int(json.loads(detail).get("count", 0))
+    return total

@@ -84,6 +84,10 @@ class DestinationSpec:
     """Use the broker's exactly-once options: Kafka's idempotent producer and read_committed
     consumers, SQS FIFO deduplication (by the ``dedup_id`` each send passes), Pub/Sub's
     exactly-once delivery on the subscriptions."""
+    idempotent_producer: bool | None = None
+    """Kafka: the producer's ``enable.idempotence``; None follows the Kafka clients' default
+    (on, with ``acks=all``). False lets a client retry write a message twice (a duplicate
+    publish by the client). Exactly-once always has it on; other brokers ignore it."""
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,31 @@ _UNKNOWN_ERRORS = frozenset(
     {KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT, KafkaError.REQUEST_TIMED_OUT}
 )
 _POLL_INTERVAL = 0.0005
+PRODUCER_DEFAULTS: ClientConfig = {"acks": "all", "enable.idempotence": True, "linger.ms": 5}
+"""The Kafka clients' defaults since Kafka 3.0 (the Java producer; librdkafka's own default is
+still off): the idempotent producer, so a retried produce request is never written twice."""
+
+
+def _conflicts_with_idempotence(config: ClientConfig) -> bool:
+    """Settings the idempotent producer refuses. As the Java client does, a default-on
+    idempotence yields to them; only an explicit ``enable.idempotence: true`` clashes."""
+    acks = str(config.get("acks", "all")).lower()
+    in_flight = int(config.get("max.in.flight.requests.per.connection", 5))
+    return acks not in {"all", "-1"} or in_flight > 5 or int(config.get("retries", 1)) == 0
+
+
+def producer_config(base: ClientConfig, user: ClientConfig, spec: DestinationSpec) -> ClientConfig:
+    """The producer's effective librdkafka settings: ``PRODUCER_DEFAULTS``, then the target's
+    ``client_config`` (``base``) and ``producer_config`` (``user``), then the workload's
+    ``idempotent_producer``; exactly-once always has idempotence on."""
+    config = {**PRODUCER_DEFAULTS, **base, **user}
+    if "enable.idempotence" not in user and _conflicts_with_idempotence(config):
+        config["enable.idempotence"] = False
+    if spec.idempotent_producer is not None:
+        config["enable.idempotence"] = spec.idempotent_producer
+    if spec.exactly_once:
+        config["enable.idempotence"] = True
+    return config
 
 
 class KafkaEndpoint(FrozenModel):
@@ -113,10 +138,8 @@ class KafkaDriver:
                     raise
 
     def producer(self, destination: Destination) -> "KafkaProducer":
-        exactly_once = {"enable.idempotence": True} if destination.spec.exactly_once else {}
-        return KafkaProducer(
-            {**self._base, **exactly_once, **self.endpoint.producer_config}, destination.address
-        )
+        config = producer_config(self._base, self.endpoint.producer_config, destination.spec)
+        return KafkaProducer(config, destination.address)
 
     def consumer(self, destination: Destination, group: str) -> "KafkaConsumer":
         return KafkaConsumer(
@@ -166,7 +189,10 @@ class KafkaProducer:
 
     def __init__(self, config: ClientConfig, topic: str) -> None:
         self._topic = topic
-        self._producer = ConfluentProducer({"acks": "all", "linger.ms": 5, **config})
+        self.config: ClientConfig = dict(config)
+        """The librdkafka settings this producer was made with (credentials included: never
+        write it anywhere)."""
+        self._producer = ConfluentProducer(dict(self.config))
         self._report: (
             tuple[SendCompletions, Callable[[int, KafkaError | None, Message], None]] | None
         ) = None

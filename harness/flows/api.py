@@ -21,9 +21,9 @@ A flow (tracker, saga, eventsourcing) declares:
 import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from sqlalchemy import Connection, MetaData
 
 from harness.checkers.verdict import Verdict
@@ -50,6 +50,15 @@ class FlowConfig(ThroughputConfig):
     """Fraction of handled events nacked after their transaction committed, as if the consumer
     died before acking: the broker delivers them again (at most once more per consumer), and
     idempotent handlers must make that harmless. For demonstrations and tests."""
+
+    @model_validator(mode="after")
+    def _exactly_once_keeps_the_idempotent_producer(self) -> Self:
+        if self.semantics == "exactly-once" and self.idempotent_producer is False:
+            raise ValueError(
+                "exactly-once needs the idempotent producer: remove idempotent_producer: false "
+                "(or declare semantics: at-least-once)"
+            )
+        return self
 
 
 @dataclass(frozen=True)

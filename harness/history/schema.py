@@ -43,6 +43,9 @@ class EventKind(StrEnum):
     NOT_SENT = "not-sent"
     """A producer reached the run's bound with messages of its schedule unsent (``detail``:
     ``producer_id``, ``count``): the harness fell behind."""
+    ACK_FAILED = "ack-failed"
+    """A consumer's acks that the broker refused even after retries (``name``: the broker,
+    ``detail``: ``count``, ``errors``): those messages are delivered again."""
 
 
 def _required(name: str, type_: pa.DataType) -> pa.Field:

@@ -25,6 +25,7 @@ class DestinationPlan(FrozenModel):
     group: str = "default"
     max_deliveries: int | None = None
     exactly_once: bool = False
+    idempotent_producer: bool | None = None
 
     def spec(self) -> DestinationSpec:
         dead_letter = None if self.max_deliveries is None else DeadLetterPolicy(self.max_deliveries)
@@ -35,6 +36,7 @@ class DestinationPlan(FrozenModel):
             groups=(self.group,),
             dead_letter=dead_letter,
             exactly_once=self.exactly_once,
+            idempotent_producer=self.idempotent_producer,
         )
 
 

@@ -56,6 +56,11 @@ class ThroughputConfig(FrozenModel):
     search: SearchConfig | None = None
     """Instead of rate or steps: find the highest sustained rate (one run of ``duration`` per
     probed rate)."""
+    idempotent_producer: bool | None = None
+    """Kafka's idempotent producer (``enable.idempotence``): unset follows the Kafka clients'
+    default (on, with ``acks=all``, unless the target's ``producer_config`` says otherwise);
+    ``false`` turns it off, to show the duplicate publishes a client retry makes. Other
+    brokers ignore it."""
 
     @model_validator(mode="after")
     def _one_load_shape(self) -> Self:

@@ -32,7 +32,12 @@ def topic_plans(
     """The run's destinations by logical name, the one the producers send to first."""
     prefix = f"bb-{workload}-{run_id:016x}"[:70]
     if flow is None:
-        plan = DestinationPlan(name=prefix, partitions=config.partitions, ordered=config.ordered)
+        plan = DestinationPlan(
+            name=prefix,
+            partitions=config.partitions,
+            ordered=config.ordered,
+            idempotent_producer=config.idempotent_producer,
+        )
         return {workload: plan}
     assert isinstance(config, FlowConfig)
     ordered = [t for t in flow.topics if t.name == flow.entry_topic] + [
@@ -45,6 +50,7 @@ def topic_plans(
             ordered=config.ordered,
             max_deliveries=config.max_deliveries if topic.dead_letter else None,
             exactly_once=config.semantics == "exactly-once",
+            idempotent_producer=config.idempotent_producer,
         )
         for topic in ordered
     }

@@ -82,9 +82,13 @@ def test_analyze_recomputes_the_same_verdicts_without_brokers(
 # --- anomalies planted into a real history -----------------------------------------------------
 
 
-def verdicts(sends: pa.Table, receives: pa.Table, events: pa.Table) -> dict[str, dict[str, Any]]:
+def verdicts(
+    sends: pa.Table, receives: pa.Table, events: pa.Table, *, exactly_once: bool = False
+) -> dict[str, dict[str, Any]]:
     lag = derive_backlog(HistoryIndex(sends, receives))
-    checked = check_all(sends, receives, events, OrderingScope.PARTITION, lag=lag)
+    checked = check_all(
+        sends, receives, events, OrderingScope.PARTITION, lag=lag, exactly_once=exactly_once
+    )
     return {verdict.name: {"valid": verdict.valid, **verdict.counts} for verdict in checked}
 
 
@@ -118,7 +122,9 @@ def test_a_dropped_acked_message_is_a_lost_write(runs: dict[str, Path]) -> None:
     assert (found["lost"]["lost"], found["lost"]["lost_write"]) == (1, 1)
 
 
-def test_a_republished_message_is_a_duplicate_publish(runs: dict[str, Path]) -> None:
+def test_a_republished_message_is_a_duplicate_publish_only_exactly_once_fails(
+    runs: dict[str, Path],
+) -> None:
     sends, receives, events = kafka_history(runs)
     copy = receives.slice(10, 1)
     republished = copy.set_column(
@@ -126,9 +132,12 @@ def test_a_republished_message_is_a_duplicate_publish(runs: dict[str, Path]) -> 
         copy.schema.field("offset"),
         pa.array([10_000_000], pa.int64()),
     )
-    found = verdicts(sends, pa.concat_tables([receives, republished]), events)
-    assert invalid(found) == {"duplicates"}
+    twice = pa.concat_tables([receives, republished])
+    found = verdicts(sends, twice, events)
+    assert invalid(found) == set()  # at-least-once allows it, and counts it
     assert found["duplicates"]["duplicate_publish"] == 1
+    assert found["duplicates"]["duplicate_publish_by_client"] == 1  # one send, two offsets
+    assert invalid(verdicts(sends, twice, events, exactly_once=True)) == {"duplicates"}
 
 
 def test_a_redelivered_message_is_counted_but_allowed(runs: dict[str, Path]) -> None:

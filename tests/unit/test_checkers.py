@@ -406,60 +406,153 @@ def test_a_redelivery_the_consumer_asked_for_with_a_nack_is_no_exactly_once_viol
     assert duplicates.counts["redelivery_after_nack"] == duplicates.counts["redelivery"] == 1
 
 
-@pytest.mark.parametrize("broker", ["kafka", "fifo"])
-def test_a_second_copy_with_a_new_broker_id_is_a_duplicate_publish(broker: str) -> None:
-    history = build(broker)
-    history.sent(1, 1, 2)["outcome"] = UNKNOWN  # the retry after a timeout
-    copy = dict(history.receives[history.find(1, 1, 2)])
-    copy["receive_ns"] += 10_000
-    if broker == "kafka":
-        copy["offset"] = 24  # appended at the end of partition 1
-    else:
-        copy["message_id"] = "m-retry"
-    history.receives.append(copy)
-
-    duplicates = only(run(history, broker), "duplicates")
-
-    assert duplicates.counts["duplicate_publish"] == 1
-    assert duplicates.counts["duplicate_publish_after_unknown"] == 1
-    assert duplicates.counts["redelivery"] == 0
-    assert kinds(duplicates) == ["duplicate-publish"]
-    example = duplicates.examples[0]
-    assert (example["producer_id"], example["key_id"], example["seq"]) == (1, 1, 2)
-    assert example["send_outcome"] == "unknown"
-
-
-@pytest.mark.parametrize("broker", ["kafka", "fifo"])
-def test_a_copy_the_workload_sent_again_after_a_failed_send_is_explained(broker: str) -> None:
-    history = build(broker)
-    history.sent(1, 1, 2)["outcome"] = FAIL  # the broker said no (but had taken it) ...
-    again = dict(history.sent(1, 1, 2)) | {"outcome": 0}  # ... so the outbox sent it again
-    history.sends.append(again)
-    copy = dict(history.receives[history.find(1, 1, 2)])
+def copy_at_a_new_position(history: History, broker: str, identity: tuple[int, int, int]) -> None:
+    """A second delivery of ``identity`` from another broker position: a second copy written
+    (Kafka: appended at the end of its partition; SQS: a new message id)."""
+    copy = dict(history.receives[history.find(*identity)])
     copy["receive_ns"] += 10_000
     if broker == "kafka":
         copy["offset"] = 24
     else:
-        copy["message_id"] = "m-resent"
+        copy["message_id"] = "m-second-copy"
     history.receives.append(copy)
 
-    duplicates = run(history, broker)["duplicates"]
+
+def duplicates_under(history: History, broker: str) -> dict[str, Verdict]:
+    """The duplicates verdict under each semantics."""
+    return {
+        "at-least-once": run(history, broker)["duplicates"],
+        "exactly-once": run(history, broker, exactly_once=True)["duplicates"],
+    }
+
+
+@pytest.mark.parametrize("broker", ["kafka", "fifo"])
+def test_one_send_at_two_broker_positions_is_a_duplicate_publish_by_the_client(
+    broker: str,
+) -> None:
+    history = build(broker)
+    history.sent(1, 1, 2)["outcome"] = UNKNOWN  # its answer was lost; the client retried
+    copy_at_a_new_position(history, broker, (1, 1, 2))
+
+    duplicates = only(run(history, broker), "duplicates", valid=True)
 
     assert duplicates.counts["duplicate_publish"] == 1
-    assert duplicates.counts["duplicate_publish_after_resend"] == 1
-    assert duplicates.valid is True, duplicates
+    assert duplicates.counts["duplicate_publish_by_client"] == 1
+    assert duplicates.counts["duplicate_publish_after_resend"] == 0
+    assert duplicates.counts["duplicate_publish_after_unknown"] == 1
+    assert duplicates.counts["redelivery"] == 0
+    assert duplicates.counts["unrequested"] == 1
+    assert kinds(duplicates) == ["duplicate-publish-by-client"]
+    example = duplicates.examples[0]
+    assert (example["producer_id"], example["key_id"], example["seq"]) == (1, 1, 2)
+    assert (example["sends"], example["send_outcome"]) == (1, "unknown")
 
 
-def test_a_repeat_without_broker_ids_is_unclassified() -> None:
+@pytest.mark.parametrize("broker", ["kafka", "fifo"])
+def test_an_acked_send_written_twice_is_also_the_clients(broker: str) -> None:
+    """librdkafka's retry of a produce request whose answer was lost: the harness saw one
+    send and one ok; the partition holds it twice."""
+    history = build(broker)
+    copy_at_a_new_position(history, broker, (0, 3, 4))
+
+    verdicts = duplicates_under(history, broker)
+
+    for verdict in verdicts.values():
+        assert verdict.counts["duplicate_publish_by_client"] == 1
+        assert verdict.counts["duplicate_publish_after_unknown"] == 0
+    assert verdicts["at-least-once"].valid is True
+    assert verdicts["exactly-once"].valid is False
+
+
+@pytest.mark.parametrize("broker", ["kafka", "fifo"])
+def test_a_copy_the_workload_sent_again_after_a_failed_send_is_a_resend(broker: str) -> None:
+    history = build(broker)
+    history.sent(1, 1, 2)["outcome"] = FAIL  # the broker said no (but had taken it) ...
+    again = dict(history.sent(1, 1, 2)) | {"outcome": 0}  # ... so the outbox sent it again
+    history.sends.append(again)
+    copy_at_a_new_position(history, broker, (1, 1, 2))
+
+    verdicts = duplicates_under(history, broker)
+
+    for verdict in verdicts.values():
+        assert verdict.counts["duplicate_publish"] == 1
+        assert verdict.counts["duplicate_publish_after_resend"] == 1
+        assert verdict.counts["duplicate_publish_by_client"] == 0
+        assert kinds(verdict) == ["duplicate-publish"]
+        assert verdict.examples[0]["sends"] == 2
+    assert verdicts["at-least-once"].valid is True
+    assert verdicts["exactly-once"].valid is False
+
+
+def test_a_repeat_without_broker_ids_is_unclassified_and_only_exactly_once_fails_it() -> None:
     history = build("standard")
     for row in history.receives:
         row["message_id"] = None
     history.receives.append(dict(history.receives[0]) | {"receive_ns": 10 * SECOND})
 
-    verdict = check_duplicates(history.index())
+    at_least_once = check_duplicates(history.index())
+    exactly_once = check_duplicates(history.index(), exactly_once=True)
 
-    assert verdict.valid is None
-    assert verdict.counts["unclassified"] == 1
+    assert at_least_once.counts["unclassified"] == exactly_once.counts["unclassified"] == 1
+    assert at_least_once.valid is True
+    assert exactly_once.valid is False
+
+
+@pytest.mark.parametrize("broker", ["kafka", "fifo"])
+def test_every_class_at_once_is_counted_apart_and_judged_by_the_semantics(broker: str) -> None:
+    history = build(broker)
+    copy_at_a_new_position(history, broker, (0, 1, 1))  # by the client
+    history.sends.append(dict(history.sent(1, 2, 3)))  # the workload sent it twice ...
+    copy = dict(history.receives[history.find(1, 2, 3)]) | {"receive_ns": 20 * SECOND}
+    copy |= {"offset": 25} if broker == "kafka" else {"message_id": "m-resent"}
+    history.receives.append(copy)  # ... and both arrived
+    redelivered = dict(history.receives[history.find(0, 2, 5)])
+    history.receives.append(redelivered | {"receive_ns": 30 * SECOND, "delivery_attempt": 2})
+    history.receives[history.find(1, 0, 0)]["disposition"] = 1  # nacked ...
+    asked = dict(history.receives[history.find(1, 0, 0)]) | {"disposition": 0}
+    history.receives.append(asked | {"receive_ns": 40 * SECOND})  # ... so delivered again
+
+    verdicts = duplicates_under(history, broker)
+
+    expected = {
+        "duplicated": 4,
+        "extra_deliveries": 4,
+        "unrequested": 3,
+        "redelivery": 2,
+        "redelivery_after_nack": 1,
+        "duplicate_publish": 2,
+        "duplicate_publish_by_client": 1,
+        "duplicate_publish_after_resend": 1,
+        "duplicate_publish_after_unknown": 0,
+        "unclassified": 0,
+        "failed_acks": 0,
+    }
+    assert verdicts["at-least-once"].counts == verdicts["exactly-once"].counts == expected
+    assert verdicts["at-least-once"].valid is True
+    assert verdicts["exactly-once"].valid is False
+    assert "at-least-once" in verdicts["at-least-once"].notes
+
+
+def test_acks_the_broker_refused_are_counted_from_the_history_events() -> None:
+    history = build("fifo")
+    redelivered = dict(history.receives[history.find(0, 2, 5)])
+    history.receives.append(redelivered | {"receive_ns": 30 * SECOND, "delivery_attempt": 2})
+    for count in (1, 2):
+        history.events.append(
+            {
+                "time_ns": SECOND,
+                "kind": "ack-failed",
+                "name": "sqs",
+                "target": None,
+                "detail": f'{{"count": {count}, "errors": {{"ReceiptHandleIsInvalid": {count}}}}}',
+            }
+        )
+
+    duplicates = run(history, "fifo")["duplicates"]
+
+    assert duplicates.counts["failed_acks"] == 3
+    assert duplicates.counts["redelivery"] == 1
+    assert "3 acks failed" in duplicates.notes
 
 
 # -- ordering ------------------------------------------------------------------------------------
