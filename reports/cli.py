@@ -11,7 +11,14 @@ from rich.table import Table
 
 from harness.atomic import write_text_atomically
 from reports.load import find_runs
-from reports.matrix import FIGURE_COLUMNS, bound_word, build_matrix, fmt, verdict_word
+from reports.matrix import (
+    FIGURE_COLUMNS,
+    bound_word,
+    build_matrix,
+    duplicates_note,
+    fmt,
+    verdict_word,
+)
 
 if TYPE_CHECKING:
     from reports.gate import GateResult
@@ -51,7 +58,7 @@ def report(
     for row in matrix.rows:
         figures = [fmt(row.figures[c.title], c.digits) for c in FIGURE_COLUMNS]
         key = [escape(part) for part in ([row.source] if source else []) + list(row.key)]
-        verdict = verdict_word(row.valid)
+        verdict = verdict_word(row.valid) + duplicates_note(row.duplicates)
         if row.bound_runs:
             verdict += f" [yellow]{bound_word(row)}[/]"
         table.add_row(*key, str(len(row.runs)), *figures, verdict)

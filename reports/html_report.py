@@ -11,7 +11,15 @@ from markupsafe import Markup
 
 from reports.charts import figure_json, row_figure
 from reports.load import StoredRun
-from reports.matrix import FIGURE_COLUMNS, Matrix, bound_word, fmt, saturation_line, verdict_word
+from reports.matrix import (
+    FIGURE_COLUMNS,
+    Matrix,
+    bound_word,
+    duplicates_note,
+    fmt,
+    saturation_line,
+    verdict_word,
+)
 
 _environment = jinja2.Environment(
     loader=jinja2.PackageLoader("reports", "templates"),
@@ -23,6 +31,7 @@ _environment = jinja2.Environment(
 _environment.filters["fmt"] = fmt
 _environment.filters["verdict"] = verdict_word
 _environment.filters["bound"] = bound_word
+_environment.filters["duplicates"] = duplicates_note
 _environment.filters["saturation"] = saturation_line
 _environment.filters["pretty"] = lambda value: json.dumps(value, indent=1, default=str)
 

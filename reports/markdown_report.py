@@ -7,7 +7,7 @@ import html
 
 from reports.gate import GateResult
 from reports.load import TEST_DOUBLE_MARK, StoredRun
-from reports.matrix import FIGURE_COLUMNS, Matrix, bound_word, fmt
+from reports.matrix import FIGURE_COLUMNS, Matrix, bound_word, duplicates_note, fmt
 
 ICON = {True: "✅ pass", False: "❌ FAIL", None: "⚠️ unknown"}
 MAX_FAILED_CHECKS = 20
@@ -50,7 +50,9 @@ def render(runs: list[StoredRun], matrix: Matrix) -> str:
             str(len(row.runs)),
             *(fmt(row.figures[c.title], c.digits) for c in FIGURE_COLUMNS),
             *(ICON[row.checks[name]] if name in row.checks else "-" for name in matrix.check_names),
-            ICON[row.valid] + (f" {BOUND_ICON} {bound_word(row)}" if row.bound_runs else ""),
+            ICON[row.valid]
+            + duplicates_note(row.duplicates)
+            + (f" {BOUND_ICON} {bound_word(row)}" if row.bound_runs else ""),
         ]
         for row in matrix.rows
     ]

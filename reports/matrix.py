@@ -37,11 +37,30 @@ def median(runs: list[StoredRun], path: str) -> float | None:
     return statistics.median(values) if values else None
 
 
+DUPLICATES_CHECK = "duplicates"
+
+
+def duplicates(run: StoredRun) -> int:
+    """Extra deliveries the consumers did not ask for with a nack (the duplicates check's
+    ``unrequested``; derived for results written before it existed): counted and shown even
+    when the run's semantics (at-least-once) allow them."""
+    for check in run.checks:
+        if check.name == DUPLICATES_CHECK:
+            counts = check.counts
+            if "unrequested" in counts:
+                return int(counts["unrequested"])
+            extra = int(counts.get("extra_deliveries", 0))
+            return extra - int(counts.get("redelivery_after_nack", 0))
+    return 0
+
+
 def anomalies(run: StoredRun) -> list[str]:
-    """Non-zero counts of every check that did not pass, and what each fault's recovery found."""
+    """Non-zero counts of every check that did not pass (and of a passed duplicates check
+    that counted duplicates), and what each fault's recovery found."""
     found = []
     for check in run.checks:
-        if check.valid is not True:
+        shown = check.name == DUPLICATES_CHECK and duplicates(run) > 0
+        if check.valid is not True or shown:
             nonzero = {k: v for k, v in check.counts.items() if v not in (0, None, False)}
             found.append(f"{check.name}: " + ", ".join(f"{k}={v}" for k, v in nonzero.items()))
     for fault in run.scenario.faults:
@@ -66,6 +85,8 @@ class Row:
     semantics: str | None
     harness_bound: list[str]
     """``r<repeat>: <reason>`` for every reason of every harness-bound repeat."""
+    duplicates: int = 0
+    """Duplicates (``duplicates(run)``) over all its repeats."""
 
     @property
     def bound_runs(self) -> list[StoredRun]:
@@ -123,6 +144,7 @@ def build_matrix(runs: list[StoredRun]) -> Matrix:
                     if run.harness_bound
                     for reason in run.harness_bound_reasons
                 ],
+                duplicates=sum(duplicates(run) for run in group),
             )
         )
     return Matrix(rows, check_names, sorted({run.source for run in runs}))
@@ -134,6 +156,11 @@ def fmt(value: float | None, digits: int = 2) -> str:
 
 def verdict_word(valid: bool | None) -> str:
     return {True: "pass", False: "FAIL", None: "unknown"}[valid]
+
+
+def duplicates_note(count: int) -> str:
+    """What follows a verdict when there were duplicates: ' · 18 dup' ('' for none)."""
+    return f" · {count} dup" if count else ""
 
 
 HARNESS_BOUND = "harness-bound"

@@ -201,3 +201,31 @@ def test_a_violation_still_fails_beside_a_harness_bound_run(tmp_path: Path) -> N
     gated = run_gate(baseline, current, E2E_ONLY)
     assert gated.exit_code == 1
     assert {o.status for o in gated.outcomes} == {"violation", "undecided"}
+
+
+# --- duplicates beside the verdict --------------------------------------------------------------
+
+
+def duplicates_check(valid: bool, **counts: int) -> dict[str, Any]:
+    return {"name": "duplicates", "valid": valid, "counts": counts, "examples": [], "notes": ""}
+
+
+def test_a_valid_run_with_duplicates_says_how_many_beside_pass(tmp_path: Path) -> None:
+    from reports import csv_report, html_report, markdown_report
+    from reports.matrix import build_matrix
+
+    counted = duplicates_check(True, extra_deliveries=20, redelivery_after_nack=2, unrequested=18)
+    result(tmp_path / "runs", "dup", 0, checks=[counted], semantics="at-least-once")
+    older = duplicates_check(True, extra_deliveries=3, redelivery_after_nack=1)  # no unrequested
+    result(tmp_path / "runs", "dup", 1, checks=[older], semantics="at-least-once")
+    result(tmp_path / "runs", "clean", 0, broker="elasticmq", checks=[duplicates_check(True)])
+    runs = find_runs([tmp_path / "runs"])
+    matrix = build_matrix(runs)
+    kafka, elasticmq = sorted(matrix.rows, key=lambda row: row.key.broker != "kafka")
+    assert (kafka.duplicates, elasticmq.duplicates) == (20, 0)  # 18 + (3 - 1) over 2 repeats
+    markdown = markdown_report.render(runs, matrix)
+    assert "✅ pass · 20 dup |" in markdown
+    clean = next(line for line in markdown.splitlines() if line.startswith("| elasticmq |"))
+    assert "dup" not in clean
+    assert "pass</span> · 20 dup" in html_report.render(runs, matrix)
+    assert "duplicates: extra_deliveries=20" in csv_report.render(runs, matrix)
