@@ -30,8 +30,8 @@ def check_all(  # noqa: PLR0917 - the positional order is the documented API
     unknown-outcome, failed-but-delivered, phantom, duplicates, ordering, lag-recovery.
 
     ``ordering`` is the scope the broker promised for this destination
-    (``Capabilities.ordering(ordered)``); ``exactly_once`` makes any repeated delivery not asked for by a nack invalid;
-    at-least-once allows (and counts) every duplicate.
+    (``Capabilities.ordering(ordered)``); ``exactly_once`` makes any repeated delivery not
+    asked for by a nack invalid; at-least-once allows (and counts) every duplicate.
     """
     history = HistoryIndex(sends, receives)
     return [
@@ -39,9 +39,7 @@ def check_all(  # noqa: PLR0917 - the positional order is the documented API
         check_unknown_outcomes(history),
         check_failed_but_delivered(history),
         check_phantoms(history),
-        check_duplicates(
-            history, exactly_once=exactly_once, failed_acks=failed_acks_of(events)
-        ),
+        check_duplicates(history, exactly_once=exactly_once, failed_acks=failed_acks_of(events)),
         check_ordering(history, ordering),
         check_lag_recovery(lag, events, lag_recovery_seconds),
     ]

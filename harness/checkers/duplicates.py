@@ -40,10 +40,11 @@ import numpy.typing as npt
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.compute as pc  # type: ignore[import-untyped, unused-ignore]
 
-from harness.checkers.columns import Disposition, EventKind, Outcome
+from harness.checkers.columns import Disposition, Outcome
 from harness.checkers.identity import U64
 from harness.checkers.index import I64, HistoryIndex, column_at, run_starts
 from harness.checkers.verdict import MAX_EXAMPLES, Verdict
+from harness.history.schema import EventKind
 
 NAME = "duplicates"
 _DELIVERY_FIELDS = (

@@ -279,20 +279,24 @@ def _combined(first: Receipt, second: Receipt) -> Receipt:
 
 
 class FailedAcks:
-    """Counts messages whose background ack failed (the broker delivers them again, which the
-    checkers see as redeliveries) and logs the first error of each kind."""
+    """Counts messages whose ack the broker did not take, even after retries (the broker
+    delivers them again, which the checkers see as redeliveries), by kind of error, and logs
+    the first error of each kind. The consumer processes record the count in the history
+    (``ack-failed`` events, ``harness.history.recorder.record_failed_acks``)."""
 
-    def __init__(self, broker: str) -> None:
+    def __init__(self, broker: str, action: str = "acking") -> None:
         self.broker = broker
+        self.action = action
         self.count = 0
-        self._kinds: set[str] = set()
+        self.errors: dict[str, int] = {}
+        """Messages per kind of error (the exception's class, or SQS's error code)."""
         self._lock = threading.Lock()
 
     def add(self, count: int, error: Exception | str) -> None:
         kind = type(error).__name__ if isinstance(error, Exception) else error.split(":", 1)[0]
         with self._lock:
             self.count += count
-            first = kind not in self._kinds
-            self._kinds.add(kind)
+            first = kind not in self.errors
+            self.errors[kind] = self.errors.get(kind, 0) + count
         if first:  # once per kind: a fault can fail thousands
-            _log.warning("%s: acking failed (they come again): %s", self.broker, error)
+            _log.warning("%s: %s failed (they come again): %s", self.broker, self.action, error)

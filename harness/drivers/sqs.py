@@ -6,6 +6,12 @@ arrival rate allows, several in flight (``harness.drivers.batcher``), so neither
 ``send_batch`` waits on the network. ``poll_batch`` takes what receiver threads long-polled
 ahead (``harness.drivers.prefetch``) and ``ack_batch`` queues DeleteMessageBatch requests that
 go out in the background; the per-message ``poll``/``ack``/``nack`` call SQS directly.
+
+A DeleteMessageBatch or ChangeMessageVisibilityBatch request can succeed while some of its
+entries fail (its answer's ``Failed``). Entries SQS failed on its own side are retried
+(``BATCH_RETRIES``, backing off); what still fails is counted (``failed_acks``,
+``failed_nacks``) and logged, and the consumer processes record the failed acks in the
+history: a failed delete is delivered again, and the checkers can say why.
 """
 
 import base64
@@ -14,9 +20,10 @@ import itertools
 import json
 import math
 import re
+import time
 import uuid
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar
 
 import boto3
 from botocore.config import Config
@@ -56,6 +63,8 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.literals import QueueAttributeNameType
     from mypy_boto3_sqs.type_defs import (
+        BatchResultErrorEntryTypeDef,
+        ChangeMessageVisibilityBatchRequestEntryTypeDef,
         DeleteMessageBatchRequestEntryTypeDef,
         SendMessageBatchRequestEntryTypeDef,
     )
@@ -69,6 +78,11 @@ AWS has allowed 1 MiB since 2025)."""
 RECEIVE_WAIT_SECONDS = 1
 """A receiver thread's long poll: short enough that ``close`` is prompt."""
 DELETE_THREADS = 2
+BATCH_RETRIES = 3
+"""Further attempts at the entries of a DeleteMessageBatch / ChangeMessageVisibilityBatch
+request that SQS failed on its own side (``SenderFault`` false)."""
+BATCH_RETRY_BACKOFF_SECONDS = 0.05
+"""The wait before the first such retry; it doubles before each next one."""
 _ENTRY_IDS = [str(position) for position in range(MAX_BATCH)]
 # Characters SQS refuses in a message body; such payloads travel base64-encoded.
 _NOT_SQS_TEXT = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -349,11 +363,24 @@ class SqsConsumer:
         self._prefetcher: Prefetcher | None = None
         self._deletes: Batcher[str] | None = None
         self._failed_acks = FailedAcks("sqs")
+        self._failed_nacks = FailedAcks("sqs", "making messages visible again")
 
     @property
     def failed_acks(self) -> int:
-        """Messages whose background delete failed: SQS delivers them again."""
+        """Messages whose delete failed for good (``ack``, ``ack_batch``): SQS delivers them
+        again."""
         return self._failed_acks.count
+
+    @property
+    def failed_ack_errors(self) -> dict[str, int]:
+        """``failed_acks`` by SQS error code (or exception class)."""
+        return dict(self._failed_acks.errors)
+
+    @property
+    def failed_nacks(self) -> int:
+        """Messages that could not be made visible again (``nack``, and what ``close`` hands
+        back): SQS delivers them after their visibility timeout instead, later, not twice."""
+        return self._failed_nacks.count
 
     def poll(self, max_messages: int, timeout: float) -> list[Received]:
         messages = self._receive(max(1, min(max_messages, MAX_BATCH)), min(20, math.ceil(timeout)))
@@ -361,7 +388,7 @@ class SqsConsumer:
 
     def ack(self, messages: Sequence[Received]) -> None:
         for entries in _entries(m.handle for m in messages):
-            self._client.delete_message_batch(QueueUrl=self._url, Entries=entries)
+            self._count(self._failed_acks, _until_settled(self._delete, entries))
 
     def nack(self, messages: Sequence[Received]) -> None:
         self._make_visible([m.handle for m in messages])
@@ -437,22 +464,57 @@ class SqsConsumer:
     def _delete_in_background(self, handles: list[str]) -> None:
         try:
             (entries,) = _entries(handles)
-            answer = self._client.delete_message_batch(QueueUrl=self._url, Entries=entries)
+            failures = _until_settled(self._delete, entries)
         except Exception as exc:
             self._failed_acks.add(len(handles), exc)
             return
-        for failure in answer.get("Failed", []):
-            self._failed_acks.add(1, f"{failure['Code']}: {failure.get('Message')}")
+        self._count(self._failed_acks, failures)
+
+    def _delete(self, entries: "list[DeleteMessageBatchRequestEntryTypeDef]") -> Any:
+        return self._client.delete_message_batch(QueueUrl=self._url, Entries=entries)
 
     def _make_visible(self, handles: Sequence[str]) -> None:
         for entries in _entries(handles):
-            self._client.change_message_visibility_batch(
-                QueueUrl=self._url,
-                Entries=[
-                    {"Id": e["Id"], "ReceiptHandle": e["ReceiptHandle"], "VisibilityTimeout": 0}
-                    for e in entries
-                ],
-            )
+            visible_now: list[ChangeMessageVisibilityBatchRequestEntryTypeDef] = [
+                {"Id": e["Id"], "ReceiptHandle": e["ReceiptHandle"], "VisibilityTimeout": 0}
+                for e in entries
+            ]
+            self._count(self._failed_nacks, _until_settled(self._change_visibility, visible_now))
+
+    def _change_visibility(
+        self, entries: "list[ChangeMessageVisibilityBatchRequestEntryTypeDef]"
+    ) -> Any:
+        return self._client.change_message_visibility_batch(QueueUrl=self._url, Entries=entries)
+
+    @staticmethod
+    def _count(counter: FailedAcks, failures: "list[BatchResultErrorEntryTypeDef]") -> None:
+        for failure in failures:
+            counter.add(1, f"{failure['Code']}: {failure.get('Message')}")
+
+
+_Entry = TypeVar("_Entry", bound=Mapping[str, Any])
+
+
+def _until_settled(
+    request: Callable[[list[_Entry]], Any], entries: list[_Entry]
+) -> "list[BatchResultErrorEntryTypeDef]":
+    """Makes a batch request (DeleteMessageBatch, ChangeMessageVisibilityBatch) of ``entries``
+    and retries the entries SQS failed on its own side (``SenderFault`` false: an internal
+    error, throttling), up to ``BATCH_RETRIES`` times with a doubling back-off; returns the
+    failures that remain. A sender fault (an invalid or expired receipt handle: ElasticMQ and
+    moto answer ``ReceiptHandleIsInvalid``) fails the same way every time: not retried."""
+    final: list[BatchResultErrorEntryTypeDef] = []
+    pending, attempt = entries, 0
+    while True:
+        failed: list[BatchResultErrorEntryTypeDef] = request(pending).get("Failed", [])
+        final += [failure for failure in failed if failure.get("SenderFault", False)]
+        transient = [failure for failure in failed if not failure.get("SenderFault", False)]
+        if not transient or attempt == BATCH_RETRIES:
+            return final + transient
+        time.sleep(BATCH_RETRY_BACKOFF_SECONDS * 2**attempt)
+        attempt += 1
+        again = {failure["Id"] for failure in transient}
+        pending = [entry for entry in pending if entry["Id"] in again]
 
 
 def _entries(handles: Iterable[str]) -> "list[list[DeleteMessageBatchRequestEntryTypeDef]]":

@@ -27,7 +27,7 @@ from harness.flows.dead_letters import DeadLetterReader
 from harness.flows.plan import ServicePlan, partition_number
 from harness.flows.registry import flow_class
 from harness.history.envelope import decode
-from harness.history.recorder import Recorder
+from harness.history.recorder import Recorder, record_failed_acks
 from harness.history.schema import Disposition
 from harness.load.consumer_process import BrokerErrors, scope_of
 from harness.load.patience import with_patience
@@ -223,6 +223,7 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
             sys.stderr.write(f"final publish failed: {exc}\n")
     finally:
         consumer.close()
+        record_failed_acks(recorder, consumer, driver.name)
         destinations.close()
         driver.close()
         recorder.close()

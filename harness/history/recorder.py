@@ -29,7 +29,14 @@ from harness.history.schema import EVENTS, RECEIVES, SENDS, Disposition, EventKi
 from harness.history.send_log import SendLog
 from harness.history.shards import BATCH_ROWS, ShardWriter, shard_path
 
-__all__ = ["Recorder", "SendToken", "ShardWriter", "partition_scope", "partition_scopes"]
+__all__ = [
+    "Recorder",
+    "SendToken",
+    "ShardWriter",
+    "partition_scope",
+    "partition_scopes",
+    "record_failed_acks",
+]
 
 SendToken: TypeAlias = int
 """Returned by ``send_invoked``; hand it to ``send_completed``."""
@@ -254,3 +261,15 @@ class Recorder:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def record_failed_acks(recorder: Recorder, consumer: object, broker: str) -> int:
+    """Records an ``ack-failed`` event for the acks ``consumer`` gave up on, if any, and
+    returns how many. Call it after closing the consumer (its last acks go out then). Drivers
+    whose acks can fail apart from the call count them (``failed_acks``, and by error
+    ``failed_ack_errors``: SQS, Pub/Sub); the others raise, and the message comes again."""
+    count = int(getattr(consumer, "failed_acks", 0))
+    if count:
+        errors = getattr(consumer, "failed_ack_errors", {})
+        recorder.event(EventKind.ACK_FAILED, broker, detail={"count": count, "errors": errors})
+    return count

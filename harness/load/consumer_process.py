@@ -28,7 +28,12 @@ from harness.drivers.base import OrderingScope, Received, ReceivedBatch
 from harness.drivers.batching import batch_consumer
 from harness.drivers.targets import open_driver
 from harness.history.envelope import decode_columns
-from harness.history.recorder import Recorder, partition_scope, partition_scopes
+from harness.history.recorder import (
+    Recorder,
+    partition_scope,
+    partition_scopes,
+    record_failed_acks,
+)
 from harness.history.schema import Disposition
 from harness.load.gc_tuning import tune_for_load
 from harness.load.patience import with_patience
@@ -228,6 +233,7 @@ def main(plan_path: str) -> None:
                 recording.record()
         finally:
             consumer.close()
+            record_failed_acks(recorder, consumer, driver.name)
             driver.close()
             recorder.close()
     emit(
