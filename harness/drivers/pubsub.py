@@ -353,6 +353,11 @@ class PubSubConsumer:
         """Messages whose background acknowledge failed: Pub/Sub delivers them again."""
         return self._failed_acks.count
 
+    @property
+    def failed_ack_errors(self) -> dict[str, int]:
+        """``failed_acks`` by kind of error."""
+        return dict(self._failed_acks.errors)
+
     def poll(self, max_messages: int, timeout: float) -> list[Received]:
         deadline = time.monotonic() + timeout
         while True:

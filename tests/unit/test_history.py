@@ -315,6 +315,7 @@ def test_schema_matches_the_spec() -> None:
         "drain-start",
         "drain-end",
         "not-sent",
+        "ack-failed",
     ]
 
 
