@@ -6,7 +6,6 @@ value of another type, random text, garbage bytes. In-process, no broker I/O."""
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -16,8 +15,6 @@ from harness.errors import UserError
 from harness.run.suite_runner import plan_suite
 from harness.settings import Settings
 from harness.yamlconfig import load_model
-
-pytestmark = pytest.mark.test_double  # no broker at all: validation only
 
 VALID_SUITE: dict[str, Any] = {
     "name": "s",
