@@ -9,6 +9,7 @@ import pytest
 from harness.errors import UserError
 from harness.run.suite_runner import plan_suite
 from harness.settings import Settings
+from tests.stack.cli import brokerbench, environment, one_line_error
 
 HEAD = "name: s\nbrokers: [kafka]\nworkloads:\n"
 FIRST = "  - name: w\n    params: {rate: 10, duration: 2}\n"
@@ -80,6 +81,21 @@ def test_an_infinite_step_rate_or_duration_is_refused(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("params", "field", "problem"),
+    [
+        ("{rate: 10, duration: 1e300}", "duration", "Input should be less than or equal to 604800"),
+        ("{rate: 1.0e12}", "rate", "Input should be less than or equal to 100000000"),
+        ("{rate: 10, warmup: 1.0e9}", "warmup", "Input should be less than or equal to 604800"),
+    ],
+)
+def test_durations_and_rates_too_large_for_the_schedule_are_refused(
+    tmp_path: Path, params: str, field: str, problem: str
+) -> None:
+    content = HEAD + f"  - name: w\n    params: {params}\n"
+    assert refusal(tmp_path, content) == f"5: workloads.0.params.{field}: {problem}"
+
+
 def test_two_workloads_with_one_name_are_refused_naming_both_lines(tmp_path: Path) -> None:
     content = HEAD + FIRST + "  - name: w\n    kind: tracker\n    params: {rate: 5}\n"
     assert refusal(tmp_path, content) == (
@@ -100,3 +116,13 @@ def test_an_unknown_workload_kind_names_the_file_line_and_choices(tmp_path: Path
 
 def test_a_yaml_reader_error_is_one_line_with_the_line(tmp_path: Path) -> None:
     assert refusal(tmp_path, HEAD + FIRST + "  - name: \x07\n").startswith("6: invalid YAML (")
+
+
+def test_brokerbench_run_refuses_a_bad_suite_in_one_line_exit_2(tmp_path: Path) -> None:
+    suite = tmp_path / "suite.yaml"
+    for content in (b"name: s\xff\n", (HEAD + FIRST + "  - name: w\n    params: {rate: 1}\n")):
+        suite.write_bytes(content if isinstance(content, bytes) else content.encode())
+        completed = brokerbench("run", str(suite), "-o", str(tmp_path / "runs"),
+                                env=environment(tmp_path / "home"))  # fmt: skip
+        assert one_line_error(completed).startswith(f"error: {suite}:")
+    assert not (tmp_path / "runs").exists()

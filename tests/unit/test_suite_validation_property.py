@@ -6,14 +6,15 @@ value of another type, random text, garbage bytes. In-process, no broker I/O."""
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chaos.scenario import Scenario
+from chaos.scenario import Scenario, load_scenario
 from harness.errors import UserError
 from harness.run.suite_runner import plan_suite
-from harness.settings import Settings
+from harness.settings import Settings, load_settings
 from harness.yamlconfig import load_model
 
 VALID_SUITE: dict[str, Any] = {
@@ -26,6 +27,22 @@ VALID_SUITE: dict[str, Any] = {
     "workloads": [
         {"name": "t", "params": {"rate": 10, "duration": 30, "warmup": 1}},
         {"name": "f", "kind": "tracker", "params": {"steps": [{"rate": 5, "seconds": 30}]}},
+    ],
+}
+
+VALID_SETTINGS: dict[str, Any] = {
+    "ports": {"kafka": 29092},
+    "targets": {
+        "prod": {"driver": "kafka", "settings": {"bootstrap_servers": "h:9092"}},
+        "memory-lossy": {"driver": "memory", "settings": {"lose": 0.01, "seed": 7}},
+    },
+}
+VALID_SCENARIO: dict[str, Any] = {
+    "name": "sc",
+    "hypothesis": {"throughput_within_percent": 20, "recover_within_seconds": 30},
+    "faults": [
+        {"action": "latency", "at": 1, "duration": 2, "params": {"latency_ms": 50}},
+        {"action": "crash", "at": 4, "duration": 1, "target": "broker"},
     ],
 }
 
@@ -71,21 +88,24 @@ def _replaced(document: Any, path: tuple[Any, ...], value: Any) -> Any:
 
 
 @st.composite
-def suites_with_one_bad_part(draw: st.DrawFn) -> str:
-    """The valid suite with one part (a field, a list item, a whole section) replaced."""
-    path = draw(st.sampled_from(_paths(VALID_SUITE)))
-    return yaml.safe_dump(_replaced(VALID_SUITE, path, draw(structures)))
+def one_bad_part(draw: st.DrawFn, valid: dict[str, Any]) -> bytes:
+    """The valid document with one part (a field, a list item, a whole section) replaced."""
+    path = draw(st.sampled_from(_paths(valid)))
+    return yaml.safe_dump(_replaced(valid, path, draw(structures))).encode()
 
 
-documents = (
-    structures.map(yaml.safe_dump).map(str.encode)
-    | suites_with_one_bad_part().map(str.encode)
-    | st.text(alphabet=st.sampled_from(list(":-[]{}&*!|>'\"%@`#,? \n\tab1.")), max_size=60).map(
+any_text = (  # YAML syntax soup, any Unicode text, any bytes
+    st.text(alphabet=st.sampled_from(list(":-[]{}&*!|>'\"%@`#,? \n\tab1.")), max_size=60).map(
         str.encode
     )
     | st.text(max_size=40).map(lambda text: text.encode("utf-8", "surrogatepass"))
     | st.binary(max_size=60)
 )
+
+
+def documents(valid: dict[str, Any]) -> st.SearchStrategy[bytes]:
+    return structures.map(yaml.safe_dump).map(str.encode) | one_bad_part(valid) | any_text
+
 
 EXAMPLES = settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -99,7 +119,7 @@ def assert_one_line_about(path: Path, error: UserError) -> None:
 
 
 @EXAMPLES
-@given(content=documents)
+@given(content=documents(VALID_SUITE))
 def test_any_suite_file_is_planned_or_refused_in_one_line(tmp_path: Path, content: bytes) -> None:
     suite = tmp_path / "suite.yaml"
     suite.write_bytes(content)
@@ -110,29 +130,38 @@ def test_any_suite_file_is_planned_or_refused_in_one_line(tmp_path: Path, conten
 
 
 @EXAMPLES
-@given(content=documents)
-def test_any_settings_file_is_loaded_or_refused_in_one_line(tmp_path: Path, content: bytes) -> None:
+@given(content=documents(VALID_SETTINGS))
+def test_any_settings_file_is_loaded_or_refused_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: bytes
+) -> None:
     config = tmp_path / "brokerbench.yaml"
     config.write_bytes(content)
+    monkeypatch.setenv("BROKERBENCH_CONFIG", str(config))
     try:
-        load_model(config, Settings)
+        load_settings()
     except UserError as error:
         assert_one_line_about(config, error)
 
 
 @EXAMPLES
-@given(content=documents)
+@given(content=documents(VALID_SCENARIO))
 def test_any_scenario_file_is_loaded_or_refused_in_one_line(tmp_path: Path, content: bytes) -> None:
     scenario = tmp_path / "scenario.yaml"
     scenario.write_bytes(content)
     try:
-        load_model(scenario, Scenario)
+        load_scenario(str(scenario))
     except UserError as error:
         assert_one_line_about(scenario, error)
 
 
-def test_the_generators_valid_suite_is_valid(tmp_path: Path) -> None:
+def test_the_generators_valid_documents_are_valid(tmp_path: Path) -> None:
     suite = tmp_path / "suite.yaml"
     suite.write_text(yaml.safe_dump(VALID_SUITE))
     _, runs = plan_suite(suite, Settings(), tmp_path / "runs")
     assert len(runs) == 2 * 2 * 2 * 2
+    config = tmp_path / "brokerbench.yaml"
+    config.write_text(yaml.safe_dump(VALID_SETTINGS))
+    assert sorted(load_model(config, Settings).targets) == ["memory-lossy", "prod"]
+    scenario = tmp_path / "scenario.yaml"
+    scenario.write_text(yaml.safe_dump(VALID_SCENARIO))
+    assert len(load_model(scenario, Scenario).faults) == 2
