@@ -39,10 +39,27 @@ def list_scenarios(
 
 
 @app.command()
-def heal() -> None:
+def heal(
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Also heal the faults of harnesses that still run (their runs break)."
+        ),
+    ] = False,
+) -> None:
     """Undo every fault a harness left behind (killed mid-fault): remove toxics, enable every
-    proxy (toxiproxy reset), SIGCONT paused services, restart crashed ones."""
-    done = heal_all(load_settings())
-    for line in done:
-        console.print(line)
-    console.print("healed: no fault recorded as active, every proxy enabled, no toxic")
+    proxy (toxiproxy reset), SIGCONT paused services, restart crashed ones. The faults of a
+    harness that still runs are left to it, unless --force."""
+    outcome = heal_all(load_settings(), force=force)
+    for line in outcome.done:
+        console.print(line, markup=False)
+    for harness in outcome.left_alone:
+        console.print(
+            f"left alone: {len(harness.entries)} fault(s) of a harness that still runs (pid "
+            f"{harness.pid}, {harness.path}): it heals them when it ends; --force heals them now",
+            markup=False,
+        )
+    if outcome.left_alone:
+        console.print("healed: the faults of harnesses that no longer run")
+    else:
+        console.print("healed: no fault recorded as active, every proxy enabled, no toxic")

@@ -6,12 +6,12 @@ Entry kinds: ``toxic`` (``proxy``, ``toxic``), ``proxy-disabled`` (``proxy``), `
 """
 
 import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 
 from chaos import state
 from chaos.service_control import continue_service, start_again
-from chaos.state import Entry
-from harness.errors import UserError
+from chaos.state import Entry, HarnessFaults
 from harness.settings import Settings
 from harness.stack import processes
 from harness.stack.manager import Stack
@@ -36,16 +36,40 @@ def heal_entry(entry: Entry, settings: Settings) -> None:
         start_again(settings, entry["service"])
 
 
-def heal_all(settings: Settings, path: Path | None = None) -> list[str]:
-    """Undo every recorded fault (of every state file, or of ``path``), reset toxiproxy (every
-    proxy enabled, no toxic) if it runs, SIGCONT every local service; remove the state files.
-    Returns what was done, for the user."""
-    done = []
+@dataclass(frozen=True)
+class HealOutcome:
+    done: list[str]
+    """What was undone, for the user."""
+    left_alone: list[HarnessFaults]
+    """State files of harnesses that still run: their faults are theirs to heal."""
+
+
+def heal_all(settings: Settings, path: Path | None = None, *, force: bool = False) -> HealOutcome:
+    """Undo the recorded faults (of every state file, or of ``path``) of harnesses that no longer
+    run, and remove their state files. A harness that still runs (pid and start time) keeps its
+    faults and its file, unless ``force``. Only when no running harness was left alone: reset
+    toxiproxy (every proxy enabled, no toxic) if it runs and SIGCONT every local service.
+
+    Every state file is read before anything is undone: a malformed one is a UserError."""
     files = [path] if path is not None else state.all_state_files()
-    for file in files:
-        for entry in state.read_entries(file):
+    harnesses = [state.read_harness_faults(file) for file in files]
+    left_alone = [] if force else [h for h in harnesses if h.owner_runs()]
+    to_heal = [h for h in harnesses if h not in left_alone]
+    done = []
+    for harness in to_heal:
+        for entry in harness.entries:
             heal_entry(entry, settings)
             done.append(f"{entry.get('kind')}: {entry.get('proxy') or entry.get('service') or ''}")
+    if not left_alone:
+        done.extend(_reset_everything(settings))
+    for harness in to_heal:
+        state.clear(harness.path)
+    return HealOutcome(done, left_alone)
+
+
+def _reset_everything(settings: Settings) -> list[str]:
+    """Toxiproxy reset and SIGCONT of every local service (what no state file may have said)."""
+    done = []
     toxiproxy = Toxiproxy(settings)
     record = processes.recorded(toxiproxy.directory)
     if record is not None and processes.is_alive(record):
@@ -53,8 +77,5 @@ def heal_all(settings: Settings, path: Path | None = None) -> list[str]:
         done.append("toxiproxy: reset (every proxy enabled, no toxic)")
     for service in Stack(settings).services:
         if service.name != "toxiproxy":
-            with contextlib.suppress(UserError):
-                continue_service(settings, service.name)
-    for file in files:
-        state.clear(file)
+            continue_service(settings, service.name)
     return done

@@ -11,4 +11,7 @@ LOOPBACK = "127.0.0.1"
 
 
 class FrozenModel(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    """Config: immutable, unknown fields refused, and every float finite (``rate: .inf`` or
+    ``.nan`` is a typo to report at validation, not a crash mid-run)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)

@@ -6,10 +6,11 @@ Read from ``brokerbench.yaml`` in the working directory (or the file named by
 """
 
 import os
+import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 
 from harness.errors import UserError
 from harness.models import FrozenModel, Port
@@ -43,6 +44,32 @@ class Ports(FrozenModel):
         return self
 
 
+LOCAL_DRIVERS = {"kafka": "kafka", "elasticmq": "sqs", "moto": "sqs", "pubsub": "pubsub"}
+"""The local stack's brokers (target name -> driver): the only targets faults may signal."""
+TEST_DOUBLE = "memory"
+"""The built-in target and the driver of brokerbench's in-memory test double broker."""
+_SAFE_TARGET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+
+def _user_target_name(name: str) -> str:
+    """A name of the user's own target: safe as a folder name (it names run folders) and not
+    one of the built-in targets (a fault must never take a remote cluster for the local one)."""
+    if not _SAFE_TARGET_NAME.fullmatch(name):
+        raise ValueError(
+            "a target name is 1 to 63 letters, digits, '_', '.' or '-', starting with a letter "
+            "or digit (it names run folders)"
+        )
+    if name in LOCAL_DRIVERS or name == TEST_DOUBLE:
+        raise ValueError(
+            f"{name!r} is a built-in target (the local stack's broker or the test double): "
+            f"give your own target another name, e.g. {name + '-remote'!r}"
+        )
+    return name
+
+
+UserTargetName = Annotated[str, AfterValidator(_user_target_name)]
+
+
 class ExternalTarget(FrozenModel):
     """A broker the user runs elsewhere (a real cluster or a cloud account).
 
@@ -58,7 +85,7 @@ class ExternalTarget(FrozenModel):
 class Settings(FrozenModel):
     ports: Ports = Ports()
     pubsub_project: str = "brokerbench"
-    targets: dict[str, ExternalTarget] = Field(default_factory=dict)
+    targets: dict[UserTargetName, ExternalTarget] = Field(default_factory=dict)
 
 
 def _config_path() -> Path | None:

@@ -7,9 +7,10 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from harness.drivers.targets import target_names
+from harness.errors import UserError
 from harness.models import FrozenModel
 from harness.settings import Settings
-from harness.yamlconfig import load_model
+from harness.yamlconfig import line_in, load_model, where
 
 ProxyPath = Literal["none", "all", "producers", "consumers"]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")]
@@ -22,6 +23,15 @@ class WorkloadEntry(FrozenModel):
     kind: str = "throughput"
     params: dict[str, Any] = Field(default_factory=dict)
     """Validated by the workload's own model (``harness.flows.registry.workload_model``)."""
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        from harness.flows.registry import unknown_kind, workload_kinds
+
+        if kind not in workload_kinds():
+            raise ValueError(unknown_kind(kind))
+        return kind
 
 
 class BrokerWarmup(FrozenModel):
@@ -90,4 +100,20 @@ class Suite(FrozenModel):
 
 
 def load_suite(path: Path, settings: Settings) -> Suite:
-    return load_model(path, Suite, context={"targets": target_names(settings)})
+    suite = load_model(path, Suite, context={"targets": target_names(settings)})
+    _refuse_shared_workload_names(path, suite)
+    return suite
+
+
+def _refuse_shared_workload_names(path: Path, suite: Suite) -> None:
+    """Each workload names its run folders: two of one name would write into the same ones."""
+    first_index: dict[str, int] = {}
+    for index, entry in enumerate(suite.workloads):
+        if entry.name in first_index:
+            first = line_in(path, ("workloads", first_index[entry.name], "name"))
+            raise UserError(
+                f"{where(path, ('workloads', index, 'name'))}: workloads.{index}.name: "
+                f"{entry.name!r} is also the name of the workload at line {first} (it names "
+                "the run folders): give each workload its own name"
+            )
+        first_index[entry.name] = index

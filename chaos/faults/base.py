@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 from chaos.context import NemesisContext
 from chaos.heal import heal_entry
 from chaos.state import Entry
-from harness.drivers.targets import LOCAL_DRIVERS
+from harness.drivers.targets import LOCAL_DRIVERS, is_local_broker
 from harness.errors import UserError
 from harness.models import FrozenModel
 
@@ -73,7 +73,7 @@ class Fault(ABC):
 
 
 def require_local_broker(fault: Fault) -> None:
-    if fault.target not in LOCAL_DRIVERS:
+    if not is_local_broker(fault.target, fault.context.settings):
         raise UserError(
             f"fault {fault.action!r} needs a broker of the local stack (one of "
             f"{', '.join(sorted(LOCAL_DRIVERS))}), not {fault.target!r}: external targets have "

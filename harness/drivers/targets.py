@@ -15,11 +15,16 @@ from harness.drivers.base import Driver
 from harness.drivers.registry import driver_class
 from harness.errors import UserError
 from harness.models import LOOPBACK
+from harness.settings import LOCAL_DRIVERS as LOCAL_DRIVERS  # noqa: PLC0414 - re-exported
+from harness.settings import TEST_DOUBLE as TEST_DOUBLE  # noqa: PLC0414 - re-exported
 from harness.settings import Settings
 
-LOCAL_DRIVERS = {"kafka": "kafka", "elasticmq": "sqs", "moto": "sqs", "pubsub": "pubsub"}
-TEST_DOUBLE = "memory"
-"""The built-in target and the driver of brokerbench's in-memory test double broker."""
+
+def is_local_broker(target: str, settings: Settings) -> bool:
+    """True only for a broker of the local stack, whose proxy and processes brokerbench
+    controls; never for a target the user defined (settings refuse user targets named like a
+    local broker, and this holds even for settings built without that validation)."""
+    return target in LOCAL_DRIVERS and target not in settings.targets
 
 
 def target_names(settings: Settings) -> list[str]:

@@ -11,6 +11,11 @@ from harness.load.throughput import ThroughputConfig
 WORKLOAD_GROUP = "brokerbench.workloads"
 
 
+def workload_kinds() -> list[str]:
+    """Every registered workload kind, sorted."""
+    return sorted({e.name for e in entry_points(group=WORKLOAD_GROUP)})
+
+
 def flow_class(kind: str) -> type[Flow]:
     for entry in entry_points(group=WORKLOAD_GROUP, name=kind):
         loaded = entry.load()
@@ -27,5 +32,8 @@ def workload_model(kind: str) -> type[ThroughputConfig]:
             loaded.config_model if isinstance(loaded, type) and issubclass(loaded, Flow) else loaded
         )
         return model
-    known = ", ".join(sorted(e.name for e in entry_points(group=WORKLOAD_GROUP)))
-    raise UserError(f"unknown workload kind {kind!r}: choose from {known}")
+    raise UserError(unknown_kind(kind))
+
+
+def unknown_kind(kind: str) -> str:
+    return f"unknown workload kind {kind!r}: choose from {', '.join(workload_kinds())}"

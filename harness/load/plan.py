@@ -40,9 +40,16 @@ class DestinationPlan(FrozenModel):
         )
 
 
+MAX_RATE = 100_000_000.0
+"""Messages per second: far beyond what one harness sends, low enough that send times in
+nanoseconds stay distinct integers."""
+MAX_SECONDS = 7 * 24 * 3600.0
+"""Any one duration of a run (a week): a longer one would overflow the nanosecond schedule."""
+
+
 class StepPlan(FrozenModel):
-    rate: float = Field(ge=0)
-    seconds: float = Field(gt=0)
+    rate: float = Field(ge=0, le=MAX_RATE)
+    seconds: float = Field(gt=0, le=MAX_SECONDS)
 
 
 class RunShared(FrozenModel):

@@ -12,22 +12,24 @@ from pydantic import Field, model_validator
 
 from harness.history.envelope import HEADER_SIZE
 from harness.load.keys import KeyDistribution
-from harness.load.plan import StepPlan
+from harness.load.plan import MAX_RATE, MAX_SECONDS, StepPlan
 from harness.models import FrozenModel
 
-Seconds = Annotated[float, Field(ge=0)]
+Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS)]
+Rate = Annotated[float, Field(gt=0, le=MAX_RATE)]
+Duration = Annotated[float, Field(gt=0, le=MAX_SECONDS)]
 
 
 class SearchConfig(FrozenModel):
     """The max-rate search's parameters (see ``harness.run.search``)."""
 
-    start: Annotated[float, Field(gt=0)] = 1000.0
+    start: Rate = 1000.0
     factor: Annotated[float, Field(gt=1)] = 2.0
-    max_rate: Annotated[float, Field(gt=0)] = 1_000_000.0
+    max_rate: Rate = 1_000_000.0
     precision: Annotated[float, Field(gt=0, lt=1)] = 0.1
     """Stop bisecting when the bounds are within this fraction of each other."""
     tolerance: Annotated[float, Field(gt=0, lt=1)] = 0.05
-    backlog_seconds: Annotated[float, Field(gt=0)] = 1.0
+    backlog_seconds: Duration = 1.0
 
 
 class ThroughputConfig(FrozenModel):
@@ -41,14 +43,14 @@ class ThroughputConfig(FrozenModel):
     processes: Annotated[int, Field(ge=1, le=64)] = 1
     """Producer OS processes (each runs its share of the producers as Locust users)."""
     consumers: Annotated[int, Field(ge=1, le=64)] = 1
-    rate: Annotated[float | None, Field(gt=0)] = None
+    rate: Rate | None = None
     """Messages per second across all producers, for ``duration`` seconds."""
-    duration: Annotated[float, Field(gt=0)] = 10.0
+    duration: Duration = 10.0
     steps: list[StepPlan] | None = None
     """Instead of rate and duration: successive (rate, seconds) steps."""
     warmup: Seconds = 2.0
     """Leading seconds excluded from throughput and latency figures (not from the checks)."""
-    drain_timeout: Annotated[float, Field(gt=0)] = 60.0
+    drain_timeout: Duration = 60.0
     ordered: bool = False
     """SQS FIFO queue / Pub/Sub ordering keys; Kafka orders per partition anyway."""
     backlog_build: Seconds = 0.0

@@ -14,7 +14,7 @@ from chaos.scenario import Scenario, load_scenario
 from harness.atomic import write_text_atomically
 from harness.checkers.verdict import Verdict
 from harness.drivers.base import LagProbe, is_test_double
-from harness.drivers.targets import LOCAL_DRIVERS, target_driver
+from harness.drivers.targets import is_local_broker, target_driver
 from harness.errors import UserError
 from harness.flows.api import Flow
 from harness.flows.evaluate import flow_verdicts
@@ -69,7 +69,7 @@ def plan_suite(path: Path, settings: Settings, output: Path) -> tuple[Suite, lis
         )
         for index, entry in enumerate(suite.workloads)
     }
-    scenarios = _load_scenarios(path, suite, configs)
+    scenarios = _load_scenarios(path, suite, configs, settings)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     root = output / f"{suite.name}-{stamp}"
     runs = [
@@ -107,7 +107,7 @@ NETWORK_ACTIONS_MODULE = "chaos.faults.network"
 
 
 def _load_scenarios(
-    path: Path, suite: Suite, configs: dict[str, ThroughputConfig]
+    path: Path, suite: Suite, configs: dict[str, ThroughputConfig], settings: Settings
 ) -> list[Scenario]:
     """Each scenario, checked against the suite: its faults fit in every workload's schedule,
     network faults have a proxy path to act on, killed load processes exist."""
@@ -136,7 +136,7 @@ def _load_scenarios(
             for w in scenario.windows()
             if fault_class(w.spec.action).default_target == "broker" and w.target == "broker"
         ]
-        external = [b for b in suite.brokers if b not in LOCAL_DRIVERS]
+        external = [b for b in suite.brokers if not is_local_broker(b, settings)]
         if broker_faults and external:
             raise UserError(
                 f"{here}: scenario {scenario.name!r} has broker faults ({broker_faults[0]}) but "

@@ -32,6 +32,7 @@ from harness.stack.container_specs import (
     container_specs,
     network_name,
 )
+from harness.stack.lock import stack_lock
 from harness.stack.manager import ServiceStatus, require_free_ports, require_known_services
 from harness.stack.provider_record import ProviderName, forget_provider, record_provider
 from harness.stack.services import Service, Toxiproxy, all_services
@@ -182,6 +183,10 @@ class ContainerProvider:
         )
 
     def up(self, report: Callable[[str], None] = lambda _: None) -> list[ServiceStatus]:
+        with stack_lock(report):
+            return self._up(report)
+
+    def _up(self, report: Callable[[str], None]) -> list[ServiceStatus]:
         if not self.reap_on_exit:
             testcontainers_config.ryuk_disabled = True
         existing = self._existing()
@@ -229,6 +234,10 @@ class ContainerProvider:
             require_free_ports(spec.service, spec.ports)
 
     def down(self, report: Callable[[str], None] = lambda _: None) -> None:
+        with stack_lock(report):
+            self._down(report)
+
+    def _down(self, report: Callable[[str], None]) -> None:
         existing = self._existing()
         for spec in self.specs:
             container = existing.get(spec.service)

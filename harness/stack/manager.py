@@ -2,7 +2,8 @@
 
 ``up`` is idempotent: a service already healthy is left alone, one whose process died is
 started again. A failed or interrupted ``up`` stops what it started itself, so it never leaves
-orphans. ``down`` stops exactly the process groups named in the pid files.
+orphans. ``down`` stops exactly the process groups named in the pid files. ``up`` and ``down``
+hold the home's stack lock (``harness/stack/lock.py``): a second one waits for the first.
 """
 
 import errno
@@ -18,6 +19,7 @@ from harness.errors import UserError
 from harness.models import LOOPBACK
 from harness.settings import Settings
 from harness.stack import processes
+from harness.stack.lock import stack_lock
 from harness.stack.services import Service, Toxiproxy, all_services, opt_in_services
 from harness.stack.toxiproxy import Proxy, ProxySpec
 
@@ -148,6 +150,10 @@ class Stack:
         raise UserError(f"unknown service {name!r}: choose from {names}")
 
     def up(self, report: Callable[[str], None] = lambda _: None) -> list[ServiceStatus]:
+        with stack_lock(report):
+            return self._up(report)
+
+    def _up(self, report: Callable[[str], None]) -> list[ServiceStatus]:
         to_start: list[Service] = []
         for service in self.startable:
             record = processes.recorded(service.directory)
@@ -206,7 +212,8 @@ class Stack:
         )
 
     def down(self, report: Callable[[str], None] = lambda _: None) -> None:
-        stopped = processes.stop_all([service.directory for service in self.services])
+        with stack_lock(report):
+            stopped = processes.stop_all([service.directory for service in self.services])
         for service in self.services:
             if service.directory in stopped:
                 report(f"{service.name}: stopped")

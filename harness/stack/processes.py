@@ -1,7 +1,8 @@
 """Start services as process-group leaders, remember them in pid files, stop exactly those.
 
 A pid file holds the pid and the process's start time, so a pid reused by an unrelated
-process is never mistaken for ours and never signalled.
+process is never mistaken for ours and never signalled. A pid file that is not one brokerbench
+wrote is a one-line error naming it (never guessed at: a wrong pid would signal a stranger).
 """
 
 import contextlib
@@ -11,18 +12,25 @@ import signal
 import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Annotated
 
 import psutil
+from pydantic import Field, TypeAdapter, ValidationError
 
 from harness.atomic import write_text_atomically
+from harness.errors import UserError
 
 
 @dataclass(frozen=True)
 class ProcessRecord:
-    pid: int
-    started_at: float
+    pid: Annotated[int, Field(gt=1)]
+    """Never 0 or 1: ``killpg(0)`` would signal brokerbench's own group."""
+    started_at: Annotated[float, Field(allow_inf_nan=False)]
     argv: list[str]
     log: str
+
+
+_RECORD = TypeAdapter(ProcessRecord)
 
 
 def _pid_file(service_dir: Path) -> Path:
@@ -44,7 +52,7 @@ def start(service_dir: Path, argv: list[str], env: dict[str, str] | None = None)
         )
     record = ProcessRecord(
         pid=process.pid,
-        started_at=psutil.Process(process.pid).create_time(),
+        started_at=start_time(process.pid),
         argv=argv,
         log=str(log),
     )
@@ -53,11 +61,35 @@ def start(service_dir: Path, argv: list[str], env: dict[str, str] | None = None)
 
 
 def recorded(service_dir: Path) -> ProcessRecord | None:
+    """The pid file's record; None without one; UserError if it cannot be read or is not one
+    brokerbench wrote."""
+    path = _pid_file(service_dir)
     try:
-        raw = json.loads(_pid_file(service_dir).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        text = path.read_bytes()
+    except FileNotFoundError:
         return None
-    return ProcessRecord(**raw)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror})") from exc
+    try:
+        return _RECORD.validate_json(text)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "file"
+        raise UserError(
+            f"{path}: not a pid file brokerbench wrote ({field}: {first['msg']}): stop the "
+            "service's process yourself if one still runs, then delete this file"
+        ) from exc
+
+
+def is_running(pid: int, started_at: float) -> bool:
+    """The process ``pid`` runs and is the one that started at ``started_at`` (not a stranger
+    that was given the same pid later)."""
+    return pid > 1 and is_alive(ProcessRecord(pid, started_at, [], ""))
+
+
+def start_time(pid: int) -> float:
+    """When process ``pid`` started (the ``started_at`` of its records)."""
+    return psutil.Process(pid).create_time()
 
 
 def _process(record: ProcessRecord) -> psutil.Process | None:
