@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from chaos import cli as chaos_cli
-from harness import paths
+from harness import paths, redaction
 from harness.errors import UserError
 from harness.run.result_model import RESULT_FILE, RunResult
 from harness.settings import load_settings
@@ -434,7 +434,8 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)
     except UserError as exc:
-        errors.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        message = redaction.scrub(str(exc))
+        errors.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except (KeyboardInterrupt, click.exceptions.Abort):
         errors.print("interrupted")
