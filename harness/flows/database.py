@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, MetaData, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from harness.redaction import MASK
 
@@ -25,7 +25,8 @@ def database_url(configured: str | None, run_dir: Path, service: str, run_id: in
         return f"sqlite:///{run_dir / 'db' / f'{service}.sqlite'}"
     url = make_url(configured)
     if url.password == MASK:  # read back from result.json: libpq's own sources supply it
-        url = url.set(password=None)
+        url = URL.create(url.drivername, url.username, None, url.host, url.port, url.database,
+                         url.query)  # fmt: skip
     schema = f"bb_{run_id:016x}_{service.replace('-', '_')}"
     with_schema = url.update_query_dict({"options": f"-csearch_path={schema}"})
     # str(url) masks the password (SQLAlchemy 2): the services must connect with it.
