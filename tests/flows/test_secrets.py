@@ -8,6 +8,7 @@ server with password authentication."""
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -147,5 +148,13 @@ def test_no_secret_reaches_the_run_folder_or_a_report(
     assert len(list(reports.iterdir())) == 4
 
     assert _leaks(out) == []
+    # Nothing secret left: results, plans, history and reports readable by others (0644).
+    umask = os.umask(0)
+    os.umask(umask)
+    shared = [run_dirs[0] / "result.json", *run_dirs[0].glob("plans/*.json"),
+              *run_dirs[0].glob("history/*.parquet"), *reports.iterdir()]  # fmt: skip
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in shared} == {
+        p.name: 0o644 & ~umask for p in shared
+    }
     printed = "".join(p.stdout + p.stderr for p in (ran, analyzed, refused, reported))
     assert [s for s in PLANTED if s in printed] == []
