@@ -17,6 +17,7 @@ from rich.table import Table
 from chaos import cli as chaos_cli
 from harness import paths, redaction
 from harness.errors import UserError
+from harness.load.plan_file import redact_stderr
 from harness.run.result_model import RESULT_FILE, RunResult
 from harness.settings import load_settings
 from harness.setup import artifacts
@@ -431,6 +432,7 @@ def main() -> None:
     started) run for both.
     """
     signal.signal(signal.SIGTERM, _interrupt)
+    redact_stderr()
     try:
         code = app(standalone_mode=False)
     except UserError as exc:

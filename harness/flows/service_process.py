@@ -31,7 +31,7 @@ from harness.history.recorder import Recorder
 from harness.history.schema import Disposition
 from harness.load.consumer_process import BrokerErrors, scope_of
 from harness.load.patience import with_patience
-from harness.load.plan_file import read_plan, redact_stderr
+from harness.load.plan_file import read_plan
 from harness.load.progress_line import LineKind, ProgressLine, emit
 
 PUBLISH_EVERY_SECONDS = 0.05
@@ -117,7 +117,6 @@ class _Destinations:
 
 def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to bottom
     plan = read_plan(plan_path, ServicePlan)
-    redact_stderr()
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

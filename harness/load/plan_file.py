@@ -8,7 +8,9 @@ there, and over a 0600 file because a file can outlive a killed run; a process's
 is readable only by its own user (``/proc/<pid>/environ`` is 0400) and goes with the process.
 
 The process reads the plan with ``read_plan``: the file, the secrets put back, validated. It
-also remembers the secrets, so that what it logs is scrubbed of them (``redact_stderr``).
+also remembers the secrets, so that what it logs is scrubbed of them (``redact_stderr``). A plan
+file run by hand (``python -m harness.load.consumer_process plans/consumer-0.json``) has its
+secrets masked: it connects as if none were given.
 """
 
 import json
@@ -41,7 +43,8 @@ def write_plan(path: Path, plan: BaseModel) -> dict[str, str]:
 
 def read_plan(path: str | Path, model: type[PlanT]) -> PlanT:
     """The plan at ``path`` with the secrets of this process's environment put back (and
-    removed from the environment, so nothing this process starts inherits them)."""
+    removed from the environment, so nothing this process starts inherits them). From then
+    on this process's stderr (its log file) is scrubbed of them (``redact_stderr``)."""
     document = json.loads(Path(path).read_text(encoding="utf-8"))
     carried = os.environ.pop(SECRETS_VARIABLE, None)
     if carried:
@@ -49,6 +52,7 @@ def read_plan(path: str | Path, model: type[PlanT]) -> PlanT:
             (tuple(p), value) for p, value in json.loads(carried)
         ]
         redaction.remember(value for _, original in secrets for value in _texts(original))
+        redact_stderr()  # before validating: an error quoting its input stays clean
         document = redaction.merge(document, secrets)
     return model.model_validate(document)
 

@@ -4,6 +4,8 @@ folder (harness/load/plan_file.py) and the flow database URL that keeps its pass
 import io
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -162,3 +164,28 @@ def test_a_masked_password_is_left_to_libpq(tmp_path: Path) -> None:
     url = make_url(database_url(f"postgresql://app:{MASK}@db/bench", tmp_path, "s", 1))
     assert url.password is None
     assert url.username == "app"
+
+
+CHILD = """
+import sys
+from harness.load.plan import RunShared
+from harness.load.plan_file import read_plan
+plan = read_plan(sys.argv[1], RunShared)
+secret = plan.settings.targets["cloud"].settings["secret_access_key"]
+print("connected with", secret == "plan-Secret-1", flush=True)
+raise RuntimeError(f"login refused for {secret}")
+"""
+
+
+def test_a_load_process_logs_no_secret_it_was_given(tmp_path: Path) -> None:
+    """A load process's stderr is its log file in the run folder: a traceback quoting a secret
+    reaches it scrubbed."""
+    path = tmp_path / "plans" / "producer-0.json"
+    environment = write_plan(path, _shared(tmp_path))
+    completed = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path)],
+        capture_output=True, text=True, timeout=60, check=False, env=os.environ | environment,
+    )  # fmt: skip
+    assert completed.stdout == "connected with True\n"
+    assert f"RuntimeError: login refused for {MASK}" in completed.stderr
+    assert "plan-Secret-1" not in completed.stderr
