@@ -34,7 +34,8 @@ _SHORTEST_REMEMBERED = 4
 _known: set[str] = set()
 _known_lock = threading.Lock()
 
-Path = tuple[str | int, ...]
+KeyPath = tuple[str | int, ...]
+"""Where a value sits in a document: its keys and list indices from the top."""
 
 
 def is_secret_key(key: str) -> bool:
@@ -79,14 +80,14 @@ def redact(value: Any) -> Any:
     return _walk(value, (), None)
 
 
-def split(value: Any) -> tuple[Any, list[tuple[Path, Any]]]:
+def split(value: Any) -> tuple[Any, list[tuple[KeyPath, Any]]]:
     """(``redact(value)``, the secrets it masked as ``(path, original value)``): ``merge`` puts
     them back."""
-    secrets: list[tuple[Path, Any]] = []
+    secrets: list[tuple[KeyPath, Any]] = []
     return _walk(value, (), secrets), secrets
 
 
-def merge(value: Any, secrets: Iterable[tuple[Path, Any]]) -> Any:
+def merge(value: Any, secrets: Iterable[tuple[KeyPath, Any]]) -> Any:
     """``value`` (a ``split`` document, changed in place) with its secrets put back."""
     for path, original in secrets:
         if not path:
@@ -98,7 +99,7 @@ def merge(value: Any, secrets: Iterable[tuple[Path, Any]]) -> Any:
     return value
 
 
-def _walk(value: Any, path: Path, secrets: list[tuple[Path, Any]] | None) -> Any:
+def _walk(value: Any, path: KeyPath, secrets: list[tuple[KeyPath, Any]] | None) -> Any:
     if isinstance(value, dict):
         result: dict[Any, Any] = {}
         for key, item in value.items():
@@ -123,11 +124,13 @@ def _walk(value: Any, path: Path, secrets: list[tuple[Path, Any]] | None) -> Any
 def secret_values(value: Any) -> list[str]:
     """Every secret string in a JSON-like value (under secret keys, and URL passwords), to
     ``remember``."""
-    _, secrets = split(value)
-    found: list[str] = []
-    for _, original in secrets:
-        found.extend(_strings(original))
-    return found
+    return secret_texts(split(value)[1])
+
+
+def secret_texts(secrets: Iterable[tuple[KeyPath, Any]]) -> list[str]:
+    """The strings to ``remember`` of what ``split`` set apart: a URL's password (not the whole
+    URL), a secret key's value."""
+    return [text for _, original in secrets for text in _strings(original)]
 
 
 def _strings(value: Any) -> list[str]:

@@ -37,7 +37,7 @@ def write_plan(path: Path, plan: BaseModel) -> dict[str, str]:
     write_text_atomically(path, json.dumps(public, indent=2) + "\n")
     if not secrets:
         return {}
-    redaction.remember(value for _, original in secrets for value in _texts(original))
+    redaction.remember(redaction.secret_texts(secrets))
     return {SECRETS_VARIABLE: json.dumps([[list(p), value] for p, value in secrets])}
 
 
@@ -48,17 +48,13 @@ def read_plan(path: str | Path, model: type[PlanT]) -> PlanT:
     document = json.loads(Path(path).read_text(encoding="utf-8"))
     carried = os.environ.pop(SECRETS_VARIABLE, None)
     if carried:
-        secrets: list[tuple[tuple[str | int, ...], Any]] = [
+        secrets: list[tuple[redaction.KeyPath, Any]] = [
             (tuple(p), value) for p, value in json.loads(carried)
         ]
-        redaction.remember(value for _, original in secrets for value in _texts(original))
+        redaction.remember(redaction.secret_texts(secrets))
         redact_stderr()  # before validating: an error quoting its input stays clean
         document = redaction.merge(document, secrets)
     return model.model_validate(document)
-
-
-def _texts(value: Any) -> list[str]:
-    return redaction.secret_values({"secret": value})
 
 
 class RedactingStream:
