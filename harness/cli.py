@@ -15,8 +15,9 @@ from rich.console import Console
 from rich.table import Table
 
 from chaos import cli as chaos_cli
-from harness import paths
+from harness import paths, redaction
 from harness.errors import UserError
+from harness.load.plan_file import redact_stderr
 from harness.run.result_model import RESULT_FILE, RunResult
 from harness.settings import load_settings
 from harness.setup import artifacts
@@ -431,10 +432,12 @@ def main() -> None:
     started) run for both.
     """
     signal.signal(signal.SIGTERM, _interrupt)
+    redact_stderr()
     try:
         code = app(standalone_mode=False)
     except UserError as exc:
-        errors.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        message = redaction.scrub(str(exc))
+        errors.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except (KeyboardInterrupt, click.exceptions.Abort):
         errors.print("interrupted")

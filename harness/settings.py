@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
+from harness import redaction
 from harness.errors import UserError
 from harness.models import FrozenModel, Port
 from harness.yamlconfig import load_model, validate_part
@@ -87,6 +88,12 @@ class Settings(FrozenModel):
     pubsub_project: str = "brokerbench"
     targets: dict[UserTargetName, ExternalTarget] = Field(default_factory=dict)
 
+    def for_target(self, target: str) -> "Settings":
+        """These settings with only ``target``'s own entry under ``targets``: what a load
+        process of a run on ``target`` needs (the other targets' credentials stay out)."""
+        kept = {name: value for name, value in self.targets.items() if name == target}
+        return self.model_copy(update={"targets": kept})
+
 
 def _config_path() -> Path | None:
     configured = os.environ.get("BROKERBENCH_CONFIG")
@@ -135,4 +142,5 @@ def load_settings() -> Settings:
     settings = load_model(path, Settings) if path else Settings()
     if path:
         _validate_test_double_targets(path, settings)
+    redaction.remember(redaction.secret_values(settings.model_dump(mode="json")))
     return settings.model_copy(update={"ports": _port_overrides(settings.ports)})

@@ -1,7 +1,10 @@
 """JUnit XML: each check of each run, and each gate check, is a test case (CI systems show
-failures per case). Built with ElementTree, which escapes text and attributes."""
+failures per case). Built with ElementTree, which escapes text and attributes; characters XML
+1.0 cannot hold at all (control characters but tab and newlines, lone surrogates) are written
+as visible ``\\xNN`` escapes, so the file always parses."""
 
 import json
+import re
 import xml.etree.ElementTree as ET
 
 from reports.gate import FAILING, GateResult
@@ -13,7 +16,26 @@ def _suites() -> ET.Element:
     return ET.Element("testsuites", name="brokerbench")
 
 
+_NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_text(text: str) -> str:
+    """``text`` with what XML 1.0 forbids written as an escape (``\\x00``, ``\\ufffe``)."""
+    return _NOT_XML.sub(lambda m: repr(m[0])[1:-1], text)
+
+
+def _make_well_formed(root: ET.Element) -> None:
+    for element in root.iter():
+        if element.text:
+            element.text = _xml_text(element.text)
+        if element.tail:
+            element.tail = _xml_text(element.tail)
+        for name, value in list(element.attrib.items()):
+            element.set(name, _xml_text(value))
+
+
 def _finish(root: ET.Element) -> str:
+    _make_well_formed(root)
     for suite in root:
         cases = suite.findall("testcase")
         suite.set("tests", str(len(cases)))

@@ -1,11 +1,19 @@
 """The services' databases: SQLite files in the run directory by default, or one PostgreSQL
-database (a schema per service and run) when the flow's ``database`` URL is given."""
+database (a schema per service and run) when the flow's ``database`` URL is given.
+
+A password in that URL reaches the service processes in their environment, never on disk
+(``harness/load/plan_file.py``), and result.json keeps the URL with its password masked. So
+``analyze`` of such a run connects without one: libpq then takes it from ``PGPASSWORD`` or
+``~/.pgpass``, which also keep it out of the suite file in the first place.
+"""
 
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, MetaData, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+
+from harness.redaction import MASK
 
 SQLITE_BUSY_SECONDS = 30
 READ_PHASE = "brokerbench_read_phase"
@@ -16,8 +24,13 @@ def database_url(configured: str | None, run_dir: Path, service: str, run_id: in
     if configured is None:
         return f"sqlite:///{run_dir / 'db' / f'{service}.sqlite'}"
     url = make_url(configured)
+    if url.password == MASK:  # read back from result.json: libpq's own sources supply it
+        url = URL.create(url.drivername, url.username, None, url.host, url.port, url.database,
+                         url.query)  # fmt: skip
     schema = f"bb_{run_id:016x}_{service.replace('-', '_')}"
-    return str(url.update_query_dict({"options": f"-csearch_path={schema}"}))
+    with_schema = url.update_query_dict({"options": f"-csearch_path={schema}"})
+    # str(url) masks the password (SQLAlchemy 2): the services must connect with it.
+    return with_schema.render_as_string(hide_password=False)
 
 
 def open_engine(url: str) -> Engine:

@@ -6,7 +6,11 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
+
+from harness import redaction
 from harness.checkers.verdict import Verdict
+from harness.errors import UserError
 from harness.flows.api import FlowState
 from harness.flows.database import create_tables, database_url, open_engine
 from harness.flows.dead_letters import DeadLetterReader
@@ -46,7 +50,20 @@ def flow_verdicts(
         for name, service in services.items():
             engine = open_engine(database_url(config.database, run_dir, name, run_id))
             stack.callback(engine.dispose)
-            create_tables(engine, service.metadata)  # a service that never started: empty
+            try:
+                create_tables(engine, service.metadata)  # a service that never started: empty
+            except OperationalError as exc:
+                raise _unreachable(name, exc) from exc
             databases[name] = stack.enter_context(engine.connect())
         state = FlowState(run_id=run_id, databases=databases, sends=entry_sends(history))
         return flow.check(config, state)
+
+
+def _unreachable(service: str, exc: OperationalError) -> UserError:
+    """A service's database refused the checks' connection (a run read back from result.json
+    has its database password masked: libpq looks for it in PGPASSWORD or ~/.pgpass)."""
+    reason = " ".join(str(exc.orig).split()) if exc.orig is not None else type(exc).__name__
+    return UserError(
+        f"the {service} service's database: {redaction.scrub(reason)[:300]} (a PostgreSQL "
+        "password is never stored with the run: give it in PGPASSWORD or ~/.pgpass)"
+    )

@@ -31,6 +31,7 @@ from harness.history.recorder import Recorder, record_failed_acks
 from harness.history.schema import Disposition
 from harness.load.consumer_process import BrokerErrors, scope_of
 from harness.load.patience import with_patience
+from harness.load.plan_file import read_plan
 from harness.load.progress_line import LineKind, ProgressLine, emit
 
 PUBLISH_EVERY_SECONDS = 0.05
@@ -115,7 +116,7 @@ class _Destinations:
 
 
 def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to bottom
-    plan = ServicePlan.model_validate_json(Path(plan_path).read_text(encoding="utf-8"))
+    plan = read_plan(plan_path, ServicePlan)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

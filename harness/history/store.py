@@ -7,13 +7,13 @@ When a run ends (every recorder closed), ``compact`` merges each table's shards 
 
 import contextlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
+from harness.atomic import create_temporary
 from harness.history.schema import SCHEMAS
 from harness.history.shards import read_shard, shard_paths, shards_dir
 
@@ -93,13 +93,12 @@ def _write_parquet(table: pa.Table, target: Path, sort_keys: list[str]) -> None:
     rename it into place."""
     ordering = [(column, "ascending") for column in sort_keys]
     table = table.sort_by(ordering)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    fd, temporary = create_temporary(target)
     os.close(fd)
     try:
         pq.write_table(
             table,
-            temporary,
+            str(temporary),
             compression="zstd",
             compression_level=_COMPRESSION_LEVEL,
             use_dictionary=[name for name in table.schema.names if name not in _PLAIN_COLUMNS],

@@ -39,6 +39,7 @@ from harness.load.gc_tuning import tune_for_load
 from harness.load.patience import with_patience
 from harness.load.pending_receives import Deliveries, PendingReceives
 from harness.load.plan import ConsumerPlan
+from harness.load.plan_file import read_plan
 from harness.load.progress_line import ProgressLine, emit
 
 # Live metrics get a sample of end-to-end latencies (the history keeps every one).
@@ -188,7 +189,7 @@ class Recording:
 
 
 def main(plan_path: str) -> None:
-    plan = ConsumerPlan.model_validate_json(Path(plan_path).read_text(encoding="utf-8"))
+    plan = read_plan(plan_path, ConsumerPlan)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -21,6 +21,7 @@ from harness.history.recorder import Recorder
 from harness.load.gc_tuning import tune_for_load
 from harness.load.locust_producer import OpenLoopProducer
 from harness.load.plan import ProducerPlan
+from harness.load.plan_file import read_plan
 from harness.load.progress_line import LineKind, ProgressLine, emit
 
 
@@ -52,7 +53,7 @@ def _await_start(plan: ProducerPlan, runner: LocalRunner) -> None:
 def main(plan_path: str) -> None:
     grpc_gevent.init_gevent()
     tune_for_load()
-    plan = ProducerPlan.model_validate_json(Path(plan_path).read_text(encoding="utf-8"))
+    plan = read_plan(plan_path, ProducerPlan)
     recorder = Recorder(Path(plan.run.run_dir), f"producer-{plan.process_index}")
     OpenLoopProducer.configure(plan, recorder)
     environment = Environment(user_classes=[OpenLoopProducer], catch_exceptions=False)

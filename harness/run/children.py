@@ -3,6 +3,7 @@ progress lines (``harness/load/progress_line.py``, parsed once here), and always
 (SIGTERM, then SIGKILL) when the run ends, however it ends (``Children`` is a context manager).
 """
 
+import os
 import signal
 import subprocess
 import sys
@@ -16,7 +17,8 @@ from typing import Literal, Self
 
 from pydantic import BaseModel
 
-from harness.atomic import write_text_atomically
+from harness import redaction
+from harness.load.plan_file import write_plan
 from harness.load.progress_line import NOTHING_YET, ProgressLine, parse
 
 
@@ -72,9 +74,10 @@ class Children:
     def start(
         self, label: str, role: Role, module: str, plan: BaseModel, *, stdin: bool = False
     ) -> Child:
-        """Start ``label``; with ``stdin``, its standard input is a pipe for ``tell``."""
+        """Start ``label``; with ``stdin``, its standard input is a pipe for ``tell``. Its plan
+        file holds no secret: they reach the process in its environment (``plan_file``)."""
         plan_path = self.run_dir / "plans" / f"{label}.json"
-        write_text_atomically(plan_path, plan.model_dump_json(indent=2))
+        secrets = write_plan(plan_path, plan)
         log = self.run_dir / "logs" / f"{label}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("w", encoding="utf-8") as stderr:
@@ -85,6 +88,7 @@ class Children:
                 stderr=stderr,
                 text=True,
                 start_new_session=True,
+                env=os.environ | secrets if secrets else None,
             )
         child = Child(label, role, process, log)
         self.children[label] = child
@@ -148,7 +152,8 @@ class Children:
         child = self.children[label]
         lines = [line for line in child.log.read_text(errors="replace").splitlines() if line]
         reported = child.last.errors
-        last = "; ".join(reported) if reported else lines[-1] if lines else "no output"
+        last = redaction.scrub("; ".join(reported) if reported else lines[-1] if lines else "")
         return (
-            f"{label} exited with code {child.process.returncode}: {last[:300]} (log: {child.log})"
+            f"{label} exited with code {child.process.returncode}: {last[:300] or 'no output'} "
+            f"(log: {child.log})"
         )

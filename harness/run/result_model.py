@@ -44,6 +44,7 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
+from harness import redaction
 from harness.atomic import write_text_atomically
 from harness.errors import UserError
 
@@ -503,16 +504,19 @@ ResultT = TypeVar("ResultT", bound=RunResult)
 
 
 def write_result(run_dir: Path, result: RunResult) -> Path:
-    """``run_dir/result.json``, written atomically."""
+    """``run_dir/result.json``, written atomically, every secret masked (``harness.redaction``:
+    a flow's database URL password, a secret quoted in an error)."""
     path = run_dir / RESULT_FILE
-    write_text_atomically(path, json.dumps(result.document(), indent=2, default=str) + "\n")
+    document = redaction.redact(result.document())
+    write_text_atomically(path, json.dumps(document, indent=2, default=str) + "\n")
     return path
 
 
 def load_result(result_file: Path, model: type[ResultT], **located: Any) -> ResultT:
     """A result.json read leniently into ``model`` (``RunResult`` or a subclass, given its own
-    fields in ``located``). Unreadable, another major schema, or a required key missing: a
-    one-line ``UserError`` naming the file."""
+    fields in ``located``), secrets masked (a result written before they were). Unreadable,
+    another major schema, or a required key missing: a one-line ``UserError`` naming the
+    file."""
     try:
         document = json.loads(result_file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -524,7 +528,7 @@ def load_result(result_file: Path, model: type[ResultT], **located: Any) -> Resu
             "version that wrote it"
         )
     try:
-        return model.model_validate({**document, **located}, context=LENIENT)
+        return model.model_validate({**redaction.redact(document), **located}, context=LENIENT)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])

@@ -155,7 +155,7 @@ class RunSession:
             target=request.target,
             producers_via_proxy=request.proxy in ("all", "producers"),
             consumers_via_proxy=request.proxy in ("all", "consumers"),
-            settings=request.settings,
+            settings=request.settings.for_target(request.target),
             destination=self.entry_plan,
         )
 

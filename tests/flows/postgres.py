@@ -1,6 +1,7 @@
 """A private PostgreSQL server for the tests: ``initdb`` in a temporary folder, on a free
 loopback port, stopped afterwards (as the ``postgres`` user when the tests run as root, since
-PostgreSQL refuses to run as root)."""
+PostgreSQL refuses to run as root). TCP connections log in with a password (SCRAM), as a real
+server's would; the password is set over the Unix socket, so it is never written to a file."""
 
 import os
 import shutil
@@ -11,7 +12,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psycopg
 import pytest
+from sqlalchemy import URL
+
+PASSWORD = "pg-S3cret/@:%word"
+"""The ``postgres`` role's password; URL-unsafe characters on purpose (they must be quoted)."""
 
 
 def _binary(name: str) -> str | None:
@@ -43,7 +49,8 @@ def postgres_server() -> Iterator[str]:
         shutil.chown(root, "postgres")
     data, port = root / "data", _free_port()
     subprocess.run(
-        [*as_user, initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+        [*as_user, initdb, "-D", str(data), "-U", "postgres", "--auth-local=trust",
+         "--auth-host=scram-sha-256", "-E", "UTF8"],
         check=True, capture_output=True, timeout=120,
     )  # fmt: skip
     options = f"-h 127.0.0.1 -p {port} -k {root}"
@@ -53,7 +60,10 @@ def postgres_server() -> Iterator[str]:
         check=True, capture_output=True, timeout=120,
     )  # fmt: skip
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        with psycopg.connect(host=str(root), port=port, user="postgres", autocommit=True) as db:
+            db.execute(psycopg.sql.SQL("ALTER ROLE postgres PASSWORD {}").format(PASSWORD))
+        url = URL.create("postgresql+psycopg", "postgres", PASSWORD, "127.0.0.1", port, "postgres")
+        yield url.render_as_string(hide_password=False)
     finally:
         subprocess.run(
             [*as_user, pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"],

@@ -42,6 +42,7 @@ from harness.run.single import drain_and_stop
 from harness.run.suite_runner import PlannedRun, finish_run
 from harness.settings import load_settings
 from harness.suite import ProxyPath, Suite, WorkloadEntry
+from workloads.locust.binding import listen_on_loopback_by_default
 
 grpc_gevent.init_gevent()
 START_LEAD_NS = 2_000_000_000
@@ -51,6 +52,7 @@ SUITE = "locust"
 
 
 def _options(parser: ArgumentParser) -> None:
+    listen_on_loopback_by_default(parser)
     group = parser.add_argument_group("brokerbench")
     group.add_argument("--bb-target", default="kafka", help="broker target, e.g. kafka")
     group.add_argument("--bb-via-proxy", action="store_true", help="go through toxiproxy")

@@ -30,6 +30,7 @@ from harness.history.recorder import Recorder
 from harness.load import locust_producer
 from harness.load.plan import DestinationPlan, ProducerPlan, RunShared, StepPlan
 from harness.settings import load_settings
+from workloads.locust.binding import listen_on_loopback_by_default
 
 grpc_gevent.init_gevent()
 START_MESSAGE = "brokerbench-start"
@@ -37,6 +38,7 @@ START_LEAD_NS = 3_000_000_000
 
 
 def _options(parser: ArgumentParser) -> None:
+    listen_on_loopback_by_default(parser)
     group = parser.add_argument_group("brokerbench")
     group.add_argument("--bb-target", default="kafka", help="broker target, e.g. kafka")
     group.add_argument("--bb-via-proxy", action="store_true", help="go through toxiproxy")
