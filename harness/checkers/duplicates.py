@@ -12,8 +12,9 @@ For an identity delivered ``n`` times as ``m`` distinct known broker messages,
 ``duplicate_publish = m - 1`` and ``redelivery = known deliveries - m``; the rest of the
 ``n - 1`` extra deliveries are unclassified.
 
-``valid`` (at-least-once, the default): False if any duplicate publish the history does not
-explain, else None if any unclassified, else True: redeliveries are the contract, not a
+``valid`` (at-least-once, the default): None if nothing was received (nothing to judge);
+False if any duplicate publish the history does not explain, else None if any unclassified,
+else True: redeliveries are the contract, not a
 violation, and so is a *duplicate publish after resend*: the workload itself sent the message
 again (a flow's outbox does when a send's outcome was not ok), and both copies arrived.
 With ``exactly_once=True`` any extra delivery is invalid, except one that follows a nack of the
@@ -28,7 +29,7 @@ import pyarrow.compute as pc  # type: ignore[import-untyped, unused-ignore]
 from harness.checkers.columns import Disposition, Outcome
 from harness.checkers.identity import U64
 from harness.checkers.index import I64, HistoryIndex, column_at, run_starts
-from harness.checkers.verdict import MAX_EXAMPLES, Verdict
+from harness.checkers.verdict import MAX_EXAMPLES, NOTHING_RECEIVED, Verdict
 
 NAME = "duplicates"
 _DELIVERY_FIELDS = (
@@ -125,6 +126,8 @@ def check_duplicates(history: HistoryIndex, *, exactly_once: bool = False) -> Ve
         "duplicate_publish_after_resend": 0,
         "unclassified": 0,
     }
+    if not history.receives.num_rows:
+        return Verdict(NAME, None, counts, notes=NOTHING_RECEIVED)
     if not repeated.size:
         return Verdict(NAME, True, counts, notes="no message was delivered twice")
 

@@ -14,7 +14,8 @@ Kafka (the ack carried a partition and offset) lets us say more, as Jepsen's Kaf
 Elsewhere (SQS, Pub/Sub, or a Kafka ack without an offset) no position tells lost from late,
 so any ok send never delivered after the drain counts as *lost*: invalid.
 
-``valid``: False if any lost-write or lost; else None if any unseen; else True.
+``valid``: None if no send was acknowledged (nothing to judge); False if any lost-write or
+lost; else None if any unseen; else True.
 """
 
 import numpy as np
@@ -24,6 +25,7 @@ from harness.checkers.index import I64, HistoryIndex, column, column_at
 from harness.checkers.verdict import MAX_EXAMPLES, Verdict
 
 NAME = "lost"
+NOTHING_ACKNOWLEDGED = "unknown: no send was acknowledged, so none can be lost"
 
 
 def _max_offset_read(history: HistoryIndex, partitions: I64) -> I64:
@@ -50,6 +52,8 @@ def check_lost(history: HistoryIndex) -> Verdict:
         "unseen": 0,
         "lost_unpositioned": 0,
     }
+    if not counts["acked"]:
+        return Verdict(NAME, None, counts, notes=NOTHING_ACKNOWLEDGED)
     if not lost_rows.size:
         return Verdict(NAME, True, counts, notes="every acknowledged send was delivered")
 
