@@ -22,10 +22,9 @@ import numpy as np
 
 from harness.checkers.columns import Outcome
 from harness.checkers.index import I64, HistoryIndex, column, column_at
-from harness.checkers.verdict import MAX_EXAMPLES, Verdict
+from harness.checkers.verdict import MAX_EXAMPLES, NOTHING_ACKNOWLEDGED, Verdict
 
 NAME = "lost"
-NOTHING_ACKNOWLEDGED = "unknown: no send was acknowledged, so none can be lost"
 
 
 def _max_offset_read(history: HistoryIndex, partitions: I64) -> I64:

@@ -7,6 +7,8 @@ MAX_EXAMPLES = 5
 
 NOTHING_RECEIVED = "unknown: nothing was received, so there is no delivery to judge"
 NOTHING_SENT = "unknown: no send was recorded"
+NOTHING_ACKNOWLEDGED = "unknown: no send was acknowledged, so none can be lost"
+NOTHING_TO_JUDGE = frozenset({NOTHING_RECEIVED, NOTHING_SENT, NOTHING_ACKNOWLEDGED})
 """The notes of a verdict that has nothing to judge: it is unknown (``valid`` None), never a
 vacuous pass, so an empty history cannot pass."""
 
