@@ -40,7 +40,7 @@ UNREADABLE_ONLY = {"saturation": "saturation.parquet", "scenario": "scenario.jso
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = analyzable_run(tmp_path_factory.mktemp("pristine") / "run")
     assert brokerbench("analyze", str(run_dir)).code == 0
-    (run_dir / ANALYSIS_FILE).unlink()
+    (run_dir / ANALYSIS_FILE).unlink(missing_ok=True)
     return run_dir
 
 
