@@ -29,12 +29,16 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.compute as pc  # type: ignore[import-untyped, unused-ignore]
+from pydantic import ValidationError
 
+from chaos.scenario import Hypothesis
 from chaos.verdicts import adjust_for_faults
 from harness.checkers import check_all, check_lag_recovery
 from harness.drivers.base import OrderingScope
+from harness.errors import UserError
 from harness.history.schema import EVENTS, EventKind, SendOutcome
 from harness.history.store import History
+from harness.history.trusted import DAMAGED_FIX
 
 SCENARIO_FILE = "scenario.json"
 """The scenario a run followed, written into its run folder by the runner."""
@@ -293,7 +297,16 @@ def read_scenario(run_dir: Path) -> dict[str, Any] | None:
     path = run_dir / SCENARIO_FILE
     if not path.exists():
         return None
-    loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: unreadable ({exc}): {DAMAGED_FIX}") from exc
+    if not isinstance(loaded, dict) or not isinstance(loaded.get("name"), str):
+        raise UserError(f"{path}: not a scenario (no name): {DAMAGED_FIX}")
+    try:  # the part the re-check reads; the rest is kept as written
+        Hypothesis.model_validate(loaded.get("hypothesis", {}))
+    except ValidationError as exc:
+        raise UserError(f"{path}: hypothesis: {exc.errors()[0]['msg']}: {DAMAGED_FIX}") from exc
     return loaded
 
 

@@ -12,7 +12,8 @@ figures of ``chaos/figures.py`` call it on each window's messages). Only these v
 
 Each changes only a *failed* verdict: it is re-checked on the history without what the fault
 explains, takes the re-check's ``valid`` and notes, and counts the difference under its own
-name (``non_durable_lost``, ``unrecorded_sends``). Every other verdict passes unchanged. Pure
+name (``non_durable_lost``, ``unrecorded_sends``); a re-check left with nothing to judge (the
+fault explains all the checker saw) passes. Every other verdict passes unchanged. Pure
 functions: no I/O, no clock.
 
 ``faults`` are the per-fault figures of ``chaos.figures.fault_figures`` (result.json
@@ -21,12 +22,14 @@ functions: no I/O, no clock.
 """
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.compute as pc  # type: ignore[import-untyped, unused-ignore]
 
 from harness.checkers import HistoryIndex, Verdict, check_lost, check_phantoms
+from harness.checkers.verdict import NOTHING_TO_JUDGE
 from harness.history.store import History
 
 
@@ -127,6 +130,9 @@ def _explain_part(
             adjusted.append(verdict)
             continue
         rest = recheck()
+        if rest.valid is None and rest.notes in NOTHING_TO_JUDGE:
+            # The fault explains everything the checker saw: no other anomaly is left.
+            rest = replace(rest, valid=True, notes="none")
         explained = int(verdict.counts.get(name, 0)) - int(rest.counts.get(name, 0))
         counts = {**verdict.counts, explained_as: explained}
         adjusted.append(

@@ -18,7 +18,7 @@ from chaos import cli as chaos_cli
 from harness import paths, redaction
 from harness.errors import UserError
 from harness.load.plan_file import redact_stderr
-from harness.run.result_model import RESULT_FILE, RunResult
+from harness.run.result_model import ANALYSIS_FILE, RESULT_FILE, RunResult
 from harness.settings import load_settings
 from harness.setup import artifacts
 from harness.stack.container_specs import container_name
@@ -368,8 +368,17 @@ def _summary_row(broker: str, workload: str, repeat: int, result: RunResult) -> 
 @app.command()
 def analyze(
     run_dir: Annotated[Path, typer.Argument(help="A run folder holding result.json.")],
+    write: Annotated[
+        bool,
+        typer.Option(
+            "--write",
+            help=f"Replace the run's {RESULT_FILE} (what report and gate read) instead of "
+            f"writing {ANALYSIS_FILE} beside it.",
+        ),
+    ] = False,
 ) -> None:
-    """Re-check a stored run from its history, without brokers, and rewrite its result.json."""
+    """Re-check a stored run from its history, without brokers. Writes RUN_DIR/analysis.json
+    and leaves result.json as the run wrote it, unless --write."""
     from harness.drivers.base import OrderingScope
     from harness.run.figures import Window
     from harness.run.result import evaluate
@@ -403,7 +412,7 @@ def analyze(
             exactly_once=result.semantics == "exactly-once",
         )
     )
-    write_result(run_dir, result)
+    written = write_result(run_dir, result, RESULT_FILE if write else ANALYSIS_FILE)
     table = Table("check", "valid", "counts", box=None)
     for check in result.checks:
         table.add_row(check.name, str(check.valid), json.dumps(check.counts))
@@ -413,6 +422,8 @@ def analyze(
         answer = {True: "yes", False: "no", None: "unknown"}[verdict.value]
         lines = [f"harness-bound: {answer}", *(f"  {r}" for r in verdict.reasons)]
         console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+    kept = "" if write else f" ({RESULT_FILE} unchanged: --write replaces it)"
+    console.print(f"wrote {written}{kept}", markup=False, highlight=False, soft_wrap=True)
 
 
 app.command()(report)

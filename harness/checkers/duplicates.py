@@ -19,7 +19,8 @@ For an identity delivered ``n`` times as ``m`` distinct known broker messages,
 ``duplicate_publish = m - 1`` and ``redelivery = known deliveries - m``; the rest of the
 ``n - 1`` extra deliveries are unclassified.
 
-``valid`` follows the run's declared delivery semantics:
+``valid`` is None if nothing was received (nothing to judge); otherwise it follows the run's
+declared delivery semantics:
 
 - at-least-once (the default): True. The contract allows every class of duplicate; they are
   counted (and the report shows them, ``unrequested`` in all) but never make the run invalid.
@@ -43,7 +44,7 @@ import pyarrow.compute as pc  # type: ignore[import-untyped, unused-ignore]
 from harness.checkers.columns import Disposition, Outcome
 from harness.checkers.identity import U64
 from harness.checkers.index import I64, HistoryIndex, column_at, run_starts
-from harness.checkers.verdict import MAX_EXAMPLES, Verdict
+from harness.checkers.verdict import MAX_EXAMPLES, NOTHING_RECEIVED, Verdict
 from harness.history.schema import EventKind
 
 NAME = "duplicates"
@@ -152,6 +153,8 @@ def check_duplicates(
     acks_note = (
         f"; {failed_acks} acks failed for good (those messages came again)" if failed_acks else ""
     )
+    if not history.receives.num_rows:
+        return Verdict(NAME, None, counts, notes=NOTHING_RECEIVED)
     if not repeated.size:
         return Verdict(
             NAME, True, counts, notes=f"no message was delivered twice ({semantics}){acks_note}"

@@ -8,13 +8,16 @@
   message, or another run's traffic leaked in. Invalid.
 
 An identity sent more than once counts with its best outcome (ok, then unknown, then fail).
+
+With nothing to look at (no send for unknown-outcome; nothing received for the other two) the
+verdict is unknown, not a vacuous pass.
 """
 
 import numpy as np
 
 from harness.checkers.columns import Outcome
 from harness.checkers.index import HistoryIndex
-from harness.checkers.verdict import MAX_EXAMPLES, Verdict
+from harness.checkers.verdict import MAX_EXAMPLES, NOTHING_RECEIVED, NOTHING_SENT, Verdict
 
 
 def check_unknown_outcomes(history: HistoryIndex) -> Verdict:
@@ -23,6 +26,8 @@ def check_unknown_outcomes(history: HistoryIndex) -> Verdict:
     delivered = int((unknown & history.send_received).sum())
     total = int(unknown.sum())
     counts = {"unknown": total, "delivered": delivered, "not_delivered": total - delivered}
+    if not history.sends.num_rows:
+        return Verdict("unknown-outcome", None, counts, notes=NOTHING_SENT)
     notes = (
         f"{total} sends completed unknown: {delivered} delivered, {total - delivered} not"
         " (both are legal)"
@@ -51,6 +56,8 @@ def check_failed_but_delivered(history: HistoryIndex) -> Verdict:
                     "receive_ns": receive["receive_ns"],
                 }
             )
+    if not history.receives.num_rows:
+        return Verdict("failed-but-delivered", None, counts, notes=NOTHING_RECEIVED)
     notes = f"{offending.size} of {counts['failed']} failed sends were delivered"
     return Verdict("failed-but-delivered", not offending.size, counts, examples, notes)
 
@@ -67,5 +74,7 @@ def check_phantoms(history: HistoryIndex) -> Verdict:
         {"kind": "phantom", **record}
         for record in history.receive_records(history.first_delivery[picked])
     ]
+    if not history.receives.num_rows:
+        return Verdict("phantom", None, counts, notes=NOTHING_RECEIVED)
     notes = f"{counts['phantom']} received identities were never sent"
     return Verdict("phantom", not picked.size, counts, examples, notes)

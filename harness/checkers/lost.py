@@ -14,14 +14,15 @@ Kafka (the ack carried a partition and offset) lets us say more, as Jepsen's Kaf
 Elsewhere (SQS, Pub/Sub, or a Kafka ack without an offset) no position tells lost from late,
 so any ok send never delivered after the drain counts as *lost*: invalid.
 
-``valid``: False if any lost-write or lost; else None if any unseen; else True.
+``valid``: None if no send was acknowledged (nothing to judge); False if any lost-write or
+lost; else None if any unseen; else True.
 """
 
 import numpy as np
 
 from harness.checkers.columns import Outcome
 from harness.checkers.index import I64, HistoryIndex, column, column_at
-from harness.checkers.verdict import MAX_EXAMPLES, Verdict
+from harness.checkers.verdict import MAX_EXAMPLES, NOTHING_ACKNOWLEDGED, Verdict
 
 NAME = "lost"
 
@@ -50,6 +51,8 @@ def check_lost(history: HistoryIndex) -> Verdict:
         "unseen": 0,
         "lost_unpositioned": 0,
     }
+    if not counts["acked"]:
+        return Verdict(NAME, None, counts, notes=NOTHING_ACKNOWLEDGED)
     if not lost_rows.size:
         return Verdict(NAME, True, counts, notes="every acknowledged send was delivered")
 

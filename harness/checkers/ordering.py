@@ -28,8 +28,8 @@ and never invalid.
 
 Deliveries outside any promised scope (``OrderingScope.NONE``, or receives with no ``scope``)
 are grouped per producer+key and their *inversions* (reorders and skips alike) are counted but
-never judged. ``valid``: False if any reorder or skip; None if order is promised but no receive
-carries a scope; else True.
+never judged. ``valid``: False if any reorder or skip; None if nothing was received, or if order
+is promised but no receive carries a scope; else True.
 """
 
 import numpy as np
@@ -37,7 +37,7 @@ import numpy.typing as npt
 
 from harness.checkers.identity import U64
 from harness.checkers.index import I64, Bool, HistoryIndex, run_ids
-from harness.checkers.verdict import MAX_EXAMPLES, Verdict
+from harness.checkers.verdict import MAX_EXAMPLES, NOTHING_RECEIVED, Verdict
 from harness.drivers.base import OrderingScope
 
 NAME = "ordering"
@@ -171,6 +171,8 @@ def check_ordering(history: HistoryIndex, ordering: OrderingScope) -> Verdict:
     kinds = {"reorder": reorder, "skip": skip, "inversion": inversion}
     examples = _examples(history, streams, kinds, handoffs)
 
+    if not history.receives.num_rows:
+        return Verdict(NAME, None, counts, notes=NOTHING_RECEIVED)
     if not promised_run:
         valid: bool | None = True
         notes = (

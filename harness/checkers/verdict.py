@@ -5,6 +5,13 @@ from dataclasses import dataclass, field
 MAX_EXAMPLES = 5
 """At most this many examples are kept per anomaly kind."""
 
+NOTHING_RECEIVED = "unknown: nothing was received, so there is no delivery to judge"
+NOTHING_SENT = "unknown: no send was recorded"
+NOTHING_ACKNOWLEDGED = "unknown: no send was acknowledged, so none can be lost"
+NOTHING_TO_JUDGE = frozenset({NOTHING_RECEIVED, NOTHING_SENT, NOTHING_ACKNOWLEDGED})
+"""The notes of a verdict that has nothing to judge: it is unknown (``valid`` None), never a
+vacuous pass, so an empty history cannot pass."""
+
 
 @dataclass(frozen=True)
 class Verdict:

@@ -43,6 +43,7 @@ import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
 
 from harness.atomic import write_parquet_atomically
+from harness.history.trusted import DAMAGED_FIX, UntrustedTableError
 
 SATURATION_FILE = "saturation.parquet"
 SATURATION_SCHEMA = pa.schema(
@@ -370,10 +371,19 @@ class StoredSamples:
 
 
 def read_samples(path: Path) -> StoredSamples:
-    """A stored ``saturation.parquet`` with its metadata."""
-    table = pq.read_table(path)
-    raw = (table.schema.metadata or {}).get(METADATA_KEY)
-    metadata: dict[str, Any] = json.loads(raw) if raw else {}
+    """A stored ``saturation.parquet`` with its metadata; a damaged one is a one-line
+    ``UserError`` naming it."""
+    try:
+        table = pq.read_table(path)
+        raw = (table.schema.metadata or {}).get(METADATA_KEY)
+        metadata: dict[str, Any] = json.loads(raw) if raw else {}
+        if not isinstance(metadata, dict):
+            raise ValueError(f"{METADATA_KEY.decode()} metadata is not a JSON object")
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UntrustedTableError(
+            f"{path}: unreadable saturation samples ({reason}): {DAMAGED_FIX}"
+        ) from exc
     return StoredSamples(
         table=table,
         cpu_count=int(metadata.get("cpu_count") or os.cpu_count() or 1),

@@ -9,7 +9,9 @@ from enum import IntEnum, StrEnum
 import pyarrow as pa  # type: ignore[import-untyped]
 
 VERSION = 1
-_METADATA = {b"brokerbench.history.version": str(VERSION).encode()}
+VERSION_KEY = b"brokerbench.history.version"
+"""The schema metadata key every history table carries; readers refuse another version."""
+_METADATA = {VERSION_KEY: str(VERSION).encode()}
 _DICTIONARY_STRING = pa.dictionary(pa.int32(), pa.string())
 
 

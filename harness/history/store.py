@@ -2,7 +2,8 @@
 
 When a run ends (every recorder closed), ``compact`` merges each table's shards into
 ``RUN_DIR/history/<table>.parquet``, sorted by message identity, and removes the shards;
-``load`` reads whichever form is there, so checkers and ``analyze`` need not care.
+``load`` reads whichever form is there, so checkers and ``analyze`` need not care, and refuses
+a history it cannot trust (``harness.history.trusted``).
 """
 
 import contextlib
@@ -16,6 +17,7 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 from harness.atomic import create_temporary
 from harness.history.schema import SCHEMAS
 from harness.history.shards import read_shard, shard_paths, shards_dir
+from harness.history.trusted import DAMAGED_FIX, UntrustedTableError, read_parquet
 
 SORT_KEYS: dict[str, list[str]] = {
     "sends": ["producer_id", "key_id", "seq"],
@@ -78,13 +80,32 @@ def compact(run_dir: Path) -> None:
 
 
 def load(run_dir: Path) -> History:
-    """The run's history: the Parquet files where compacted, else the shards."""
+    """The run's history: each table from its Parquet file where compacted, else from its
+    shards (a run not compacted yet, or interrupted).
+
+    Only a history that can be trusted loads (``harness.history.trusted``): a table with
+    neither a Parquet file nor a shard, an unreadable or truncated Parquet file, another
+    history version, a missing column or a null where the schema forbids one is a one-line
+    ``UserError`` naming the file. A shard torn by a crash still gives its complete batches.
+    """
+    if not history_dir(run_dir).is_dir():
+        raise UntrustedTableError(
+            f"{history_dir(run_dir)}: no history here (give a run folder written by "
+            f"`brokerbench run`): {DAMAGED_FIX}"
+        )
     tables = {}
     for table, schema in SCHEMAS.items():
         path = parquet_path(run_dir, table)
-        tables[table] = (
-            pq.read_table(path, schema=schema) if path.exists() else read_shards(run_dir, table)
-        )
+        if path.exists() or not shard_paths(run_dir, table):
+            tables[table] = read_parquet(path, schema, versioned=True)
+            continue
+        try:
+            tables[table] = read_shards(run_dir, table)
+        except (pa.ArrowException, ValueError) as exc:
+            raise UntrustedTableError(
+                f"{shards_dir(run_dir)}: the {table} shards do not hold the {table} schema "
+                f"({str(exc).splitlines()[0]}): {DAMAGED_FIX}"
+            ) from exc
     return History(**tables)
 
 

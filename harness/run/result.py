@@ -10,15 +10,16 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pyarrow as pa  # type: ignore[import-untyped]
-import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from chaos.figures import scenario_section
 from chaos.verdicts import adjust_for_faults
 from harness.checkers import HistoryIndex, all_valid, check_all, derive_backlog
 from harness.checkers.verdict import Verdict
+from harness.collectors.lag import LAG_SCHEMA
 from harness.collectors.saturation import SATURATION_FILE, read_samples
 from harness.drivers.base import Capabilities, OrderingScope
 from harness.history.store import History, load
+from harness.history.trusted import read_parquet
 from harness.run.figures import (
     Window,
     counts,
@@ -81,7 +82,7 @@ def evaluate(
     history: History = load(run_dir)
     lag_path = run_dir / LAG_FILE
     if broker_lag and lag_path.exists():
-        lag = pq.read_table(lag_path)
+        lag = read_parquet(lag_path, LAG_SCHEMA, versioned=False)
     else:
         lag = derive_backlog(HistoryIndex(history.sends, history.receives))
     verdicts = check_all(

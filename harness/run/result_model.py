@@ -51,6 +51,9 @@ from harness.errors import UserError
 SCHEMA = "brokerbench.result/1"
 """The schema written; readers accept any minor of its major (``brokerbench.result/1.x``)."""
 RESULT_FILE = "result.json"
+ANALYSIS_FILE = "analysis.json"
+"""Where ``brokerbench analyze`` writes its re-check (a result of the same schema) unless told
+to replace ``result.json`` (``--write``)."""
 
 LENIENT = {"lenient": True}
 """The validation context of a read: drop what does not fit instead of failing."""
@@ -503,10 +506,10 @@ def _child(node: Any, key: str) -> tuple[bool, Any]:
 ResultT = TypeVar("ResultT", bound=RunResult)
 
 
-def write_result(run_dir: Path, result: RunResult) -> Path:
-    """``run_dir/result.json``, written atomically, every secret masked (``harness.redaction``:
-    a flow's database URL password, a secret quoted in an error)."""
-    path = run_dir / RESULT_FILE
+def write_result(run_dir: Path, result: RunResult, name: str = RESULT_FILE) -> Path:
+    """``run_dir/result.json`` (or ``name``), written atomically, every secret masked
+    (``harness.redaction``: a flow's database URL password, a secret quoted in an error)."""
+    path = run_dir / name
     document = redaction.redact(result.document())
     write_text_atomically(path, json.dumps(document, indent=2, default=str) + "\n")
     return path

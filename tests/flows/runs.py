@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from harness.run.result_model import ANALYSIS_FILE, RESULT_FILE
+
 
 def run_suite(suite: dict[str, Any], output: Path, timeout: float = 600) -> list[Path]:
     """Write ``suite`` as YAML, run it, and return the run folders (every result.json's)."""
@@ -48,12 +50,16 @@ def invalid_checks(result: dict[str, Any]) -> list[str]:
 
 def analyze_copy(run_dir: Path, copy: Path) -> tuple[dict[str, Any], dict[str, Any], str]:
     """Copy a run folder, re-check it with ``brokerbench analyze`` (no brokers): the result
-    before, after, and what analyze printed."""
+    before, the re-check (analysis.json; result.json stays as it was), and what analyze
+    printed."""
     shutil.copytree(run_dir, copy)
     before = result_of(copy)
+    written = (copy / RESULT_FILE).read_bytes()
     completed = subprocess.run(
         [sys.executable, "-m", "harness", "analyze", str(copy)],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert completed.returncode == 0, completed.stderr
-    return before, result_of(copy), completed.stdout
+    assert (copy / RESULT_FILE).read_bytes() == written
+    analysis: dict[str, Any] = json.loads((copy / ANALYSIS_FILE).read_text())
+    return before, analysis, completed.stdout

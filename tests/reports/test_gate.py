@@ -56,7 +56,7 @@ def test_a_lost_write_fails_whatever_the_figures(runs: Runs, tmp_path: Path) -> 
     receives = pq.read_table(receives_file)
     ordered = receives.sort_by([("partition", "ascending"), ("offset", "ascending")])
     pq.write_table(ordered.slice(1), receives_file)  # the first delivery never happened
-    analyzed = brokerbench("analyze", str(run_dir), timeout=120)
+    analyzed = brokerbench("analyze", "--write", str(run_dir), timeout=120)
     assert analyzed.returncode == 0, analyzed.stderr
     code, output = gate(runs.baseline, current)
     assert code == 1, output

@@ -242,9 +242,37 @@ def test_a_clean_history_passes_every_checker(broker: str) -> None:
         assert verdict.to_dict()["name"] == verdict.name
 
 
-def test_an_empty_history_passes() -> None:
-    verdicts = run(History(), "kafka")
-    assert all(v.valid is True for v in verdicts.values()), verdicts
+@pytest.mark.parametrize("broker", ["kafka", "fifo", "standard"])
+def test_an_empty_history_is_unknown_never_a_pass(broker: str) -> None:
+    verdicts = run(History(), broker)
+    judged = {name: v.valid for name, v in verdicts.items() if name != "lag-recovery"}
+    assert judged == dict.fromkeys(judged), verdicts
+    assert all(v.notes.startswith("unknown: ") for n, v in verdicts.items() if n in judged)
+    assert all_valid(list(verdicts.values())) is None
+
+
+def test_sends_with_nothing_received_judge_nothing_about_deliveries() -> None:
+    history = build("kafka")
+    history.receives.clear()
+    verdicts = run(history, "kafka")
+    assert verdicts["lost"].valid is None  # unseen: Kafka cannot tell lost from late
+    assert verdicts["lost"].counts["unseen"] == 48
+    assert verdicts["unknown-outcome"].valid is True
+    for name in ("failed-but-delivered", "phantom", "duplicates", "ordering"):
+        assert verdicts[name].valid is None, verdicts[name]
+        assert "nothing was received" in verdicts[name].notes
+    assert all_valid(list(verdicts.values())) is None
+
+
+def test_deliveries_with_nothing_acknowledged_leave_lost_unknown() -> None:
+    history = build("fifo")
+    for row in history.sends:
+        row["outcome"] = UNKNOWN
+    verdicts = run(history, "fifo")
+    assert verdicts["lost"].valid is None
+    assert "no send was acknowledged" in verdicts["lost"].notes
+    others = [v.valid for name, v in verdicts.items() if name != "lost"]
+    assert others == [True] * len(others), verdicts
 
 
 # -- lost ----------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 import pytest
 
+from harness.errors import UserError
 from harness.history.envelope import Envelope, decode, decode_columns, encode
 from harness.history.recorder import Recorder, partition_scopes
 from harness.history.schema import (
@@ -285,10 +286,23 @@ def test_a_shard_cut_inside_its_schema_has_no_rows(tmp_path: Path, keep: int) ->
     assert read_shards(tmp_path, "receives").num_rows == 0
 
 
-def test_load_without_any_history_gives_empty_tables(tmp_path: Path) -> None:
+def test_load_without_any_history_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"history: no history here"):
+        load(tmp_path)
+    (tmp_path / "history").mkdir()
+    with pytest.raises(UserError, match=r"sends\.parquet: missing"):
+        load(tmp_path)
+
+
+def test_a_table_with_shards_but_no_parquet_file_loads_from_its_shards(tmp_path: Path) -> None:
+    """A compaction interrupted after its first table: the rest still come from shards."""
+    _record_run(tmp_path, producers=1, messages=10)
+    expected = load(tmp_path)
+    sends = read_shards(tmp_path, "sends")
+    pq.write_table(sends, parquet_path(tmp_path, "sends"))
     history = load(tmp_path)
-    assert history.sends.num_rows == history.receives.num_rows == history.events.num_rows == 0
-    assert history.sends.schema.equals(SENDS)
+    assert _rows(history.sends) == _rows(expected.sends)
+    assert _rows(history.receives) == _rows(expected.receives)
 
 
 def test_schema_matches_the_spec() -> None:

@@ -305,7 +305,7 @@ def test_analyze_rewrites_what_the_history_says_and_keeps_the_rest(tmp_path: Pat
         "valid": None, "checks": [], "a_key_added_later": [1],
     }  # fmt: skip
     (tmp_path / RESULT_FILE).write_text(json.dumps(header))
-    analyzed = CliRunner().invoke(app, ["analyze", str(tmp_path)])
+    analyzed = CliRunner().invoke(app, ["analyze", "--write", str(tmp_path)])
     assert analyzed.exit_code == 0, analyzed.output
     assert "harness-bound: no" in analyzed.output
     document = json.loads((tmp_path / RESULT_FILE).read_text())
