@@ -4,8 +4,9 @@ scenario); the repeats of a key are the sample.
 - Correctness: any check with ``valid: false`` in a current run fails, whatever the numbers.
 - Performance: a metric regresses when its median is worse by at least the policy's minimum
   effect (relative and absolute) *and* the one-sided Mann-Whitney U test says so at ``alpha``.
-- Too few repeats to ever reach ``alpha``, or a key missing from the current side: cannot
-  decide. So are a key's metrics when any of its runs, on either side, was harness-bound
+- Too few repeats to ever reach ``alpha``, a key missing from the current side, or a current
+  run that failed (could not execute: ``error`` in its result): cannot decide. So are a
+  key's metrics when any of its runs, on either side, was harness-bound
   (result.json ``saturation.harness_bound``): those figures measured the harness, not the
   broker. Environments that differ (host, CPUs, broker and client versions): cannot compare,
   unless allowed.
@@ -30,6 +31,18 @@ EPSILON = 1e-12
 
 class CannotCompareError(UserError):
     """The two sides must not be compared (exit 2, one line)."""
+
+
+class GateCrashedError(UserError):
+    """The gate itself failed: it cannot decide (exit 2, one line), never a regression."""
+
+    @classmethod
+    def of(cls, error: Exception) -> "GateCrashedError":
+        text = " ".join(str(error).split())[:300]
+        return cls(
+            f"gate: cannot decide: the gate crashed ({type(error).__name__}: {text}); "
+            "this is a bug in brokerbench: please report it with the inputs"
+        )
 
 
 @dataclass(frozen=True)
@@ -214,6 +227,9 @@ def run_gate(
             result.warnings.append(f"{key.label()}: environment differs: {difference}")
     for key, runs in cur_keys.items():
         result.outcomes.extend(_correctness(key, runs))
+        for run in (run for run in runs if run.error is not None):
+            why = f"r{run.repeat} failed, it could not execute: {run.error}"
+            result.outcomes.append(Outcome(key, "run", "undecided", why))
         if key not in base_keys:
             result.outcomes.append(Outcome(key, "baseline", "new", "not in the baseline"))
             continue
