@@ -4,9 +4,11 @@ Runs the plan's producers as Locust users in this process (headless local runner
 sends to its own history shard and prints one JSON progress line per second on stdout for the
 orchestrator: sends completed (``sent``, ``failed``), how late the sends of the last second were
 (``late_ms_p99``, ``late_ms_max``) and messages left unsent at the run's bound (``not_sent``).
-Exits when every user has finished its share of the schedule.
+Exits when every user has finished its share of the schedule, or on SIGTERM (having
+recorded the sends so far).
 """
 
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,6 +57,9 @@ def main(plan_path: str) -> None:
     plan = ProducerPlan.model_validate_json(Path(plan_path).read_text(encoding="utf-8"))
     recorder = Recorder(Path(plan.run.run_dir), f"producer-{plan.process_index}")
     OpenLoopProducer.configure(plan, recorder)
+    # SIGTERM (the run was interrupted): stop sending and keep the sends recorded so far, so
+    # an interrupted run's history can still be checked (``brokerbench analyze``).
+    gevent.signal_handler(signal.SIGTERM, OpenLoopProducer.finished.set)
     environment = Environment(user_classes=[OpenLoopProducer], catch_exceptions=False)
     runner = environment.create_local_runner()
     runner.start(plan.producers, spawn_rate=min(100, plan.producers * 10))

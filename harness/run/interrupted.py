@@ -1,8 +1,9 @@
 """``analyze`` on a run that did not finish (``run-state.json`` says interrupted, failed or
-running): it checks what the history holds and says so. Its verdicts are at most unknown: a
-check that held over part of a run says nothing of the whole, and messages not received may
-only have been still on their way (``lost`` cannot fail). A violation found in what is there
-(a duplicate, a reordering, a phantom) stays a violation."""
+running): it checks what the history holds and says so. Every verdict is at most unknown: a
+check that held over part of a run says nothing of the whole, messages not received may only
+have been on their way, and a process stopped mid-write loses the rows it had not flushed (a
+received message whose send went unrecorded would look like a phantom). The counts and notes
+still show what each check found."""
 
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,6 @@ from harness.run.result_model import Check, Phases, RunResult
 from harness.run.run_state import RunState, RunStateRecord
 
 NS_PER_S = 1_000_000_000
-NEEDS_THE_END = {"lost"}
-"""Checks whose failure may only mean the run did not reach its drain."""
 
 
 def unfinished_note(record: RunStateRecord) -> str:
@@ -45,23 +44,25 @@ def result_from_state(run_dir: Path, record: RunStateRecord) -> RunResult:
         warmup_end = start + round(float(params.get("warmup", 0)) * NS_PER_S)
     end = times.get(EventKind.DRAIN_START.value, None if last is None else last + 1)
     if warmup_end is None or end is None:
-        raise UserError(f"{run_dir}: the run was {record.effective.value} before it sent anything")
+        raise UserError(
+            f"{run_dir}: the run is {record.effective.value} and its history holds no send to "
+            "check (nothing was recorded before it stopped)"
+        )
     phases = Phases(start_ns=start, warmup_end_ns=warmup_end, end_ns=end, drained=False)
     return RunResult.model_validate({**known, "phases": phases})
 
 
 def capped(result: RunResult, record: RunStateRecord) -> RunResult:
-    """``result`` with every verdict at most unknown (see the module's docstring)."""
+    """``result`` with every verdict unknown (see the module's docstring)."""
     note = unfinished_note(record)
     checks = [_capped(check, note) for check in result.checks]
-    valid = False if any(check.valid is False for check in checks) else None
-    return result.model_copy(update={"checks": checks, "valid": valid})
+    return result.model_copy(update={"checks": checks, "valid": None})
 
 
 def _capped(check: Check, note: str) -> Check:
-    if check.valid is False and check.name not in NEEDS_THE_END:
-        return check
-    notes = f"{check.notes}; {note}" if check.notes else note
+    found = {True: "held", False: "failed", None: "unknown"}[check.valid]
+    notes = f"{check.notes}; " if check.notes else ""
+    notes += f"{found} over what was recorded, but {note}"
     return check.model_copy(update={"valid": None, "notes": notes})
 
 

@@ -29,6 +29,7 @@ from harness.run.run_state import RunState, mark_ended, mark_running
 ERROR_LOG = "logs/harness-error.log"
 """The failed run's traceback, for whoever debugs it (result.json holds one line)."""
 MAX_ERROR_CHARS = 500
+INTERRUPTED_BY = "interrupted by Ctrl-C or SIGTERM"
 
 
 class RunRecordedAsFailedError(Exception):
@@ -121,6 +122,7 @@ def run_lifecycle(run_dir: Path, known: dict[str, Any]) -> Iterator[None]:
         logging.getLogger(__name__).warning("run failed: %s: %s", run_dir, error)
         raise RunRecordedAsFailedError(run_dir, error) from exc
     except BaseException as exc:
-        mark_ended(run_dir, RunState.INTERRUPTED, one_line(exc) or "interrupted")
+        why = INTERRUPTED_BY if isinstance(exc, KeyboardInterrupt) else one_line(exc)
+        mark_ended(run_dir, RunState.INTERRUPTED, why)
         raise
     mark_ended(run_dir, RunState.COMPLETE)
