@@ -121,7 +121,9 @@ def _gate(  # noqa: PLR0917 - gate's options
     from reports.policy import load_policy
 
     rules = load_policy(policy)
-    result = run_gate(find_runs([baseline]), find_runs([current]), rules, allow_env_mismatch)
+    current_runs = find_runs([current])
+    unfinished = unfinished_runs([current], current_runs)
+    result = run_gate(find_runs([baseline]), current_runs, rules, allow_env_mismatch, unfinished)
     console.print(gate_table(result))
     for warning in result.warnings:
         errors.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)

@@ -14,10 +14,12 @@ scenario); the repeats of a key are the sample.
 
 import json
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
 from harness.errors import UserError
+from reports.completeness import Unfinished
 from reports.load import RunKey, StoredRun, by_key
 from reports.policy import GatePolicy, MetricRule
 from reports.stats import Change, change, coefficient_of_variation, smallest_p
@@ -206,8 +208,11 @@ def run_gate(
     current: list[StoredRun],
     policy: GatePolicy,
     allow_env_mismatch: bool = False,
+    unfinished: Sequence[Unfinished] = (),
 ) -> GateResult:
-    """Compare; raises CannotCompareError when nothing matches or environments differ."""
+    """Compare; raises CannotCompareError when nothing matches or environments differ.
+    ``unfinished``: the current side's runs that did not finish (``reports.completeness``;
+    failed runs with a result are found in ``current`` too): each makes its key undecided."""
     base_keys, cur_keys = by_key(baseline), by_key(current)
     shared = [key for key in base_keys if key in cur_keys]
     if not shared:
@@ -227,9 +232,6 @@ def run_gate(
             result.warnings.append(f"{key.label()}: environment differs: {difference}")
     for key, runs in cur_keys.items():
         result.outcomes.extend(_correctness(key, runs))
-        for run in (run for run in runs if run.error is not None):
-            why = f"r{run.repeat} failed, it could not execute: {run.error}"
-            result.outcomes.append(Outcome(key, "run", "undecided", why))
         if key not in base_keys:
             result.outcomes.append(Outcome(key, "baseline", "new", "not in the baseline"))
             continue
@@ -248,4 +250,23 @@ def run_gate(
         if key not in cur_keys:
             why = "in the baseline but not in the current runs"
             result.outcomes.append(Outcome(key, "current", "undecided", why))
+    result.outcomes.extend(_unfinished(current, unfinished))
     return result
+
+
+def _unfinished(current: list[StoredRun], unfinished: Sequence[Unfinished]) -> list[Outcome]:
+    """An undecided outcome per current run that did not finish: failed (its result has an
+    ``error``), interrupted, running or missing."""
+    outcomes = [
+        Outcome(run.key, "run", "undecided", f"r{run.repeat} failed, it could not execute: "
+                f"{run.error}")
+        for run in current
+        if run.error is not None
+    ]  # fmt: skip
+    counted = {run.path for run in current if run.error is not None}
+    for run in unfinished:
+        if run.path not in counted:
+            where = run.key or RunKey(run.label, "-", "-")
+            why = f"{run.label} is {run.state}: {run.why}"
+            outcomes.append(Outcome(where, "run", "undecided", why))
+    return outcomes

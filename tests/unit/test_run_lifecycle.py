@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import psutil
 import pytest
@@ -146,13 +147,18 @@ def test_report_lists_an_interrupted_run_and_never_says_pass(tmp_path: Path) -> 
     plan = json.loads((suite / PLAN_FILE).read_text())
     plan["runs"].append(plan["runs"][0] | {"repeat": 2, "run_dir": "kafka/w/baseline/r2"})
     (suite / PLAN_FILE).write_text(json.dumps(plan))
-    completed = brokerbench("report", str(suite), "--md", str(tmp_path / "r.md"))
+    completed = brokerbench(
+        "report", str(suite), "--md", str(tmp_path / "r.md"), "--junit", str(tmp_path / "r.xml")
+    )
     assert completed.returncode == 0, completed.stderr
     assert "interrupted: kafka / w / baseline r1" in completed.stdout
     assert "missing: kafka / w / baseline r2: never started" in completed.stdout
     markdown = (tmp_path / "r.md").read_text()
     assert "overall: **⚠️ unknown**" in markdown, markdown
     assert "### Runs that did not finish" in markdown
+    suites = ElementTree.parse(tmp_path / "r.xml").getroot().findall("testsuite")
+    errors = {s.get("name"): s.find("testcase/error") for s in suites if s.get("errors") == "1"}
+    assert sorted(errors) == [f"kafka / w / baseline r{n} (did not finish)" for n in (1, 2)]
 
 
 def test_report_of_a_complete_suite_still_passes(tmp_path: Path) -> None:
@@ -211,3 +217,14 @@ def test_a_gate_that_crashes_exits_2_with_one_line(
     assert exited.value.code == 2
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: gate: cannot decide: the gate crashed (ZeroDivisionError")
+
+
+def test_gate_with_an_interrupted_current_run_cannot_decide(tmp_path: Path) -> None:
+    baseline = write_suite(tmp_path / "b", {r: result_document(r, 5.0) for r in range(3)})
+    documents: dict[int, dict[str, Any] | None] = {r: result_document(r, 5.0) for r in range(3)}
+    documents[3] = None  # a fourth repeat, killed
+    current = write_suite(tmp_path / "c", documents)
+    code, lines, table = gate_exit(baseline, current)
+    assert code == 2, lines
+    assert lines[-1].startswith("gate: cannot decide: kafka / w / baseline: run:"), lines
+    assert "r3 is interrupted" in " ".join(table.split())
