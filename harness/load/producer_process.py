@@ -8,6 +8,7 @@ Exits when every user has finished its share of the schedule, or on SIGTERM (hav
 recorded the sends so far).
 """
 
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -51,15 +52,22 @@ def _await_start(plan: ProducerPlan, runner: LocalRunner) -> None:
     OpenLoopProducer.begin(int(line.split()[1]))
 
 
+def _stop() -> None:
+    """SIGTERM (the run was interrupted): stop sending and keep the sends recorded so far, so
+    an interrupted run's history can still be checked (``brokerbench analyze``). Before the
+    schedule started there is nothing to keep, and the wait for it reads stdin: exit now."""
+    if not OpenLoopProducer.started():
+        os._exit(128 + signal.SIGTERM)
+    OpenLoopProducer.finished.set()
+
+
 def main(plan_path: str) -> None:
     grpc_gevent.init_gevent()
     tune_for_load()
     plan = ProducerPlan.model_validate_json(Path(plan_path).read_text(encoding="utf-8"))
     recorder = Recorder(Path(plan.run.run_dir), f"producer-{plan.process_index}")
     OpenLoopProducer.configure(plan, recorder)
-    # SIGTERM (the run was interrupted): stop sending and keep the sends recorded so far, so
-    # an interrupted run's history can still be checked (``brokerbench analyze``).
-    gevent.signal_handler(signal.SIGTERM, OpenLoopProducer.finished.set)
+    gevent.signal_handler(signal.SIGTERM, _stop)
     environment = Environment(user_classes=[OpenLoopProducer], catch_exceptions=False)
     runner = environment.create_local_runner()
     runner.start(plan.producers, spawn_rate=min(100, plan.producers * 10))
