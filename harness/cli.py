@@ -418,11 +418,10 @@ def analyze(
 
     result_file = run_dir / RESULT_FILE
     state = unfinished(read_state(run_dir))
-    if result_file.is_file():
-        result = read_result(result_file)
-    elif state is not None:
-        result = result_from_state(run_dir, state)
-    else:
+    result = read_result(result_file) if result_file.is_file() else None
+    if state is not None and (result is None or result.error is not None):
+        result = result_from_state(run_dir, state)  # a failed run's result has no phases
+    if result is None:
         raise UserError(f"{run_dir}: no {RESULT_FILE} here (give a run folder written by `run`)")
     phases, params = result.phases, result.workload.params
     if (

@@ -49,7 +49,8 @@ def result_from_state(run_dir: Path, record: RunStateRecord) -> RunResult:
             "check (nothing was recorded before it stopped)"
         )
     phases = Phases(start_ns=start, warmup_end_ns=warmup_end, end_ns=end, drained=False)
-    return RunResult.model_validate({**known, "phases": phases})
+    failed = {"error": record.error} if record.effective is RunState.FAILED else {}
+    return RunResult.model_validate({**known, "phases": phases, **failed})
 
 
 def capped(result: RunResult, record: RunStateRecord) -> RunResult:

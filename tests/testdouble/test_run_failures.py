@@ -85,6 +85,13 @@ def test_a_failed_run_is_recorded_and_the_suite_goes_on(
     assert "**failed** broken / w / baseline r0: consumer-0 exited" in markdown
     assert "overall: **⚠️ unknown**" in markdown
 
+    # It failed before the schedule started: nothing to re-check, said in one line.
+    analyzed = memory_stack.brokerbench("analyze", str(folders["broken"]), config=config)
+    errors = [line for line in analyzed.stderr.splitlines() if "truncated shard" not in line]
+    assert analyzed.returncode == 2 and len(errors) == 1, analyzed.stderr
+    assert "the run is failed and its history holds no send to check" in errors[0]
+    assert read(folders["broken"] / "result.json")["error"] == broken["error"], "kept"
+
 
 def test_fail_fast_stops_at_the_first_failed_run(
     memory_stack: MemoryStack, config: Path, tmp_path: Path
