@@ -105,7 +105,9 @@ def test_fail_fast_stops_at_the_first_failed_run(
     folders = run_dirs(tmp_path / "runs")
     assert read(folders["broken"] / "run-state.json")["state"] == "failed"
     assert "memory" not in folders, "the run after the failed one never started"
-    report = memory_stack.brokerbench("report", str(tmp_path / "runs"), config=config)
+    report = memory_stack.brokerbench(
+        "report", str(tmp_path / "runs"), "--md", str(tmp_path / "report.md"), config=config
+    )
     assert "missing: memory / w / baseline r0: never started" in report.stdout
 
 
