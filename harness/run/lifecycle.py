@@ -111,18 +111,31 @@ def run_lifecycle(run_dir: Path, known: dict[str, Any]) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        error = one_line(exc)
-        log = run_dir / ERROR_LOG
-        log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text("".join(traceback.format_exception(exc)), encoding="utf-8")
-        write_result(run_dir, failed_result(known, error))
-        mark_ended(run_dir, RunState.FAILED, error)
+        error = record_failure(run_dir, known, exc)
         if ends_suite(exc):
             raise
         logging.getLogger(__name__).warning("run failed: %s: %s", run_dir, error)
         raise RunRecordedAsFailedError(run_dir, error) from exc
     except BaseException as exc:
-        why = INTERRUPTED_BY if isinstance(exc, KeyboardInterrupt) else one_line(exc)
-        mark_ended(run_dir, RunState.INTERRUPTED, why)
+        record_interruption(run_dir, exc)
         raise
     mark_ended(run_dir, RunState.COMPLETE)
+
+
+def record_failure(run_dir: Path, known: dict[str, Any], error: Exception) -> str:
+    """The run failed with ``error``: its traceback in the logs, a result with ``valid: null``
+    and the error, the state ``failed``. Returns the error's line."""
+    line = one_line(error)
+    log = run_dir / ERROR_LOG
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("".join(traceback.format_exception(error)), encoding="utf-8")
+    write_result(run_dir, failed_result(known, line))
+    mark_ended(run_dir, RunState.FAILED, line)
+    return line
+
+
+def record_interruption(run_dir: Path, cause: BaseException | None = None) -> None:
+    why = (
+        INTERRUPTED_BY if cause is None or isinstance(cause, KeyboardInterrupt) else one_line(cause)
+    )
+    mark_ended(run_dir, RunState.INTERRUPTED, why)
