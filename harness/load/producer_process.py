@@ -4,8 +4,8 @@ Runs the plan's producers as Locust users in this process (headless local runner
 sends to its own history shard and prints one JSON progress line per second on stdout for the
 orchestrator: sends completed (``sent``, ``failed``), how late the sends of the last second were
 (``late_ms_p99``, ``late_ms_max``) and messages left unsent at the run's bound (``not_sent``).
-Exits when every user has finished its share of the schedule, or on SIGTERM (having
-recorded the sends so far).
+Exits when every user has finished its share of the schedule, or on SIGTERM (having written
+the sends recorded so far).
 """
 
 import os
@@ -53,12 +53,18 @@ def _await_start(plan: ProducerPlan, runner: LocalRunner) -> None:
 
 
 def _stop() -> None:
-    """SIGTERM (the run was interrupted): stop sending and keep the sends recorded so far, so
-    an interrupted run's history can still be checked (``brokerbench analyze``). Before the
-    schedule started there is nothing to keep, and the wait for it reads stdin: exit now."""
-    if not OpenLoopProducer.started():
+    """SIGTERM (the run was interrupted): write the sends recorded so far (those in flight as
+    unknown) and exit, so an interrupted run's history can still be checked (``brokerbench
+    analyze``). Not through the users' own stop: that waits for the sends in flight, which a
+    user killed mid-send never completes. On a greenlet of its own (the handler runs on the
+    hub, which must not wait for the recorder's lock)."""
+
+    def close_and_exit() -> None:
+        if OpenLoopProducer.started():
+            OpenLoopProducer.recorder.close()
         os._exit(128 + signal.SIGTERM)
-    OpenLoopProducer.finished.set()
+
+    gevent.spawn(close_and_exit)
 
 
 def main(plan_path: str) -> None:
