@@ -247,8 +247,21 @@ def run(
             "broker_warmup setting; --no-broker-warmup turns it off).",
         ),
     ] = True,
+    fail_fast: Annotated[
+        bool,
+        typer.Option(
+            "--fail-fast", help="Stop at the first run that fails (by default the suite goes on)."
+        ),
+    ] = False,
 ) -> None:
-    """Run a suite: every broker x workload x repeat, one folder with result.json each."""
+    """Run a suite: every broker x workload x repeat, one folder with result.json each.
+
+    Exit codes: 0 every run executed and none is invalid (a verdict of unknown is shown, not
+    failed); 1 some run is invalid (a check failed); 2 user error (the suite, a flag or a
+    target needs fixing; nothing more runs); 3 some run failed: it could not execute (its
+    result.json has valid null and the error) and the suite went on; 130 interrupted.
+    3 wins over 1.
+    """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from harness.run.broker_warmup import WarmupProgress
@@ -304,7 +317,15 @@ def run(
             detail += f" ({state.received} on all topics)"
         bars.update(task_of(planned), total=state.expected, completed=done, detail=detail)
 
+    judged: list[bool | None] = []
+    failed: list[str] = []
+
+    def on_failure(planned: PlannedRun, error: str) -> None:
+        failed.append(f"failed: {planned.run_dir}: {error}")
+        console.print(failed[-1], style="red", markup=False, highlight=False, soft_wrap=True)
+
     def on_result(planned: PlannedRun, result: RunResult) -> None:
+        judged.append(result.valid)
         summary.add_row(*_summary_row(planned.broker, planned.workload, planned.repeat, result))
         console.print(f"{planned.broker}: {planned.run_dir / RESULT_FILE}")
         if result.harness_bound is True:
@@ -325,10 +346,26 @@ def run(
             on_result=on_result,
             broker_warmup=broker_warmup,
             on_warmup=on_warmup,
+            on_failure=on_failure,
+            fail_fast=fail_fast,
         )
     console.print(summary)
     for line in bound:
         console.print(line, style="yellow", markup=False, highlight=False, soft_wrap=True)
+    for line in failed:
+        errors.print(line, style="red", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(run_exit_code(judged, failed=len(failed)))
+
+
+RUN_ALL_VALID, RUN_SOME_INVALID, RUN_SOME_FAILED = 0, 1, 3
+"""``brokerbench run``'s exit codes (2, a user error, and 130, interrupted, are ``main``'s)."""
+
+
+def run_exit_code(judged: list[bool | None], *, failed: int) -> int:
+    """3 if any run failed, else 1 if any finished run is invalid, else 0."""
+    if failed:
+        return RUN_SOME_FAILED
+    return RUN_SOME_INVALID if any(valid is False for valid in judged) else RUN_ALL_VALID
 
 
 HARNESS_WORD = {True: "[yellow]BOUND[/]", False: "ok", None: "unknown"}
@@ -378,17 +415,23 @@ def analyze(
     ] = False,
 ) -> None:
     """Re-check a stored run from its history, without brokers. Writes RUN_DIR/analysis.json
-    and leaves result.json as the run wrote it, unless --write."""
+    and leaves result.json as the run wrote it, unless --write. A run that did not finish
+    (interrupted, failed) is checked as far as its history goes: valid at most unknown."""
     from harness.drivers.base import OrderingScope
     from harness.run.figures import Window
+    from harness.run.interrupted import capped, result_from_state, unfinished, unfinished_note
     from harness.run.result import evaluate
     from harness.run.result_model import read_result, write_result
+    from harness.run.run_state import read_state
     from harness.run.suite_runner import flow_checks
 
     result_file = run_dir / RESULT_FILE
-    if not result_file.is_file():
+    state = unfinished(read_state(run_dir))
+    result = read_result(result_file) if result_file.is_file() else None
+    if state is not None and (result is None or result.error is not None):
+        result = result_from_state(run_dir, state)  # a failed run's result has no phases
+    if result is None:
         raise UserError(f"{run_dir}: no {RESULT_FILE} here (give a run folder written by `run`)")
-    result = read_result(result_file)
     phases, params = result.phases, result.workload.params
     if (
         phases.warmup_end_ns is None
@@ -412,6 +455,8 @@ def analyze(
             exactly_once=result.semantics == "exactly-once",
         )
     )
+    if state is not None:
+        result = capped(result, state)
     written = write_result(run_dir, result, RESULT_FILE if write else ANALYSIS_FILE)
     table = Table("check", "valid", "counts", box=None)
     for check in result.checks:
@@ -422,6 +467,9 @@ def analyze(
         answer = {True: "yes", False: "no", None: "unknown"}[verdict.value]
         lines = [f"harness-bound: {answer}", *(f"  {r}" for r in verdict.reasons)]
         console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+    if state is not None:
+        note = f"{unfinished_note(state)}: valid at most unknown"
+        errors.print(f"warning: {note}", markup=False, highlight=False, soft_wrap=True)
     kept = "" if write else f" ({RESULT_FILE} unchanged: --write replaces it)"
     console.print(f"wrote {written}{kept}", markup=False, highlight=False, soft_wrap=True)
 

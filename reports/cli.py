@@ -10,6 +10,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from harness.atomic import write_text_atomically
+from harness.errors import UserError
+from reports.completeness import unfinished_runs
 from reports.load import find_runs
 from reports.matrix import (
     FIGURE_COLUMNS,
@@ -51,7 +53,7 @@ def report(
     from reports import csv_report, html_report, junit_report, markdown_report
 
     runs = find_runs(run_dirs)
-    matrix = build_matrix(runs)
+    matrix = build_matrix(runs, unfinished_runs(run_dirs, runs))
     source = ["source"] if matrix.several_sources else []
     table = Table(*source, "broker", "workload", "scenario", "repeats",
                   *(c.title for c in FIGURE_COLUMNS), "verdict", box=None)  # fmt: skip
@@ -69,6 +71,12 @@ def report(
                 f"harness-bound: {row.key.label()} {reason}",
                 markup=False, highlight=False, soft_wrap=True,
             )  # fmt: skip
+    for run in matrix.unfinished:
+        console.print(
+            f"{run.state}: {run.label}: {run.why} ({run.path})",
+            style="red" if run.state == "failed" else "yellow",
+            markup=False, highlight=False, soft_wrap=True,
+        )  # fmt: skip
     if not any((html, md, junit, csv)):
         html = Path("report.html")
     writers = ((html, html_report.render), (md, markdown_report.render),
@@ -94,13 +102,35 @@ def gate(  # noqa: PLR0917 (typer maps parameters to options)
     junit: Annotated[Path | None, typer.Option("--junit", help="Also write JUnit XML.")] = None,
 ) -> None:
     """Fail on correctness violations and significant performance regressions.
-    Exit 0 pass, 1 regression, 2 cannot compare or cannot decide."""
+    Exit 0 pass, 1 regression or correctness violation (nothing else), 2 cannot compare or
+    cannot decide (unreadable inputs, failed or missing runs, a crash: one line)."""
+    from reports.gate import GateCrashedError
+
+    try:
+        code = _gate(baseline, current, policy, allow_env_mismatch, md, junit)
+    except UserError:
+        raise
+    except Exception as exc:  # a crash must never read as a regression (exit 1)
+        raise GateCrashedError.of(exc) from exc
+    raise typer.Exit(code)
+
+
+def _gate(  # noqa: PLR0917 - gate's options
+    baseline: Path,
+    current: Path,
+    policy: Path | None,
+    allow_env_mismatch: bool,
+    md: Path | None,
+    junit: Path | None,
+) -> int:
     from reports import junit_report, markdown_report
     from reports.gate import run_gate
     from reports.policy import load_policy
 
     rules = load_policy(policy)
-    result = run_gate(find_runs([baseline]), find_runs([current]), rules, allow_env_mismatch)
+    current_runs = find_runs([current])
+    unfinished = unfinished_runs([current], current_runs)
+    result = run_gate(find_runs([baseline]), current_runs, rules, allow_env_mismatch, unfinished)
     console.print(gate_table(result))
     for warning in result.warnings:
         errors.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
@@ -111,7 +141,7 @@ def gate(  # noqa: PLR0917 (typer maps parameters to options)
     line = f"gate: {result.verdict}"
     out = errors if result.exit_code else console
     out.print(line, markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(result.exit_code)
+    return result.exit_code
 
 
 def gate_table(result: "GateResult") -> Table:

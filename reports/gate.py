@@ -4,8 +4,9 @@ scenario); the repeats of a key are the sample.
 - Correctness: any check with ``valid: false`` in a current run fails, whatever the numbers.
 - Performance: a metric regresses when its median is worse by at least the policy's minimum
   effect (relative and absolute) *and* the one-sided Mann-Whitney U test says so at ``alpha``.
-- Too few repeats to ever reach ``alpha``, or a key missing from the current side: cannot
-  decide. So are a key's metrics when any of its runs, on either side, was harness-bound
+- Too few repeats to ever reach ``alpha``, a key missing from the current side, or a current
+  run that failed (could not execute: ``error`` in its result): cannot decide. So are a
+  key's metrics when any of its runs, on either side, was harness-bound
   (result.json ``saturation.harness_bound``): those figures measured the harness, not the
   broker. Environments that differ (host, CPUs, broker and client versions): cannot compare,
   unless allowed.
@@ -13,10 +14,12 @@ scenario); the repeats of a key are the sample.
 
 import json
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
 from harness.errors import UserError
+from reports.completeness import Unfinished
 from reports.load import RunKey, StoredRun, by_key
 from reports.policy import GatePolicy, MetricRule
 from reports.stats import Change, change, coefficient_of_variation, smallest_p
@@ -30,6 +33,18 @@ EPSILON = 1e-12
 
 class CannotCompareError(UserError):
     """The two sides must not be compared (exit 2, one line)."""
+
+
+class GateCrashedError(UserError):
+    """The gate itself failed: it cannot decide (exit 2, one line), never a regression."""
+
+    @classmethod
+    def of(cls, error: Exception) -> "GateCrashedError":
+        text = " ".join(str(error).split())[:300]
+        return cls(
+            f"gate: cannot decide: the gate crashed ({type(error).__name__}: {text}); "
+            "this is a bug in brokerbench: please report it with the inputs"
+        )
 
 
 @dataclass(frozen=True)
@@ -193,8 +208,11 @@ def run_gate(
     current: list[StoredRun],
     policy: GatePolicy,
     allow_env_mismatch: bool = False,
+    unfinished: Sequence[Unfinished] = (),
 ) -> GateResult:
-    """Compare; raises CannotCompareError when nothing matches or environments differ."""
+    """Compare; raises CannotCompareError when nothing matches or environments differ.
+    ``unfinished``: the current side's runs that did not finish (``reports.completeness``;
+    failed runs with a result are found in ``current`` too): each makes its key undecided."""
     base_keys, cur_keys = by_key(baseline), by_key(current)
     shared = [key for key in base_keys if key in cur_keys]
     if not shared:
@@ -232,4 +250,23 @@ def run_gate(
         if key not in cur_keys:
             why = "in the baseline but not in the current runs"
             result.outcomes.append(Outcome(key, "current", "undecided", why))
+    result.outcomes.extend(_unfinished(current, unfinished))
     return result
+
+
+def _unfinished(current: list[StoredRun], unfinished: Sequence[Unfinished]) -> list[Outcome]:
+    """An undecided outcome per current run that did not finish: failed (its result has an
+    ``error``), interrupted, running or missing."""
+    outcomes = [
+        Outcome(run.key, "run", "undecided", f"r{run.repeat} failed, it could not execute: "
+                f"{run.error}")
+        for run in current
+        if run.error is not None
+    ]  # fmt: skip
+    counted = {run.path for run in current if run.error is not None}
+    for run in unfinished:
+        if run.path not in counted:
+            where = run.key or RunKey(run.label, "-", "-")
+            why = f"{run.label} is {run.state}: {run.why}"
+            outcomes.append(Outcome(where, "run", "undecided", why))
+    return outcomes

@@ -40,6 +40,7 @@ def _finish(root: ET.Element) -> str:
         cases = suite.findall("testcase")
         suite.set("tests", str(len(cases)))
         suite.set("failures", str(sum(case.find("failure") is not None for case in cases)))
+        suite.set("errors", str(sum(case.find("error") is not None for case in cases)))
         suite.set("skipped", str(sum(case.find("skipped") is not None for case in cases)))
     ET.indent(root)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, "unicode") + "\n"
@@ -66,6 +67,11 @@ def render(runs: list[StoredRun], matrix: Matrix) -> str:
             elif check.valid is None:
                 ET.SubElement(case, "skipped", message=f"unknown: {check.notes}")
             ET.SubElement(case, "system-out").text = f"{run.path}\n{details}"
+    for unfinished in matrix.unfinished:  # failed, interrupted, running or missing: an error
+        suite = ET.SubElement(root, "testsuite", name=f"{unfinished.label} (did not finish)")
+        case = ET.SubElement(suite, "testcase", name="run", classname="brokerbench.run")
+        message = f"{unfinished.state}: {unfinished.why}"
+        ET.SubElement(case, "error", message=message).text = str(unfinished.path)
     return _finish(root)
 
 

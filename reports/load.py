@@ -8,6 +8,8 @@ from pydantic import Field
 
 from harness.errors import UserError
 from harness.run.result_model import RESULT_FILE, RunResult, load_result
+from harness.run.run_state import STATE_FILE
+from harness.run.suite_plan import PLAN_FILE
 
 TEST_DOUBLE_MARK = "(test double)"
 """Beside a broker's name wherever a report names it: its runs were against the test double."""
@@ -52,6 +54,11 @@ def _is_search_probe(run_dir: Path) -> bool:
     return run_dir.name.startswith("rate-") and (run_dir.parent / "search.json").exists()
 
 
+def _holds_run_states(path: Path) -> bool:
+    """Runs were started here (a suite's plan or a run's state), though none wrote a result."""
+    return any(path.rglob(PLAN_FILE)) or any(path.rglob(STATE_FILE))
+
+
 def find_runs(paths: list[Path]) -> list[StoredRun]:
     """Every run under ``paths`` (run folders or suite output folders, searched recursively),
     sorted by key and repeat. Search probes and history folders are skipped."""
@@ -69,7 +76,7 @@ def find_runs(paths: list[Path]) -> list[StoredRun]:
             if "history" not in file.relative_to(path).parts[:-1]
             and not _is_search_probe(file.parent)
         ]
-        if not found:
+        if not found and not _holds_run_states(path):
             raise UserError(
                 f"{path}: no {RESULT_FILE} under it (give folders written by `brokerbench run`)"
             )

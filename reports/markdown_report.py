@@ -57,6 +57,12 @@ def render(runs: list[StoredRun], matrix: Matrix) -> str:
         for row in matrix.rows
     ]
     lines += _table([cell(h) for h in header], rows)
+    if matrix.unfinished:
+        lines += ["", "### Runs that did not finish", ""]
+        lines += [
+            f"- ⚠️ **{cell(run.state)}** {cell(run.label)}: {cell(run.why)}"
+            for run in matrix.unfinished
+        ]
     doubles = sorted({run.key.broker for run in runs if run.test_double})
     if doubles:
         lines += ["", "### Test double", ""]

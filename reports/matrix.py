@@ -1,8 +1,9 @@
 """The comparison matrix: one row per (broker, workload, scenario), medians over its repeats."""
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from reports.completeness import Unfinished
 from reports.load import RunKey, StoredRun
 
 
@@ -104,6 +105,8 @@ class Matrix:
     check_names: list[str]
     """Every check seen in any run, in the order first seen."""
     sources: list[str]
+    unfinished: list[Unfinished] = field(default_factory=list)
+    """Runs failed, interrupted, still running, or planned and missing (``completeness``)."""
 
     @property
     def several_sources(self) -> bool:
@@ -111,10 +114,11 @@ class Matrix:
 
     @property
     def valid(self) -> bool | None:
-        return worst([row.valid for row in self.rows])
+        """The worst row's verdict; never pass while a run did not finish."""
+        return worst([row.valid for row in self.rows] + ([None] if self.unfinished else []))
 
 
-def build_matrix(runs: list[StoredRun]) -> Matrix:
+def build_matrix(runs: list[StoredRun], unfinished: list[Unfinished] | None = None) -> Matrix:
     check_names: list[str] = []
     rows = []
     groups: dict[tuple[str, RunKey], list[StoredRun]] = {}
@@ -147,7 +151,7 @@ def build_matrix(runs: list[StoredRun]) -> Matrix:
                 duplicates=sum(duplicates(run) for run in group),
             )
         )
-    return Matrix(rows, check_names, sorted({run.source for run in runs}))
+    return Matrix(rows, check_names, sorted({run.source for run in runs}), unfinished or [])
 
 
 def fmt(value: float | None, digits: int = 2) -> str:

@@ -123,6 +123,11 @@ class OpenLoopProducer(User):
         return self.plan.start_ns if self.plan.start_ns is not None else self._start.get()
 
     @classmethod
+    def started(cls) -> bool:
+        """The schedule's start is known: sends may have been recorded."""
+        return cls.plan.start_ns is not None or cls._start.ready()
+
+    @classmethod
     def begin(cls, start_ns: int) -> None:
         """The schedule starts at ``start_ns`` (plans without a start wait for this)."""
         cls._start.set(start_ns)

@@ -4,9 +4,12 @@ Runs the plan's producers as Locust users in this process (headless local runner
 sends to its own history shard and prints one JSON progress line per second on stdout for the
 orchestrator: sends completed (``sent``, ``failed``), how late the sends of the last second were
 (``late_ms_p99``, ``late_ms_max``) and messages left unsent at the run's bound (``not_sent``).
-Exits when every user has finished its share of the schedule.
+Exits when every user has finished its share of the schedule, or on SIGTERM (having written
+the sends recorded so far).
 """
 
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,12 +53,28 @@ def _await_start(plan: ProducerPlan, runner: LocalRunner) -> None:
     OpenLoopProducer.begin(int(line.split()[1]))
 
 
+def _stop() -> None:
+    """SIGTERM (the run was interrupted): write the sends recorded so far (those in flight as
+    unknown) and exit, so an interrupted run's history can still be checked (``brokerbench
+    analyze``). Not through the users' own stop: that waits for the sends in flight, which a
+    user killed mid-send never completes. On a greenlet of its own (the handler runs on the
+    hub, which must not wait for the recorder's lock)."""
+
+    def close_and_exit() -> None:
+        if OpenLoopProducer.started():
+            OpenLoopProducer.recorder.close()
+        os._exit(128 + signal.SIGTERM)
+
+    gevent.spawn(close_and_exit)
+
+
 def main(plan_path: str) -> None:
     grpc_gevent.init_gevent()
     tune_for_load()
     plan = read_plan(plan_path, ProducerPlan)
     recorder = Recorder(Path(plan.run.run_dir), f"producer-{plan.process_index}")
     OpenLoopProducer.configure(plan, recorder)
+    gevent.signal_handler(signal.SIGTERM, _stop)
     environment = Environment(user_classes=[OpenLoopProducer], catch_exceptions=False)
     runner = environment.create_local_runner()
     runner.start(plan.producers, spawn_rate=min(100, plan.producers * 10))

@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 from harness.collectors.lag import LagSampler
 from harness.collectors.live import LiveMetrics
-from harness.errors import UserError
+from harness.errors import RunFailedError
 from harness.load.progress_line import ProgressLine
 from harness.run.children import Child, Children, Role
 from harness.run.load_slots import LoadSlots
@@ -138,7 +138,7 @@ class Monitor:
         """Every one of ``labels`` said ready; raises if a producer died before that."""
         for label in producers:
             if self.children.children[label].exited:
-                raise UserError(self.children.failure(label))
+                raise RunFailedError(self.children.failure(label))
         return self.said(labels, "ready")
 
     def exited(self, labels: list[str]) -> bool:
@@ -148,7 +148,7 @@ class Monitor:
         """A consuming process that exited, unless the nemesis killed it, fails the run."""
         for child in self.children.consuming():
             if child.exited and (self.slots is None or child.label not in self.slots.killed):
-                raise UserError(self.children.failure(child.label))
+                raise RunFailedError(self.children.failure(child.label))
 
     def wait_for(
         self, condition: Callable[[], bool], timeout: float, settle_seconds: float = 0.0
@@ -174,7 +174,7 @@ class Monitor:
         """Every one of ``ready`` connected and said so, within ``READY_SECONDS``."""
         if not self.wait_for(lambda: self.started(ready, producers), READY_SECONDS):
             late = [label for label in ready if not self.said([label], "ready")]
-            raise UserError(f"{target}: {', '.join(late)} not ready within 60 s")
+            raise RunFailedError(f"{target}: {', '.join(late)} not ready within 60 s")
 
     def wait_producers_done(
         self, target: str, producers: list[str], bound: float, *, crashed: Collection[str]
@@ -183,13 +183,13 @@ class Monitor:
         the nemesis ``crashed`` it."""
         if not self.wait_for(lambda: self.exited(producers), bound):
             logs = self.children.run_dir / "logs"
-            raise UserError(
+            raise RunFailedError(
                 f"{target}: producer processes still running {bound:.0f} s after the "
                 f"schedule started, though they stop at its end (logs: {logs})"
             )
         for label in producers:
             if label not in crashed and self.children.children[label].process.returncode != 0:
-                raise UserError(self.children.failure(label))
+                raise RunFailedError(self.children.failure(label))
 
     def drain(self, timeout: float) -> bool:
         """Wait until the run is quiescent and stays so for a second (a flow's quiescence holds

@@ -29,6 +29,7 @@ fit the types fails at once.
 """
 
 import json
+import math
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -427,6 +428,8 @@ class RunResult(Section):
     counts: Counts = Field(default_factory=Counts)
     figures: Figures = Field(default_factory=Figures)
     valid: bool | None = None
+    error: str | None = None
+    """Set only when the run could not execute (``valid`` is then null): why, in one line."""
     checks: list[Check] = Field(default_factory=list)
     scenario: ScenarioSection = Field(default_factory=ScenarioSection)
     """Unset (and not written) for results without a scenario: the baseline."""
@@ -474,10 +477,12 @@ class RunResult(Section):
         return _as_written(node)
 
     def number(self, path: str) -> float | None:
+        """The finite number at ``path``; None (unknown) for anything else, NaN included (an
+        older writer wrote NaN latencies when nothing was received)."""
         found = self.value(path)
         if isinstance(found, bool) or not isinstance(found, int | float):
             return None
-        return float(found)
+        return float(found) if math.isfinite(found) else None
 
 
 def _as_written(node: Any) -> Any:
@@ -508,11 +513,24 @@ ResultT = TypeVar("ResultT", bound=RunResult)
 
 def write_result(run_dir: Path, result: RunResult, name: str = RESULT_FILE) -> Path:
     """``run_dir/result.json`` (or ``name``), written atomically, every secret masked
-    (``harness.redaction``: a flow's database URL password, a secret quoted in an error)."""
+    (``harness.redaction``: a flow's database URL password, a secret quoted in an error). A
+    figure that is not a finite number (NaN, infinity: nothing was measured) is written as
+    null, unknown; JSON has no NaN."""
     path = run_dir / name
-    document = redaction.redact(result.document())
-    write_text_atomically(path, json.dumps(document, indent=2, default=str) + "\n")
+    document = _finite(redaction.redact(result.document()))
+    text = json.dumps(document, indent=2, default=str, allow_nan=False)
+    write_text_atomically(path, text + "\n")
     return path
+
+
+def _finite(node: Any) -> Any:
+    if isinstance(node, float) and not math.isfinite(node):
+        return None
+    if isinstance(node, dict):
+        return {key: _finite(value) for key, value in node.items()}
+    if isinstance(node, list | tuple):
+        return [_finite(item) for item in node]
+    return node
 
 
 def load_result(result_file: Path, model: type[ResultT], **located: Any) -> ResultT:

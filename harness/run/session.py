@@ -74,6 +74,8 @@ class RunRequest:
     """Faults to apply during the load (``chaos/``); None: none."""
     sample_saturation: bool = True
     """Sample the CPU of the run's processes (``saturation.parquet``)."""
+    run_id: int | None = None
+    """The run's id, when the caller recorded it before the run (``run-state.json``)."""
 
 
 class RunSession:
@@ -107,7 +109,10 @@ class RunSession:
         probe_call: ProbeCall | None = None,
     ) -> None:
         self.request = request
-        self.run_id = secrets.randbits(63) if run_id is None else run_id
+        self.run_id = next(
+            (known for known in (run_id, request.run_id) if known is not None),
+            secrets.randbits(63),
+        )
         self.run_dir = request.run_dir
         self.scenario = request.scenario or Scenario(name="baseline")
         self._probe_call = probe_call

@@ -1,6 +1,7 @@
 """``brokerbench run SUITE.yaml``: broker x workload x repeat, one run directory each."""
 
 import json
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -24,6 +25,7 @@ from harness.load.throughput import SearchConfig, ThroughputConfig
 from harness.run.broker_warmup import WarmupProgress, shape_for, warm_up
 from harness.run.figures import Window
 from harness.run.fingerprint import fingerprint
+from harness.run.lifecycle import RunRecordedAsFailedError, identity, run_lifecycle
 from harness.run.result import LAG_FILE, declared_capabilities, evaluate
 from harness.run.result_model import (
     SCHEMA,
@@ -36,6 +38,7 @@ from harness.run.result_model import (
 )
 from harness.run.search import Probe, SearchResult, search_max_rate
 from harness.run.single import Progress, RunOutcome, RunRequest, execute
+from harness.run.suite_plan import PlannedEntry, SuitePlan, write_plan
 from harness.run.topology import consumer_processes
 from harness.run.warmup_policy import Reason, WarmupTracker, local_identity
 from harness.settings import Settings
@@ -251,10 +254,17 @@ def run_suite(
     on_result: Callable[[PlannedRun, RunResult], None],
     broker_warmup: bool = True,
     on_warmup: Callable[[PlannedRun, Reason, WarmupProgress], None] = lambda *_: None,
+    on_failure: Callable[[PlannedRun, str], None] = lambda *_: None,
+    fail_fast: bool = False,
 ) -> list[PlannedRun]:
-    """Every planned run in order. ``broker_warmup=False`` turns the suite's broker warm-up
-    off (``--no-broker-warmup``); ``on_warmup`` hears of a warm-up's progress."""
+    """Every planned run in order (the plan is written first: ``suite-plan.json``).
+    ``broker_warmup=False`` turns the suite's broker warm-up off (``--no-broker-warmup``);
+    ``on_warmup`` hears of a warm-up's progress. A run that cannot execute is recorded as
+    failed (``harness/run/lifecycle.py``), ``on_failure`` hears why, and the suite goes on,
+    unless ``fail_fast``."""
     suite, runs = plan_suite(path, settings, output)
+    if runs:
+        write_plan(runs[0].run_dir.parents[3], suite_plan(suite, runs))
     warmups = (
         WarmupTracker(lambda target: local_identity(target, settings))
         if broker_warmup and suite.broker_warmup.enabled
@@ -265,38 +275,86 @@ def run_suite(
         def run_once(
             config: ThroughputConfig, run_dir: Path, planned: PlannedRun = planned
         ) -> RunResult:
-            warmed = None
-            if warmups is not None:
-                warmed = _warm_up_if_needed(suite, settings, warmups, planned, config, on_warmup)
-            started = time.monotonic()
-            request = RunRequest(
-                suite=suite.name,
-                workload=planned.workload,
-                target=planned.broker,
-                repeat=planned.repeat,
-                config=config,
-                settings=settings,
-                proxy=suite.proxy,
-                run_dir=run_dir,
-                metrics_port=metrics_port,
-                flow=planned.flow,
-                scenario=planned.scenario,
-            )
-            outcome = execute(request, _bind(on_progress, planned))
-            probe = replace(planned, config=config, run_dir=run_dir)
-            if warmups is not None:
-                warmups.ran(planned.broker, planned.scenario)
-            result = finish_run(
-                suite, probe, outcome, time.monotonic() - started, settings, broker_warmup=warmed
-            )
+            run_id = secrets.randbits(63)
+            known = _identity(suite, settings, planned, config, run_id)
+            with run_lifecycle(run_dir, known):
+                warmed = None
+                if warmups is not None:
+                    warmed = _warm_up_if_needed(
+                        suite, settings, warmups, planned, config, on_warmup
+                    )
+                started = time.monotonic()
+                request = RunRequest(
+                    suite=suite.name,
+                    workload=planned.workload,
+                    target=planned.broker,
+                    repeat=planned.repeat,
+                    config=config,
+                    settings=settings,
+                    proxy=suite.proxy,
+                    run_dir=run_dir,
+                    metrics_port=metrics_port,
+                    flow=planned.flow,
+                    scenario=planned.scenario,
+                    run_id=run_id,
+                )
+                outcome = execute(request, _bind(on_progress, planned))
+                probe = replace(planned, config=config, run_dir=run_dir)
+                if warmups is not None:
+                    warmups.ran(planned.broker, planned.scenario)
+                result = finish_run(
+                    suite, probe, outcome, time.monotonic() - started, settings,
+                    broker_warmup=warmed,
+                )  # fmt: skip
             on_result(probe, result)
             return result
 
-        if planned.config.search is None:
-            run_once(planned.config, planned.run_dir)
-        else:
-            search_rate(planned, planned.config.search, run_once)
+        try:
+            if planned.config.search is None:
+                run_once(planned.config, planned.run_dir)
+            else:
+                search_rate(planned, planned.config.search, run_once)
+        except RunRecordedAsFailedError as failed:
+            on_failure(replace(planned, run_dir=failed.run_dir), failed.error)
+            if fail_fast:
+                break
     return runs
+
+
+def suite_plan(suite: Suite, runs: list[PlannedRun]) -> SuitePlan:
+    """What the suite sets out to run, run folders relative to its output folder."""
+    root = runs[0].run_dir.parents[3]
+    return SuitePlan(
+        suite=suite.name,
+        runs=[
+            PlannedEntry(
+                broker=run.broker,
+                workload=run.workload,
+                scenario=run.scenario.name if run.scenario else "baseline",
+                repeat=run.repeat,
+                run_dir=run.run_dir.relative_to(root).as_posix(),
+                search=run.config.search is not None,
+            )
+            for run in runs
+        ],
+    )
+
+
+def _identity(
+    suite: Suite, settings: Settings, planned: PlannedRun, config: ThroughputConfig, run_id: int
+) -> dict[str, Any]:
+    return identity(
+        suite.name,
+        planned.broker,
+        target_driver(planned.broker, settings),
+        suite.proxy,
+        planned.repeat,
+        {"name": planned.workload, "kind": planned.kind, "params": config.model_dump(mode="json")},
+        getattr(config, "semantics", "at-least-once"),
+        config.ordered,
+        planned.scenario.name if planned.scenario else "baseline",
+        run_id,
+    )
 
 
 def _warm_up_if_needed(  # noqa: PLR0917 - one call site

@@ -92,7 +92,9 @@ def runs(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[s
     # Alone, after the others: no broker crashing or CPU-hungry restart next to it.
     run_suite(LATENCY, root / "latency", outputs, "latency")
     for key, output in outputs.items():
-        assert output.startswith("exit 0"), f"{key}: {output}"
+        # Every run executed (exit 0 all valid, 1 some invalid; 3 would be a failed run): the
+        # tests below judge the verdicts.
+        assert output.startswith(("exit 0", "exit 1")), f"{key}: {output}"
     found = {
         (path.parts[-5], path.parts[-3]): path.parent
         for path in root.glob("*/runs/*/*/w/*/r0/result.json")

@@ -1,6 +1,7 @@
 """`locust -f workloads/locust/tracker.py` runs the whole flow from Locust itself (headless here;
 the web UI drives the same hooks) and prints the verdicts when the test stops."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -32,3 +33,5 @@ def test_the_tracker_locustfile_runs_the_flow_and_checks_it(stack: Stack, tmp_pa
     assert verdicts["tracker-poison"] == "valid=True"
     assert verdicts["lost"] == "valid=True"
     assert len(list(tmp_path.glob("tracker-*/db/aggregator.sqlite"))) == 1
+    (state,) = tmp_path.glob("tracker-*/run-state.json")
+    assert json.loads(state.read_text())["state"] == "complete"

@@ -34,7 +34,8 @@ def results(memory_stack: MemoryStack, tmp_path_factory: pytest.TempPathFactory)
     completed = memory_stack.brokerbench(
         "run", str(SUITE), "-o", str(root / "runs"), "--metrics-port", "0", config=config
     )
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    # Exit 1: some run invalid (memory-lose's lost, memory-reorder's ordering), none failed.
+    assert completed.returncode == 1, completed.stdout[-3000:] + completed.stderr[-3000:]
     found = {
         path.parts[-5]: json.loads(path.read_text())
         for path in (root / "runs").glob("testdouble-*/*/*/*/r0/result.json")

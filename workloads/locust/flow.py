@@ -30,13 +30,16 @@ from grpc.experimental import gevent as grpc_gevent
 from locust import events
 from locust.env import Environment
 
+from harness.drivers.targets import target_driver
 from harness.flows.api import Flow
 from harness.flows.registry import flow_class
 from harness.history.recorder import Recorder
 from harness.history.schema import EventKind
 from harness.load import locust_producer
 from harness.load.plan import ProducerPlan, StepPlan
+from harness.run.lifecycle import identity, record_failure, record_interruption
 from harness.run.monitor import Progress, Sends
+from harness.run.run_state import RunState, mark_ended, mark_running
 from harness.run.session import RunRequest, RunSession
 from harness.run.single import drain_and_stop
 from harness.run.suite_runner import PlannedRun, finish_run
@@ -89,6 +92,19 @@ class _LocustRun:
             sample_saturation=False,
         )
         self.started = time.monotonic()
+        self.known = identity(
+            SUITE, options.bb_target, target_driver(options.bb_target, self.settings), proxy,
+            0, {"name": flow.kind, "kind": flow.kind, "params": config.model_dump(mode="json")},
+            getattr(config, "semantics", "at-least-once"), config.ordered, "baseline", run_id,
+        )  # fmt: skip
+        mark_running(self.request.run_dir, self.known)  # its state from the first second
+        try:
+            self._start(flow, options, users, config, run_id)
+        except Exception as exc:
+            record_failure(self.request.run_dir, self.known, exc)
+            raise
+
+    def _start(self, flow: type[Flow], options: Any, users: int, config: Any, run_id: int) -> None:
         with ExitStack() as stack:  # on an error here, the session is released at once
             session = stack.enter_context(
                 RunSession(
@@ -122,7 +138,15 @@ class _LocustRun:
 
     def finish(self, drain_seconds: float, sends: Sends) -> None:
         """Drain (at most ``drain_seconds``), release the session, check the history, write
-        result.json and print the verdicts."""
+        result.json and print the verdicts (or record the run as failed)."""
+        try:
+            self._finish(drain_seconds, sends)
+        except Exception as exc:
+            record_failure(self.request.run_dir, self.known, exc)
+            raise
+        mark_ended(self.request.run_dir, RunState.COMPLETE)
+
+    def _finish(self, drain_seconds: float, sends: Sends) -> None:
         session, state = self.session, Progress()
         with self._held:  # releases the session on leaving, however it is left
             self.recorder.close()  # the users have stopped: their sends are all recorded
@@ -161,6 +185,7 @@ class _LocustRun:
     def abandon(self) -> None:
         """Release the session without checking (Locust quits without stopping the test)."""
         self._held.close()
+        record_interruption(self.request.run_dir)
 
 
 def flow_producer(kind: str) -> type[locust_producer.OpenLoopProducer]:

@@ -225,7 +225,10 @@ class MemoryBroker:
     def join(self, name: str, group_name: str, visibility: float) -> str:
         """A new member of the group; it shares the group's partitions from now on."""
         with self._lock:
-            group = self._destination(name).group(group_name)
+            destination = self._destination(name)
+            if destination.knobs.refuse_consumers:
+                raise BrokerError(f"{name}: refuses consumers (knob refuse_consumers)")
+            group = destination.group(group_name)
             self._next_member += 1
             member = f"m{self._next_member:06d}"
             self._members[member] = (name, group_name)

@@ -39,6 +39,9 @@ class Knobs(FrozenModel):
     """Make it deliverable only ``delay_ms`` after it was appended. Its partition waits behind
     it (order is kept): latency, no violation."""
     delay_ms: Annotated[int, Field(ge=0, le=60_000)] = 200
+    refuse_consumers: bool = False
+    """Refuse every consumer that joins a group of the destination: consumer processes die at
+    their start, a run that cannot execute (``failed``)."""
     seed: int = 0
 
     @property
