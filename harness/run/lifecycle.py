@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from harness import redaction
 from harness.drivers.base import Driver, is_test_double
 from harness.errors import BrokerUnreachableError, RunFailedError, UserError
 from harness.run.fingerprint import fingerprint
@@ -128,7 +129,7 @@ def record_failure(run_dir: Path, known: dict[str, Any], error: Exception) -> st
     line = one_line(error)
     log = run_dir / ERROR_LOG
     log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text("".join(traceback.format_exception(error)), encoding="utf-8")
+    log.write_text(redaction.scrub("".join(traceback.format_exception(error))), encoding="utf-8")
     write_result(run_dir, failed_result(known, line))
     mark_ended(run_dir, RunState.FAILED, line)
     return line

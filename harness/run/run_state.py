@@ -12,6 +12,7 @@ It also holds what a re-check needs when no result.json was written (``identity`
 result's identifying keys, ``harness/run/interrupted.py``). Reading it never needs brokers.
 """
 
+import json
 import os
 import platform
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from typing import Any
 import psutil
 from pydantic import Field, ValidationError
 
+from harness import redaction
 from harness.atomic import write_text_atomically
 from harness.errors import UserError
 from harness.models import FrozenModel
@@ -115,7 +117,8 @@ def mark_ended(run_dir: Path, state: RunState, error: str | None = None) -> None
 
 
 def _write(run_dir: Path, record: RunStateRecord) -> None:
-    write_text_atomically(run_dir / STATE_FILE, record.model_dump_json(indent=2) + "\n")
+    document = redaction.redact(record.model_dump(mode="json"))  # a database URL's password
+    write_text_atomically(run_dir / STATE_FILE, json.dumps(document, indent=2) + "\n")
 
 
 def read_state(run_dir: Path) -> RunStateRecord | None:

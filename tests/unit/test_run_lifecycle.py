@@ -78,6 +78,17 @@ def test_a_run_that_cannot_execute_writes_a_failed_result(tmp_path: Path, error:
     assert "Traceback" in (tmp_path / "logs" / "harness-error.log").read_text()
 
 
+def test_a_failed_run_keeps_its_secrets_out_of_every_file_it_writes(tmp_path: Path) -> None:
+    password = "pa55-in-the-url"
+    params = {"message_size": 100, "database": f"postgresql+psycopg://u:{password}@127.0.0.1/db"}
+    known = KNOWN | {"workload": KNOWN["workload"] | {"params": params}}
+    with pytest.raises(RunRecordedAsFailedError), run_lifecycle(tmp_path, known):
+        raise RunFailedError(f"could not connect to postgresql+psycopg://u:{password}@127.0.0.1")
+    written = [path for path in tmp_path.rglob("*") if path.is_file()]
+    assert {p.name for p in written} >= {STATE_FILE, RESULT_FILE, "harness-error.log"}
+    assert not [p for p in written if password in p.read_text()]
+
+
 def test_a_user_error_found_at_run_time_is_recorded_and_ends_the_suite(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="needs FIFO"), run_lifecycle(tmp_path, KNOWN):
         raise UserError("elasticmq: exactly-once on SQS needs FIFO queues")
