@@ -4,6 +4,7 @@ import json
 import signal
 import sys
 import time
+import traceback
 import uuid
 from dataclasses import asdict
 from pathlib import Path
@@ -259,8 +260,8 @@ def run(
     Exit codes: 0 every run executed and none is invalid (a verdict of unknown is shown, not
     failed); 1 some run is invalid (a check failed); 2 user error (the suite, a flag or a
     target needs fixing; nothing more runs); 3 some run failed: it could not execute (its
-    result.json has valid null and the error) and the suite went on; 130 interrupted.
-    3 wins over 1.
+    result.json has valid null and the error) and the suite went on; 4 brokerbench crashed
+    (a bug); 130 interrupted. 3 wins over 1.
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -358,7 +359,8 @@ def run(
 
 
 RUN_ALL_VALID, RUN_SOME_INVALID, RUN_SOME_FAILED = 0, 1, 3
-"""``brokerbench run``'s exit codes (2, a user error, and 130, interrupted, are ``main``'s)."""
+"""``brokerbench run``'s exit codes (2, a user error, 4, a crash, and 130, interrupted, are
+``main``'s)."""
 
 
 def run_exit_code(judged: list[bool | None], *, failed: int) -> int:
@@ -478,6 +480,8 @@ app.command()(report)
 app.command()(gate)
 
 INTERRUPTED = 130
+CRASHED = 4
+"""A bug in brokerbench: never 1 (``run``: some run invalid; ``gate``: a regression)."""
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -485,7 +489,8 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def main() -> None:
-    """Entry point: run the app, turning user errors into one line and exit code 2.
+    """Entry point: run the app, turning user errors into one line and exit code 2, and a
+    crash (a bug) into its traceback and exit code 4, never 1, which means a verdict.
 
     SIGTERM is handled like Ctrl-C, so the clean-up paths (stopping what a failed ``up``
     started) run for both.
@@ -504,6 +509,10 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
+    except Exception:  # a bug: its traceback, then an exit code no verdict uses
+        traceback.print_exc()
+        errors.print("error: brokerbench crashed (a bug: the traceback above); please report it")
+        sys.exit(CRASHED)
     if code == INTERRUPTED:  # typer turns Ctrl-C into this exit code, after our clean-up ran
         errors.print("interrupted")
     sys.exit(code if isinstance(code, int) else 0)

@@ -53,8 +53,8 @@ class Completed:
 def brokerbench(*args: str) -> Completed:
     """``brokerbench ARGS`` through its entry point (``harness.cli.main``), in this process.
 
-    A bug (an exception that is not a ``UserError``) escapes, so a test sees it as the
-    traceback a user would."""
+    A bug (an exception that is not a ``UserError``) prints its traceback and exits 4, as a
+    user would see it."""
     from harness.cli import main
 
     out, err = io.StringIO(), io.StringIO()

@@ -239,3 +239,20 @@ def test_gate_with_an_interrupted_current_run_cannot_decide(tmp_path: Path) -> N
     assert code == 2, lines
     assert lines[-1].startswith("gate: cannot decide: kafka / w / baseline: run:"), lines
     assert "r3 is interrupted" in " ".join(table.split())
+
+
+def test_a_crash_outside_any_run_never_exits_with_a_verdicts_code(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness import cli as harness_cli
+
+    def crash(**_: object) -> None:
+        raise ZeroDivisionError("float division by zero")
+
+    monkeypatch.setattr(harness_cli, "app", crash)
+    with pytest.raises(SystemExit) as exited:
+        harness_cli.main()
+    assert exited.value.code == harness_cli.CRASHED == 4
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == "Traceback (most recent call last):" and "ZeroDivisionError" in err[-2]
+    assert err[-1].startswith("error: brokerbench crashed (a bug")
