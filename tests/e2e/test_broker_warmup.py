@@ -19,7 +19,7 @@ from harness.run.suite_runner import PlannedRun, run_suite
 from harness.settings import Ports, load_settings
 from harness.stack.manager import Stack
 from tests.conftest import missing_services
-from tests.stack.cli import brokerbench, environment, isolated_home, one_line_error
+from tests.stack.cli import brokerbench, environment, isolated_home
 
 pytestmark = pytest.mark.broker
 
@@ -170,10 +170,19 @@ def test_the_warm_up_can_be_turned_off_by_flag_or_by_the_suite(
         assert "warming up" not in completed.stdout
 
 
-def test_a_warm_up_against_an_unreachable_broker_is_one_line(tmp_path: Path) -> None:
+def test_a_warm_up_against_an_unreachable_broker_fails_the_run_naming_the_fix(
+    tmp_path: Path,
+) -> None:
     env = environment(tmp_path / "empty-home") | {
         name: str(int(port) + 1000) for name, port in PORTS.items()
     }
     suite = suite_file(tmp_path)
-    line = one_line_error(brokerbench("run", str(suite), "-o", str(tmp_path / "runs"), env=env))
-    assert f"127.0.0.1:{env['BROKERBENCH_PORT_ELASTICMQ']} is unreachable" in line
+    completed = brokerbench("run", str(suite), "-o", str(tmp_path / "runs"), env=env)
+    # The run could not execute: recorded as failed (exit 3), the suite would go on.
+    assert completed.returncode == 3, (completed.returncode, completed.stderr)
+    assert "Traceback" not in completed.stderr
+    reason = f"127.0.0.1:{env['BROKERBENCH_PORT_ELASTICMQ']} is unreachable: start it with"
+    assert completed.stderr.strip().splitlines()[-1].startswith("failed: ")
+    assert reason in completed.stderr.strip().splitlines()[-1]
+    [result] = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("result.json")]
+    assert result["valid"] is None and reason in result["error"]

@@ -83,4 +83,5 @@ def test_a_bad_policy_names_its_file_and_line(runs: Runs, tmp_path: Path) -> Non
                       "    better: smaller\n    min_effect: 0.2\n")  # fmt: skip
     code, output = gate(runs.baseline, runs.same, "--policy", str(policy))
     assert code == 2
-    assert output.strip().splitlines()[-1].startswith(f"error: {policy}:5: metrics.e2e p50.better")
+    last = output.strip().splitlines()[-1]
+    assert last.startswith(f"error: {policy}:5: metrics.'e2e p50'.better"), last

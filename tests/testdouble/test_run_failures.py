@@ -175,7 +175,7 @@ def test_a_killed_harness_leaves_an_interrupted_run(
     errors = [line for line in analyzed.stderr.splitlines() if "truncated shard" not in line]
     if analyzed.returncode == 0:
         assert "the run is interrupted" in analyzed.stderr
-        assert read(r0 / "result.json")["valid"] is not True
+        assert read(r0 / "analysis.json")["valid"] is not True
     else:
         assert analyzed.returncode == 2 and len(errors) == 1, analyzed.stderr
         assert "the run is interrupted and its history holds no send" in errors[0]
@@ -196,7 +196,8 @@ def test_an_interrupted_run_is_checked_as_far_as_it_went(
     assert analyzed.returncode == 0, analyzed.stderr
     assert "the run is interrupted: interrupted by Ctrl-C or SIGTERM" in analyzed.stderr
     assert "valid at most unknown" in analyzed.stderr
-    result = read(r0 / "result.json")
+    assert not (r0 / "result.json").exists(), "analyze writes analysis.json unless --write"
+    result = read(r0 / "analysis.json")
     assert result["counts"]["received"] > 0, "what was there was checked"
     assert result["valid"] is None, [c for c in result["checks"] if c["valid"] is not None]
     assert all(check["valid"] is None for check in result["checks"])
