@@ -8,6 +8,7 @@ controller) stops it at the end if this session started it."""
 
 import os
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -65,7 +66,9 @@ def is_worker(config: pytest.Config) -> bool:
 
 def pytest_configure(config: pytest.Config) -> None:
     if not is_worker(config):
-        mark = Path(tempfile.gettempdir()) / f"brokerbench-tests-{os.getpid()}-stack-started"
+        # Unique, not just the pid: pids wrap, and a mark left by a killed session must never
+        # make a later one stop a stack it did not start.
+        mark = Path(tempfile.gettempdir()) / f"brokerbench-tests-{uuid.uuid4().hex}-stack-started"
         os.environ[STARTED_MARK] = str(mark)
 
 
