@@ -20,17 +20,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import psutil
 from pydantic import Field, ValidationError
 
 from harness import redaction
 from harness.atomic import write_text_atomically
 from harness.errors import UserError
 from harness.models import FrozenModel
+from harness.stack import processes
 
 STATE_FILE = "run-state.json"
-CREATE_TIME_SLACK_SECONDS = 1.0
-"""A process whose start time differs by more than this is another one with a reused pid."""
 
 
 class RunState(StrEnum):
@@ -63,8 +61,9 @@ class RunStateRecord(FrozenModel):
     def effective(self) -> RunState:
         """The state as it stands: ``running`` whose harness process is gone is interrupted.
         A run recorded on another host cannot be checked and stays ``running``."""
-        here = self.host == platform.node()
-        if self.state is RunState.RUNNING and here and not _alive(self.pid, self.pid_started):
+        if self.state is not RunState.RUNNING or self.host != platform.node():
+            return self.state
+        if not processes.is_running(self.pid, self.pid_started):
             return RunState.INTERRUPTED
         return self.state
 
@@ -82,23 +81,12 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _alive(pid: int, started: float) -> bool:
-    try:
-        process = psutil.Process(pid)
-        if abs(process.create_time() - started) > CREATE_TIME_SLACK_SECONDS:
-            return False
-        return process.status() != psutil.STATUS_ZOMBIE
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
-        return False
-
-
 def mark_running(run_dir: Path, identity: dict[str, Any]) -> RunStateRecord:
     """Record that this process starts the run in ``run_dir`` (creating the folder)."""
-    me = psutil.Process(os.getpid())
     record = RunStateRecord(
         state=RunState.RUNNING,
-        pid=me.pid,
-        pid_started=me.create_time(),
+        pid=os.getpid(),
+        pid_started=processes.start_time(os.getpid()),
         host=platform.node(),
         started_at=_now(),
         identity=identity,
