@@ -88,6 +88,14 @@ class DestinationSpec:
     """Kafka: the producer's ``enable.idempotence``; None follows the Kafka clients' default
     (on, with ``acks=all``). False lets a client retry write a message twice (a duplicate
     publish by the client). Exactly-once always has it on; other brokers ignore it."""
+    redelivery_timeout: int | None = None
+    """Seconds before a delivered, unacknowledged message is delivered again: the SQS queue's
+    visibility timeout, the Pub/Sub subscriptions' ack deadline, the test double's lease. None
+    keeps the target's setting; Kafka has no such timeout and ignores it."""
+
+    def redelivery_or(self, target_setting: int) -> int:
+        """This destination's redelivery timeout: its own, else the target's."""
+        return target_setting if self.redelivery_timeout is None else self.redelivery_timeout
 
 
 @dataclass(frozen=True)
@@ -104,7 +112,10 @@ class Destination:
         if self.dead_letter_address is None:
             raise ValueError(f"{self.spec.name} was created without a dead-letter policy")
         spec = DestinationSpec(
-            name=f"{self.spec.name}-dlq", groups=self.spec.groups, ordered=self.spec.ordered
+            name=f"{self.spec.name}-dlq",
+            groups=self.spec.groups,
+            ordered=self.spec.ordered,
+            redelivery_timeout=self.spec.redelivery_timeout,
         )
         return Destination(spec, self.dead_letter_address)
 

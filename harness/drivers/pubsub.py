@@ -164,13 +164,15 @@ class PubSubDriver:
         with contextlib.suppress(google_errors.AlreadyExists):
             self._admin.create_topic(name=path)
 
-    def _create_subscription(self, path: str, topic: str, **settings: Any) -> None:
+    def _create_subscription(
+        self, path: str, topic: str, ack_deadline_seconds: int, **settings: Any
+    ) -> None:
         with contextlib.suppress(google_errors.AlreadyExists):
             self._subscriber.create_subscription(
                 request={
                     "name": path,
                     "topic": topic,
-                    "ack_deadline_seconds": self.endpoint.ack_deadline_seconds,
+                    "ack_deadline_seconds": ack_deadline_seconds,
                     **settings,
                 }
             )
@@ -178,6 +180,7 @@ class PubSubDriver:
     def create_destination(self, spec: DestinationSpec) -> Destination:
         topic = self._topic(spec.name)
         self._create_topic(topic)
+        deadline = spec.redelivery_or(self.endpoint.ack_deadline_seconds)
         settings: dict[str, Any] = {
             "enable_message_ordering": spec.ordered,
             "enable_exactly_once_delivery": spec.exactly_once,
@@ -192,13 +195,13 @@ class PubSubDriver:
             dead_letter = self._topic(f"{spec.name}-dlq")
             self._create_topic(dead_letter)
             for group in spec.groups:
-                self._create_subscription(_subscription(dead_letter, group), dead_letter)
+                self._create_subscription(_subscription(dead_letter, group), dead_letter, deadline)
             settings["dead_letter_policy"] = {
                 "dead_letter_topic": dead_letter,
                 "max_delivery_attempts": spec.dead_letter.max_deliveries,
             }
         for group in spec.groups:
-            self._create_subscription(_subscription(topic, group), topic, **settings)
+            self._create_subscription(_subscription(topic, group), topic, deadline, **settings)
         return Destination(spec, topic, dead_letter)
 
     def delete_destination(self, destination: Destination) -> None:

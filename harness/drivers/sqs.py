@@ -172,10 +172,14 @@ class SqsDriver:
             ) from exc
 
     def _create_queue(
-        self, name: str, fifo: bool, attributes: "dict[QueueAttributeNameType, str]"
+        self,
+        name: str,
+        fifo: bool,
+        attributes: "dict[QueueAttributeNameType, str]",
+        visibility_timeout: int,
     ) -> str:
         queue_attributes: dict[QueueAttributeNameType, str] = {
-            "VisibilityTimeout": str(self.endpoint.visibility_timeout)
+            "VisibilityTimeout": str(visibility_timeout)
         }
         if fifo:
             queue_attributes["FifoQueue"] = "true"
@@ -190,10 +194,11 @@ class SqsDriver:
                 f"sqs: destination {spec.name} asks for {len(spec.groups)} consumer groups; an "
                 "SQS queue has exactly one (fan-out needs SNS, which brokerbench does not drive)"
             )
+        visibility = spec.redelivery_or(self.endpoint.visibility_timeout)
         redrive: dict[QueueAttributeNameType, str] = {}
         dead_letter_url = None
         if spec.dead_letter is not None:
-            dead_letter_url = self._create_queue(f"{spec.name}-dlq", spec.ordered, {})
+            dead_letter_url = self._create_queue(f"{spec.name}-dlq", spec.ordered, {}, visibility)
             arn = self.client.get_queue_attributes(
                 QueueUrl=dead_letter_url, AttributeNames=["QueueArn"]
             )["Attributes"]["QueueArn"]
@@ -203,7 +208,7 @@ class SqsDriver:
                     "maxReceiveCount": str(spec.dead_letter.max_deliveries),
                 }
             )
-        url = self._create_queue(spec.name, spec.ordered, redrive)
+        url = self._create_queue(spec.name, spec.ordered, redrive, visibility)
         return Destination(spec, url, dead_letter_url)
 
     def delete_destination(self, destination: Destination) -> None:

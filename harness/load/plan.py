@@ -26,6 +26,7 @@ class DestinationPlan(FrozenModel):
     max_deliveries: int | None = None
     exactly_once: bool = False
     idempotent_producer: bool | None = None
+    redelivery_timeout: int | None = None
 
     def spec(self) -> DestinationSpec:
         dead_letter = None if self.max_deliveries is None else DeadLetterPolicy(self.max_deliveries)
@@ -37,6 +38,7 @@ class DestinationPlan(FrozenModel):
             dead_letter=dead_letter,
             exactly_once=self.exactly_once,
             idempotent_producer=self.idempotent_producer,
+            redelivery_timeout=self.redelivery_timeout,
         )
 
 

@@ -63,6 +63,12 @@ class ThroughputConfig(FrozenModel):
     default (on, with ``acks=all``, unless the target's ``producer_config`` says otherwise);
     ``false`` turns it off, to show the duplicate publishes a client retry makes. Other
     brokers ignore it."""
+    redelivery_timeout: Annotated[int, Field(ge=10, le=600)] | None = None
+    """Seconds before a message a consumer received but never acknowledged (a killed
+    consumer's, say) is delivered again: the SQS visibility timeout / Pub/Sub ack deadline of
+    the queues and subscriptions the run creates. Unset keeps the target's (30 s by default).
+    Short runs that kill consumers drain sooner with a short one; a consumer slower than it
+    sees redeliveries. Kafka has no such timeout and ignores it."""
 
     @model_validator(mode="after")
     def _one_load_shape(self) -> Self:

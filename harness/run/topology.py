@@ -37,6 +37,7 @@ def topic_plans(
             partitions=config.partitions,
             ordered=config.ordered,
             idempotent_producer=config.idempotent_producer,
+            redelivery_timeout=config.redelivery_timeout,
         )
         return {workload: plan}
     assert isinstance(config, FlowConfig)
@@ -51,6 +52,7 @@ def topic_plans(
             max_deliveries=config.max_deliveries if topic.dead_letter else None,
             exactly_once=config.semantics == "exactly-once",
             idempotent_producer=config.idempotent_producer,
+            redelivery_timeout=config.redelivery_timeout,
         )
         for topic in ordered
     }

@@ -3,8 +3,9 @@ Pub/Sub emulator (one suite per broker, the three in parallel), then what the re
 histories show: fault windows, recovery, anomalies; the faults really were on the data path.
 
 Short runs (200 msg/s, 9 s, faults of 2-3 s); moto is left out (too slow under load). The
-drain may wait up to 40 s: deliveries a killed consumer took but never recorded come back after
-SQS's visibility timeout / Pub/Sub's ack deadline (30 s). A crash of an in-memory broker
+drain may wait up to 30 s: deliveries a killed consumer took but never recorded come back after
+SQS's visibility timeout / Pub/Sub's ack deadline, 10 s here (``redelivery_timeout``; the
+targets' own is 30 s). A crash of an in-memory broker
 (ElasticMQ, the Pub/Sub emulator) loses what it held, so no drain can finish: those runs are a
 suite of their own with a short drain."""
 
@@ -41,7 +42,7 @@ scenarios: [{scenarios}]
 workloads:
   - name: w
     params: {{rate: 200, duration: 9, warmup: 1, consumers: 2, partitions: 3, keys: 16,
-              drain_timeout: {drain}}}
+              drain_timeout: {drain}, redelivery_timeout: 10}}
 """
 # The latency toxic acts on the producers' path only: e2e then grows by the toxic's latency
 # (through both paths a consumer's fetch cycle would add part of it again). The producer is
@@ -82,7 +83,7 @@ def runs(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[s
     # three suites at once on 2 cores a warm-up would take its whole bound, 30 s, each time).
     def broker_suite(broker: str) -> None:
         scenarios = [s for s in SCENARIOS if broker not in NON_DURABLE or s != "broker-crash"]
-        text = MATRIX.format(broker=broker, scenarios=", ".join(scenarios), drain=40)
+        text = MATRIX.format(broker=broker, scenarios=", ".join(scenarios), drain=30)
         run_suite(text, root / broker, outputs, broker, "--no-broker-warmup")
         if broker in NON_DURABLE:
             text = MATRIX.format(broker=broker, scenarios="broker-crash", drain=5)

@@ -136,7 +136,9 @@ class MemoryDriver:
 
     def consumer(self, destination: Destination, group: str) -> "MemoryConsumer":
         connection = Connection(self.endpoint.port, self.endpoint.request_timeout)
-        return MemoryConsumer(connection, destination, group, self.endpoint.visibility_timeout)
+        lease = destination.spec.redelivery_timeout
+        visibility = self.endpoint.visibility_timeout if lease is None else float(lease)
+        return MemoryConsumer(connection, destination, group, visibility)
 
     def backlog(self, destination: Destination, group: str) -> int | None:
         answer, _ = self._connection.request(
