@@ -20,6 +20,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
+from harness.drivers.replication import Replication
+
 
 class OrderingScope(StrEnum):
     """Within what a broker promises to deliver messages in the order they were sent."""
@@ -88,6 +90,9 @@ class DestinationSpec:
     """Kafka: the producer's ``enable.idempotence``; None follows the Kafka clients' default
     (on, with ``acks=all``). False lets a client retry write a message twice (a duplicate
     publish by the client). Exactly-once always has it on; other brokers ignore it."""
+    replication: Replication | None = None
+    """Kafka: the topics' replication factor, ``min.insync.replicas``, unclean leader election
+    and the producer's ``acks`` (None: the broker's and clients' defaults); others ignore it."""
     redelivery_timeout: int | None = None
     """Seconds before a delivered, unacknowledged message is delivered again: the SQS queue's
     visibility timeout, the Pub/Sub subscriptions' ack deadline, the test double's lease. None

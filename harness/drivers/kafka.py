@@ -32,7 +32,8 @@ from harness.drivers.base import (
     SendCompletions,
     SendResult,
 )
-from harness.errors import BrokerUnreachableError
+from harness.drivers.replication import Replication
+from harness.errors import BrokerUnreachableError, UserError
 from harness.models import FrozenModel
 
 ClientConfig = dict[str, str | int | float | bool]
@@ -58,8 +59,10 @@ def _conflicts_with_idempotence(config: ClientConfig) -> bool:
 def producer_config(base: ClientConfig, user: ClientConfig, spec: DestinationSpec) -> ClientConfig:
     """The producer's effective librdkafka settings: ``PRODUCER_DEFAULTS``, then the target's
     ``client_config`` (``base``) and ``producer_config`` (``user``), then the workload's
-    ``idempotent_producer``; exactly-once always has idempotence on."""
+    ``replication.acks`` and ``idempotent_producer``; exactly-once always has idempotence on."""
     config = {**PRODUCER_DEFAULTS, **base, **user}
+    if spec.replication is not None and spec.replication.acks is not None:
+        config["acks"] = spec.replication.acks
     if "enable.idempotence" not in user and _conflicts_with_idempotence(config):
         config["enable.idempotence"] = False
     if spec.idempotent_producer is not None:
@@ -113,18 +116,36 @@ class KafkaDriver:
         topics = [spec.name]
         if spec.dead_letter is not None:
             topics.append(_dead_letter_topic(spec.name))
-        futures = self._admin.create_topics(
-            [NewTopic(topic, num_partitions=spec.partitions) for topic in topics],
-            operation_timeout=30,
-        )
+        replication = spec.replication or Replication()
+        new_topics = [
+            NewTopic(
+                topic,
+                num_partitions=spec.partitions,
+                replication_factor=replication.factor or -1,
+                config=replication.topic_config(),
+            )
+            for topic in topics
+        ]
+        futures = self._admin.create_topics(new_topics, operation_timeout=30)
         for future in futures.values():
             try:
                 future.result()
             except KafkaException as exc:
-                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                error = exc.args[0]
+                if error.code() == KafkaError.INVALID_REPLICATION_FACTOR:
+                    raise self._too_few_brokers(replication) from exc
+                if error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise
         dead_letter = _dead_letter_topic(spec.name) if spec.dead_letter else None
         return Destination(spec, spec.name, dead_letter)
+
+    def _too_few_brokers(self, replication: Replication) -> UserError:
+        brokers = len(self._admin.list_topics(timeout=self.endpoint.connect_timeout).brokers)
+        return UserError(
+            f"kafka at {self.endpoint.bootstrap_servers} has {brokers} broker(s), too few for "
+            f"replication factor {replication.factor}: lower replication.factor or start a "
+            "cluster (kafka: {nodes: 3} in the stack settings)"
+        )
 
     def delete_destination(self, destination: Destination) -> None:
         topics = [destination.address]

@@ -58,6 +58,12 @@ class FlowConfig(ThroughputConfig):
                 "exactly-once needs the idempotent producer: remove idempotent_producer: false "
                 "(or declare semantics: at-least-once)"
             )
+        acks = None if self.replication is None else self.replication.acks
+        if self.semantics == "exactly-once" and acks not in (None, "all"):
+            raise ValueError(
+                f"exactly-once needs acks: all, not {acks}: remove replication.acks "
+                "(or declare semantics: at-least-once)"
+            )
         return self
 
 

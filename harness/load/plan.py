@@ -6,6 +6,7 @@ from typing import Any
 from pydantic import Field
 
 from harness.drivers.base import DeadLetterPolicy, DestinationSpec
+from harness.drivers.replication import Replication
 from harness.load.keys import KeyDistribution
 from harness.load.schedule import Schedule, Step
 from harness.models import FrozenModel
@@ -27,6 +28,7 @@ class DestinationPlan(FrozenModel):
     exactly_once: bool = False
     idempotent_producer: bool | None = None
     redelivery_timeout: int | None = None
+    replication: Replication | None = None
 
     def spec(self) -> DestinationSpec:
         dead_letter = None if self.max_deliveries is None else DeadLetterPolicy(self.max_deliveries)
@@ -39,6 +41,7 @@ class DestinationPlan(FrozenModel):
             exactly_once=self.exactly_once,
             idempotent_producer=self.idempotent_producer,
             redelivery_timeout=self.redelivery_timeout,
+            replication=self.replication,
         )
 
 

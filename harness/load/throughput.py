@@ -10,6 +10,7 @@ from typing import Annotated, Self
 
 from pydantic import Field, model_validator
 
+from harness.drivers.replication import Replication
 from harness.history.envelope import HEADER_SIZE
 from harness.load.keys import KeyDistribution
 from harness.load.plan import MAX_RATE, MAX_SECONDS, StepPlan
@@ -69,6 +70,19 @@ class ThroughputConfig(FrozenModel):
     the queues and subscriptions the run creates. Unset keeps the target's (30 s by default).
     Short runs that kill consumers drain sooner with a short one; a consumer slower than it
     sees redeliveries. Kafka has no such timeout and ignores it."""
+    replication: Replication | None = None
+    """Kafka's replication settings (``factor``, ``min_insync_replicas``, ``acks``,
+    ``unclean_leader_election``: harness/drivers/replication.py); other brokers ignore them."""
+
+    @model_validator(mode="after")
+    def _acks_the_idempotent_producer_can_keep(self) -> Self:
+        acks = None if self.replication is None else self.replication.acks
+        if self.idempotent_producer and acks not in (None, "all"):
+            raise ValueError(
+                f"the idempotent producer needs acks: all, not {acks}: remove "
+                "idempotent_producer: true or replication.acks"
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_load_shape(self) -> Self:

@@ -38,6 +38,7 @@ def topic_plans(
             ordered=config.ordered,
             idempotent_producer=config.idempotent_producer,
             redelivery_timeout=config.redelivery_timeout,
+            replication=config.replication,
         )
         return {workload: plan}
     assert isinstance(config, FlowConfig)
@@ -53,6 +54,7 @@ def topic_plans(
             exactly_once=config.semantics == "exactly-once",
             idempotent_producer=config.idempotent_producer,
             redelivery_timeout=config.redelivery_timeout,
+            replication=config.replication,
         )
         for topic in ordered
     }
