@@ -3,13 +3,14 @@
 Used when a run ends and by ``brokerbench analyze`` (the databases stay in the run folder)."""
 
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
 from harness import redaction
-from harness.checkers.verdict import Verdict
+from harness.checkers.verdict import NOTHING_ACKNOWLEDGED, Verdict
 from harness.errors import UserError
 from harness.flows.api import FlowState
 from harness.flows.database import create_tables, database_url, open_engine
@@ -56,7 +57,19 @@ def flow_verdicts(
                 raise _unreachable(name, exc) from exc
             databases[name] = stack.enter_context(engine.connect())
         state = FlowState(run_id=run_id, databases=databases, sends=entry_sends(history))
-        return flow.check(config, state)
+        verdicts = flow.check(config, state)
+    if not any(outcome == "ok" for *_, outcome in state.sends):
+        return [_nothing_to_judge(verdict) for verdict in verdicts]
+    return verdicts
+
+
+def _nothing_to_judge(verdict: Verdict) -> Verdict:
+    """No event of the flow was acknowledged, so its invariants held of nothing: a pass is
+    unknown, never a vacuous pass (a failure stays one: e.g. services acted on events nobody
+    acknowledged sending)."""
+    if verdict.valid is not True:
+        return verdict
+    return replace(verdict, valid=None, notes=NOTHING_ACKNOWLEDGED)
 
 
 def _unreachable(service: str, exc: OperationalError) -> UserError:

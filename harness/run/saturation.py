@@ -21,7 +21,7 @@ from harness.collectors.saturation import (
     Watched,
     WatchedService,
 )
-from harness.drivers.targets import LOCAL_DRIVERS, TEST_DOUBLE
+from harness.drivers.targets import TEST_DOUBLE, is_local_broker
 from harness.load.progress_line import ProgressLine
 from harness.run.children import Child, Children
 from harness.run.figures import Window
@@ -43,7 +43,7 @@ def watched_services(
         # The memory test double is always a local process of its own, whoever runs the stack.
         memory = WatchedService(f"broker:{target}", "broker", paths.state_dir() / TEST_DOUBLE)
         return [memory], []
-    if target in settings.targets or target not in LOCAL_DRIVERS:
+    if not is_local_broker(target, settings):
         return [], [f"broker {target!r} is an external target: no local process, not sampled"]
     if current_provider() == "containers":
         return [], ["the stack runs in containers: the broker's and toxiproxy's CPU not sampled"]

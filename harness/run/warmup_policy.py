@@ -19,7 +19,7 @@ from typing import Literal
 from chaos.faults.base import BROKER
 from chaos.faults.registry import fault_class
 from chaos.scenario import Scenario
-from harness.drivers.targets import LOCAL_DRIVERS
+from harness.drivers.targets import is_local_broker
 from harness.settings import Settings
 from harness.stack import processes
 from harness.stack.manager import Stack
@@ -33,7 +33,7 @@ Identity = tuple[int, float] | None
 def local_identity(target: str, settings: Settings) -> Identity:
     """The running local service's (pid, start time); None for an external target, a stack in
     containers, or a service that is not running."""
-    if target not in LOCAL_DRIVERS or target in settings.targets:
+    if not is_local_broker(target, settings):
         return None
     if current_provider() != "local":
         return None
