@@ -10,6 +10,7 @@ import plotly.offline
 from markupsafe import Markup
 
 from reports.charts import figure_json, row_figure
+from reports.comparison_charts import comparisons
 from reports.load import StoredRun
 from reports.matrix import (
     FIGURE_COLUMNS,
@@ -52,11 +53,18 @@ def render(runs: list[StoredRun], matrix: Matrix) -> str:
         {"id": f"chart-{index}", "row": row, "json": Markup(figure_json(row_figure(row)))}
         for index, row in enumerate(matrix.rows)
     ]
+    compared = [
+        {"id": f"comparison-{index}", "comparison": found,
+         "percentiles": Markup(figure_json(found.percentiles)),
+         "bars": Markup(figure_json(found.bars))}
+        for index, found in enumerate(comparisons(matrix.rows, matrix.several_sources))
+    ]  # fmt: skip
     template = _environment.get_template("report.html.j2")
     return template.render(
         matrix=matrix,
         columns=FIGURE_COLUMNS,
         charts=charts,
+        comparisons=compared,
         runs=runs,
         fingerprints=fingerprints(runs),
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),

@@ -39,12 +39,16 @@ def _ns(column: pa.ChunkedArray) -> np.ndarray[Any, np.dtype[np.int64]]:
 
 
 def latency_figures(history: History, window: Window) -> dict[str, Any]:
-    """Publish latency, publish delay, end-to-end corrected and uncorrected, as summaries."""
+    """Publish latency (uncorrected and corrected), publish delay, end-to-end corrected and
+    uncorrected, as summaries."""
     sends = history.sends.filter(window.mask(history.sends))
     ok = sends.filter(pc.equal(sends["outcome"], int(SendOutcome.OK)))
     receives = history.receives.filter(window.mask(history.receives))
     recorder = LatencyRecorder()
     recorder.record_many(LatencyKind.PUBLISH, _ns(ok["complete_ns"]) - _ns(ok["invoke_ns"]))
+    recorder.record_many(
+        LatencyKind.PUBLISH_CORRECTED, _ns(ok["complete_ns"]) - _ns(ok["intended_ns"])
+    )
     recorder.record_many(
         LatencyKind.PUBLISH_DELAY, _ns(sends["invoke_ns"]) - _ns(sends["intended_ns"])
     )

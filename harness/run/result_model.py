@@ -253,6 +253,8 @@ class LatencyFigure(Section):
 
 class Latency(Section):
     publish: LatencyFigure = Field(default_factory=LatencyFigure)
+    publish_corrected: LatencyFigure = Field(default_factory=LatencyFigure)
+    """Absent (every value unknown) from results written before it existed."""
     publish_delay: LatencyFigure = Field(default_factory=LatencyFigure)
     e2e: LatencyFigure = Field(default_factory=LatencyFigure)
     e2e_uncorrected: LatencyFigure = Field(default_factory=LatencyFigure)

@@ -59,7 +59,7 @@ def test_a_healthy_run_is_complete_and_valid(runs: dict[str, Path], broker: str)
     assert counts["received"] == counts["ok"]
     figures = result["figures"]
     assert figures["throughput"]["sent"]["mean_msgs_per_s"] > 0
-    for kind in ("publish", "publish_delay", "e2e", "e2e_uncorrected"):
+    for kind in ("publish", "publish_corrected", "publish_delay", "e2e", "e2e_uncorrected"):
         assert set(figures["latency"][kind]["stats"]) == PERCENTILES
     assert figures["latency"]["e2e"]["count"] > 0
     lag = figures["lag"]

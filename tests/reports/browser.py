@@ -31,6 +31,11 @@ class Rendered:
     title: str
     planted: Any
     """``window.planted``: set only if markup planted in the data ran as script."""
+    percentile_traces: list[list[dict[str, str]]]
+    """Per comparison percentile plot, the ``meta`` ({broker, kind}) of each trace plotly drew
+    (``gd.data``)."""
+    comparison_overflow: int
+    """Pixels the comparison section is wider than its box at 1400 px (0: it fits)."""
 
 
 def render(html: Path, screenshots: list[Path]) -> Rendered:
@@ -56,6 +61,14 @@ def render(html: Path, screenshots: list[Path]) -> Rendered:
         WebDriverWait(driver, 60).until(lambda d: int(d.execute_script(drawn)) >= charts)
         plotted = int(driver.execute_script(drawn))
         svgs = int(driver.execute_script("return document.querySelectorAll('svg.main-svg').length"))
+        traces = driver.execute_script(
+            "return [...document.querySelectorAll('.chart.percentiles')]"
+            ".map(gd => gd.data.map(trace => trace.meta))"
+        )
+        overflow = int(driver.execute_script(
+            "const s = document.getElementById('comparison');"
+            "return s ? Math.max(0, s.scrollWidth - s.clientWidth) : 0"
+        ))  # fmt: skip
         height = int(driver.execute_script("return document.documentElement.scrollHeight"))
         driver.set_window_size(1400, min(height + 50, 6000))
         for path in screenshots:
@@ -66,6 +79,6 @@ def render(html: Path, screenshots: list[Path]) -> Rendered:
         planted = driver.execute_script(
             "return window.planted === undefined ? null : window.planted"
         )
-        return Rendered(charts, plotted, svgs, errors, driver.title, planted)
+        return Rendered(charts, plotted, svgs, errors, driver.title, planted, traces, overflow)
     finally:
         driver.quit()

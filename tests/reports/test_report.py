@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from reports.comparison_charts import PLOTTED_KINDS
+from reports.load import TEST_DOUBLE_MARK
 from tests.reports import browser
 from tests.reports.conftest import Runs, brokerbench, copy_runs, edit_result, result_files
 
@@ -78,7 +80,8 @@ def test_the_html_matrix_has_a_row_per_broker_and_scenario(rendered: dict[str, P
     for name in ("lost", "duplicates", "ordering", "lag-recovery"):
         assert f"<th>{name}</th>" in html
     assert html.count("<script>") == 1 + 1  # plotly.js once, and the report's own script
-    assert html.count('type="application/json"') == 3  # one chart per row
+    # one chart per row, and a percentile plot and bars per workload x scenario (two here)
+    assert html.count('type="application/json"') == 3 + 2 * 2
 
 
 def test_untrusted_strings_are_escaped_everywhere(rendered: dict[str, Path]) -> None:
@@ -128,10 +131,17 @@ def test_the_html_renders_in_headless_chromium(rendered: dict[str, Path], tmp_pa
     screenshot = tmp_path / "report.png"
     page = browser.render(rendered["html"], [screenshot])
     assert page.title == "brokerbench report"
-    assert page.charts == page.plotted == 3
+    assert page.charts == page.plotted == 3 + 2 * 2  # over time per row, comparison charts
     assert page.svgs >= 3
     assert page.console_errors == []
     assert page.planted is None
+    assert page.comparison_overflow == 0  # fits the 1400 px window
+    compared = [["gated", "other"], ["gated"]]  # keyed-200 / baseline, keyed-200 / latency-100ms
+    assert len(page.percentile_traces) == len(compared)
+    for traces, brokers in zip(page.percentile_traces, compared, strict=True):
+        for kind in PLOTTED_KINDS:  # exactly one trace per broker and latency kind
+            drawn = sorted(trace["broker"] for trace in traces if trace["kind"] == kind.key)
+            assert drawn == [f"{broker} {TEST_DOUBLE_MARK}" for broker in brokers], kind
     assert screenshot.stat().st_size > 10_000
     if SCREENSHOT_COPY.parent.is_dir():
         shutil.copyfile(screenshot, SCREENSHOT_COPY)

@@ -128,12 +128,13 @@ def one_message_history(intended: int, invoke: int, complete: int, receive: int)
     return History(sends, receives, EVENTS.empty_table())
 
 
-def test_publish_delay_and_corrected_versus_uncorrected_e2e() -> None:
+def test_publish_delay_and_corrected_versus_uncorrected_publish_and_e2e() -> None:
     intended, invoke, complete, receive = T0, T0 + 40 * MS, T0 + 45 * MS, T0 + 50 * MS
     history = one_message_history(intended, invoke, complete, receive)
     figures = latency_figures(history, Window(T0, T0 + S))
     p50 = {kind: figures[kind]["stats"]["p50"] for kind in LatencyKind}
     assert p50[LatencyKind.PUBLISH] == pytest.approx(5, rel=1e-3)
+    assert p50[LatencyKind.PUBLISH_CORRECTED] == pytest.approx(45, rel=1e-3)
     assert p50[LatencyKind.PUBLISH_DELAY] == pytest.approx(40, rel=1e-3)
     assert p50[LatencyKind.E2E] == pytest.approx(50, rel=1e-3)
     assert p50[LatencyKind.E2E_UNCORRECTED] == pytest.approx(10, rel=1e-3)
