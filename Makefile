@@ -41,13 +41,14 @@ lint: install
 # Every test, in two passes: first those that share the stack peacefully, on TEST_WORKERS
 # pytest-xdist workers (grouped by module, and by class for the driver contracts: most of their
 # time is spent waiting on brokers), then the `alone` ones by themselves (they fault the shared
-# stack, or their verdicts need a quiet machine). Both passes run; either failing fails.
+# stack, or their verdicts need a quiet machine). Both passes run; either failing fails. Each
+# prints its 15 slowest tests: where CI time goes (keep a full run well under 30 minutes).
 TEST_WORKERS ?= 3
 
 test: setup lint
 	@status=0; \
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope -m "not alone" || status=$$?; \
-	$(BIN)/python -m pytest -m alone || status=$$?; \
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope -m "not alone" --durations=15 || status=$$?; \
+	$(BIN)/python -m pytest -m alone --durations=15 || status=$$?; \
 	exit $$status
 
 # Benchmarks (figures, not pass/fail): pytest-benchmark, see tests/benchmarks/*.py docstrings.
