@@ -1,5 +1,6 @@
 """``brokerbench report`` and ``brokerbench gate`` (registered in harness/cli.py)."""
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -15,11 +16,14 @@ from reports.completeness import unfinished_runs
 from reports.load import find_runs
 from reports.matrix import (
     FIGURE_COLUMNS,
+    HARNESS_BOUND,
+    Row,
     bound_word,
     build_matrix,
     duplicates_note,
     fmt,
-    verdict_word,
+    row_verdict,
+    verdict_reasons,
 )
 
 if TYPE_CHECKING:
@@ -33,9 +37,45 @@ STATUS_STYLE = {
     "pass": "green", "improved": "green", "new": "cyan", "noisy": "yellow",
     "undecided": "yellow", "regression": "red", "violation": "red",
 }  # fmt: skip
+VERDICT_STYLE = {"pass": "green", "FAIL": "red", "unknown": "yellow", "incomplete": "magenta",
+                 HARNESS_BOUND: "yellow"}  # fmt: skip
+STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
+"""The file GitHub Actions shows as the job's summary (each step appends to it)."""
 
 
-def report(
+def verdict_text(row: Row) -> str:
+    """The console's verdict cell (rich markup): as the HTML and Markdown ones."""
+    verdict = row_verdict(row)
+    word = bound_word(row) if verdict == HARNESS_BOUND else verdict
+    text = f"[{VERDICT_STYLE[verdict]}]{word}[/]" + duplicates_note(row.duplicates)
+    if row.bound_runs and verdict != HARNESS_BOUND:
+        text += f" [yellow]{bound_word(row)}[/]"
+    reasons = verdict_reasons(row)
+    return text + (f" ({escape(reasons)})" if reasons else "")
+
+
+def step_summary_file(github_summary: bool | None) -> Path | None:
+    """Where the Markdown summary goes: ``$GITHUB_STEP_SUMMARY`` when it is set (unless
+    ``--no-github-summary``); asked for with ``--github-summary`` but not set: a user error."""
+    target = os.environ.get(STEP_SUMMARY)
+    if github_summary is False or (github_summary is None and not target):
+        return None
+    if not target:
+        raise UserError(
+            f"--github-summary: ${STEP_SUMMARY} is not set (GitHub Actions sets it in a job's "
+            "steps); elsewhere write the Markdown with --md FILE"
+        )
+    return Path(target)
+
+
+def append_text(path: Path, text: str) -> None:
+    """Append ``text`` after a blank line (GitHub shows the step summary file as Markdown,
+    each step appending to it)."""
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(("\n" if handle.tell() else "") + text)
+
+
+def report(  # noqa: PLR0917 (typer maps parameters to options)
     run_dirs: Annotated[
         list[Path], typer.Argument(help="Run folders or suite output folders (searched).")
     ],
@@ -47,11 +87,20 @@ def report(
         Path | None, typer.Option("--junit", help="JUnit XML: one case per check.")
     ] = None,
     csv: Annotated[Path | None, typer.Option("--csv", help="CSV: one row per run.")] = None,
+    github_summary: Annotated[
+        bool | None,
+        typer.Option(
+            "--github-summary/--no-github-summary",
+            help=f"Append the Markdown summary to ${STEP_SUMMARY} [default: when it is set].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Compare runs: a broker x workload x scenario matrix, charts, checks, environment.
     Without any output option, writes report.html."""
     from reports import csv_report, html_report, junit_report, markdown_report
 
+    summary_file = step_summary_file(github_summary)
     runs = find_runs(run_dirs)
     matrix = build_matrix(runs, unfinished_runs(run_dirs, runs))
     source = ["source"] if matrix.several_sources else []
@@ -60,10 +109,7 @@ def report(
     for row in matrix.rows:
         figures = [fmt(row.figures[c.title], c.digits) for c in FIGURE_COLUMNS]
         key = [escape(part) for part in ([row.source] if source else []) + list(row.key)]
-        verdict = verdict_word(row.valid) + duplicates_note(row.duplicates)
-        if row.bound_runs:
-            verdict += f" [yellow]{bound_word(row)}[/]"
-        table.add_row(*key, str(len(row.runs)), *figures, verdict)
+        table.add_row(*key, str(len(row.runs)), *figures, verdict_text(row))
     console.print(table)
     for row in matrix.rows:
         for reason in row.harness_bound:
@@ -77,7 +123,7 @@ def report(
             style="red" if run.state == "failed" else "yellow",
             markup=False, highlight=False, soft_wrap=True,
         )  # fmt: skip
-    if not any((html, md, junit, csv)):
+    if not any((html, md, junit, csv, github_summary)):  # the variable alone asks for none
         html = Path("report.html")
     writers = ((html, html_report.render), (md, markdown_report.render),
                (junit, junit_report.render), (csv, csv_report.render))  # fmt: skip
@@ -85,6 +131,9 @@ def report(
         if target is not None:
             write_text_atomically(target, render(runs, matrix))
             console.print(f"wrote {target}")
+    if summary_file is not None:
+        append_text(summary_file, markdown_report.render(runs, matrix))
+        console.print(f"appended the summary to ${STEP_SUMMARY} ({summary_file})")
 
 
 def gate(  # noqa: PLR0917 (typer maps parameters to options)

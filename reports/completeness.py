@@ -4,7 +4,7 @@ Read from the suites' plans (``suite-plan.json``) and the run folders' states
 (``run-state.json``, ``harness/run/run_state.py``), so a report never counts a suite as whole
 when one of its planned repeats is not there (docs/reports.md)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.run.result_model import RESULT_FILE
@@ -27,6 +27,8 @@ class Unfinished:
     path: Path
     key: RunKey | None = None
     """Its (broker, workload, scenario), where known."""
+    source: str = ""
+    """The folder given to ``report`` under which it was found (as ``StoredRun.source``)."""
 
 
 def _identified(record: RunStateRecord, run_dir: Path) -> tuple[str, RunKey | None]:
@@ -92,7 +94,7 @@ def unfinished_runs(paths: list[Path], runs: list[StoredRun]) -> list[Unfinished
                     else _unfinished_state(run_dir, planned)
                 )
                 if state is not None:
-                    found.append(state)
+                    found.append(replace(state, source=str(path)))
         for state_file in sorted(path.rglob(STATE_FILE)):
             run_dir = state_file.parent
             if run_dir in covered or run_dir.parent in covered:  # a planned search's probe
@@ -100,9 +102,10 @@ def unfinished_runs(paths: list[Path], runs: list[StoredRun]) -> list[Unfinished
             covered.add(run_dir)
             state = _unfinished_state(run_dir, None)
             if state is not None:
-                found.append(state)
+                found.append(replace(state, source=str(path)))
     for run in runs:
         if run.error is not None and run.path not in covered:
             label = f"{run.key.label()} r{run.repeat}"
-            found.append(Unfinished(label, RunState.FAILED.value, run.error, run.path, run.key))
+            failed = RunState.FAILED.value
+            found.append(Unfinished(label, failed, run.error, run.path, run.key, run.source))
     return found

@@ -11,6 +11,7 @@ from markupsafe import Markup
 
 from reports.charts import figure_json, row_figure
 from reports.comparison_charts import comparisons
+from reports.findings import findings, seconds_text
 from reports.load import StoredRun
 from reports.matrix import (
     FIGURE_COLUMNS,
@@ -18,9 +19,16 @@ from reports.matrix import (
     bound_word,
     duplicates_note,
     fmt,
+    row_verdict,
     saturation_line,
+    verdict_reasons,
     verdict_word,
 )
+
+FINDINGS_OPEN = 8
+"""Findings shown at the top; the rest one click away (so the matrix stays near the top)."""
+MARK = {True: "\u2713", False: "\u2717", None: "?"}
+"""A check's verdict in the full check matrix, where a word per cell would not fit."""
 
 _environment = jinja2.Environment(
     loader=jinja2.PackageLoader("reports", "templates"),
@@ -34,6 +42,10 @@ _environment.filters["verdict"] = verdict_word
 _environment.filters["bound"] = bound_word
 _environment.filters["duplicates"] = duplicates_note
 _environment.filters["saturation"] = saturation_line
+_environment.filters["row_verdict"] = row_verdict
+_environment.filters["verdict_reasons"] = verdict_reasons
+_environment.filters["mark"] = MARK.__getitem__
+_environment.filters["seconds"] = seconds_text
 _environment.filters["pretty"] = lambda value: json.dumps(value, indent=1, default=str)
 
 
@@ -51,7 +63,7 @@ def fingerprints(runs: list[StoredRun]) -> list[dict[str, Any]]:
 def render(runs: list[StoredRun], matrix: Matrix) -> str:
     charts = [
         {"id": f"chart-{index}", "row": row, "json": Markup(figure_json(row_figure(row)))}
-        for index, row in enumerate(matrix.rows)
+        for index, row in enumerate(row for row in matrix.rows if row.runs)
     ]
     compared = [
         {"id": f"comparison-{index}", "comparison": found,
@@ -62,6 +74,8 @@ def render(runs: list[StoredRun], matrix: Matrix) -> str:
     template = _environment.get_template("report.html.j2")
     return template.render(
         matrix=matrix,
+        findings=findings(runs),
+        findings_open=FINDINGS_OPEN,
         columns=FIGURE_COLUMNS,
         charts=charts,
         comparisons=compared,

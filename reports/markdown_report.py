@@ -1,16 +1,33 @@
-"""Markdown (GitHub-flavoured) for pull-request comments and ``$GITHUB_STEP_SUMMARY``.
+"""Markdown (GitHub-flavoured) for pull-request comments and ``$GITHUB_STEP_SUMMARY``: the
+findings first, then one row per broker x workload x scenario with one verdict cell naming the
+failing checks, and the per-check matrix folded in a ``<details>`` block.
 
 GitHub renders HTML inside Markdown, so every untrusted string is HTML-escaped and kept on
 one table cell (pipes and newlines escaped)."""
 
 import html
 
+from reports.findings import findings, seconds_text
 from reports.gate import GateResult
 from reports.load import TEST_DOUBLE_MARK, StoredRun
-from reports.matrix import FIGURE_COLUMNS, Matrix, bound_word, duplicates_note, fmt
+from reports.matrix import (
+    FIGURE_COLUMNS,
+    HARNESS_BOUND,
+    INCOMPLETE,
+    Matrix,
+    Row,
+    bound_word,
+    duplicates_note,
+    fmt,
+    row_verdict,
+    verdict_reasons,
+)
 
 ICON = {True: "✅ pass", False: "❌ FAIL", None: "⚠️ unknown"}
-MAX_FAILED_CHECKS = 20
+VERDICT_ICON = {"pass": ICON[True], "FAIL": ICON[False], "unknown": ICON[None],
+                INCOMPLETE: "⏸️ incomplete"}  # fmt: skip
+MARK = {True: "✅", False: "❌", None: "⚠️"}
+MAX_FINDINGS = 20
 BOUND_ICON = "⚠️"
 
 
@@ -25,23 +42,24 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
-def render(runs: list[StoredRun], matrix: Matrix) -> str:
-    lines = [
-        "## brokerbench report",
-        "",
-        f"{len(runs)} run(s); overall: **{ICON[matrix.valid]}**",
-        "",
-    ]
+def _verdict_cell(row: Row) -> str:
+    """The verdict, the duplicates, a harness-bound mark and the checks that made it so."""
+    verdict = row_verdict(row)
+    if verdict == HARNESS_BOUND:
+        text = f"{BOUND_ICON} {bound_word(row)}" + duplicates_note(row.duplicates)
+    else:
+        text = VERDICT_ICON[verdict] + duplicates_note(row.duplicates)
+        if row.bound_runs:
+            text += f" {BOUND_ICON} {bound_word(row)}"
+    reasons = verdict_reasons(row)
+    return cell(text) + (f"<br>{cell(reasons)}" if reasons else "")
+
+
+def _summary(matrix: Matrix) -> list[str]:
+    """One row per broker x workload x scenario: the figures and one verdict cell."""
     source = ["source"] if matrix.several_sources else []
-    header = [
-        *source,
-        "broker",
-        "workload",
-        "scenario",
-        "repeats",
-        *(c.title for c in FIGURE_COLUMNS),
-    ]
-    header += [*matrix.check_names, "verdict"]
+    header = [*source, "broker", "workload", "scenario", "repeats",
+              *(c.title for c in FIGURE_COLUMNS), "verdict"]  # fmt: skip
     rows = [
         [
             *([cell(row.source)] if source else []),
@@ -49,14 +67,66 @@ def render(runs: list[StoredRun], matrix: Matrix) -> str:
             *(cell(part) for part in row.key[1:]),
             str(len(row.runs)),
             *(fmt(row.figures[c.title], c.digits) for c in FIGURE_COLUMNS),
-            *(ICON[row.checks[name]] if name in row.checks else "-" for name in matrix.check_names),
-            ICON[row.valid]
-            + duplicates_note(row.duplicates)
-            + (f" {BOUND_ICON} {bound_word(row)}" if row.bound_runs else ""),
+            _verdict_cell(row),
         ]
         for row in matrix.rows
     ]
-    lines += _table([cell(h) for h in header], rows)
+    return _table([cell(h) for h in header], rows)
+
+
+def _every_check(matrix: Matrix) -> list[str]:
+    """The per-check matrix, folded (GitHub renders ``<details>`` and the table inside)."""
+    if not matrix.check_names:
+        return []
+    source = ["source"] if matrix.several_sources else []
+    header = [*source, "broker", "workload", "scenario", *matrix.check_names]
+    rows = [
+        [
+            *([cell(row.source)] if source else []),
+            *(cell(part) for part in row.key),
+            *(MARK[row.checks[name]] if name in row.checks else "-" for name in matrix.check_names),
+        ]
+        for row in matrix.rows
+    ]
+    summary = f"Every check, per row ({len(matrix.check_names)} checks)"
+    return ["", f"<details><summary>{summary}</summary>", "",
+            *_table([cell(h) for h in header], rows), "", "</details>"]  # fmt: skip
+
+
+def _findings(runs: list[StoredRun], several_sources: bool) -> list[str]:
+    found = findings(runs)
+    if not found:
+        return []
+    lines = ["### Findings", ""]
+    for finding in found[:MAX_FINDINGS]:
+        counts = ", ".join(f"{k}={v}" for k, v in finding.counts.items())
+        where = f"{finding.run.source}: " if several_sources else ""
+        lines.append(
+            f"- {ICON[finding.check.valid]} **{cell(finding.check.name)}** "
+            f"{cell(where + finding.label)} ({cell(counts)}): {cell(finding.check.notes)}"
+        )
+        for example in finding.examples:
+            parts = [example.kind, example.identity, ", ".join(example.positions),
+                     seconds_text(example.seconds), example.window]  # fmt: skip
+            lines.append("  - " + cell("; ".join(part for part in parts if part)))
+        if finding.more_examples:
+            lines.append(f"  - and {finding.more_examples} more example(s) in its result.json")
+    if len(found) > MAX_FINDINGS:
+        lines.append(f"- ... and {len(found) - MAX_FINDINGS} more (the HTML report has them all)")
+    return [*lines, ""]
+
+
+def render(runs: list[StoredRun], matrix: Matrix) -> str:
+    """The report in Markdown: findings first, the summary matrix, every check folded."""
+    lines = [
+        "## brokerbench report",
+        "",
+        f"{len(runs)} run(s); overall: **{ICON[matrix.valid]}**",
+        "",
+    ]
+    lines += _findings(runs, matrix.several_sources)
+    lines += _summary(matrix)
+    lines += _every_check(matrix)
     if matrix.unfinished:
         lines += ["", "### Runs that did not finish", ""]
         lines += [
@@ -81,17 +151,6 @@ def render(runs: list[StoredRun], matrix: Matrix) -> str:
         for run in bound:
             reasons = "; ".join(run.harness_bound_reasons) or "no reason recorded"
             lines.append(f"- {BOUND_ICON} {cell(run.key.label())} r{run.repeat}: {cell(reasons)}")
-    failed = [(run, check) for run in runs for check in run.checks if check.valid is False]
-    if failed:
-        lines += ["", "### Failed checks", ""]
-        for run, check in failed[:MAX_FAILED_CHECKS]:
-            counts = ", ".join(f"{k}={v}" for k, v in check.counts.items())
-            lines.append(
-                f"- {cell(run.key.label())} r{run.repeat}: **{cell(check.name)}** "
-                f"({cell(counts)}): {cell(check.notes)}"
-            )
-        if len(failed) > MAX_FAILED_CHECKS:
-            lines.append(f"- ... and {len(failed) - MAX_FAILED_CHECKS} more")
     return "\n".join(lines) + "\n"
 
 

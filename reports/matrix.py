@@ -1,4 +1,5 @@
-"""The comparison matrix: one row per (broker, workload, scenario), medians over its repeats."""
+"""The comparison matrix: one row per (broker, workload, scenario), medians over its repeats,
+and the row's one-word verdict (``row_verdict``) with the checks that made it so."""
 
 import statistics
 from dataclasses import dataclass, field
@@ -88,6 +89,9 @@ class Row:
     """``r<repeat>: <reason>`` for every reason of every harness-bound repeat."""
     duplicates: int = 0
     """Duplicates (``duplicates(run)``) over all its repeats."""
+    unfinished: list[Unfinished] = field(default_factory=list)
+    """Its repeats that did not finish (``completeness``): the row is incomplete. A key none
+    of whose repeats wrote a result is a row without runs."""
 
     @property
     def bound_runs(self) -> list[StoredRun]:
@@ -97,6 +101,14 @@ class Row:
     def test_double(self) -> bool:
         """Its runs were against brokerbench's in-memory test double, not a real broker."""
         return any(run.test_double for run in self.runs)
+
+    @property
+    def failing_checks(self) -> list[str]:
+        return [name for name, valid in self.checks.items() if valid is False]
+
+    @property
+    def unknown_checks(self) -> list[str]:
+        return [name for name, valid in self.checks.items() if valid is None]
 
 
 @dataclass(frozen=True)
@@ -119,9 +131,16 @@ class Matrix:
 
 
 def build_matrix(runs: list[StoredRun], unfinished: list[Unfinished] | None = None) -> Matrix:
+    """Rows from the runs' results; each unfinished run of a known key joins its row (a row
+    without runs when none of that key's repeats wrote a result)."""
+    unfinished = unfinished or []
+    by_row: dict[tuple[str, RunKey], list[Unfinished]] = {}
+    for missing in unfinished:
+        if missing.key is not None:
+            by_row.setdefault((missing.source, missing.key), []).append(missing)
     check_names: list[str] = []
     rows = []
-    groups: dict[tuple[str, RunKey], list[StoredRun]] = {}
+    groups: dict[tuple[str, RunKey], list[StoredRun]] = {key: [] for key in by_row}
     for run in runs:
         groups.setdefault((run.source, run.key), []).append(run)
     for (source, key), group in sorted(groups.items()):
@@ -149,9 +168,10 @@ def build_matrix(runs: list[StoredRun], unfinished: list[Unfinished] | None = No
                     for reason in run.harness_bound_reasons
                 ],
                 duplicates=sum(duplicates(run) for run in group),
+                unfinished=by_row.get((source, key), []),
             )
         )
-    return Matrix(rows, check_names, sorted({run.source for run in runs}), unfinished or [])
+    return Matrix(rows, check_names, sorted({source for source, _ in groups}), unfinished)
 
 
 def fmt(value: float | None, digits: int = 2) -> str:
@@ -177,6 +197,42 @@ def bound_word(row: Row) -> str:
     if not bound:
         return ""
     return HARNESS_BOUND if len(row.runs) == 1 else f"{HARNESS_BOUND} {bound}/{len(row.runs)}"
+
+
+INCOMPLETE = "incomplete"
+"""The verdict of a row with a repeat that did not finish (failed, interrupted, missing)."""
+VERDICTS = ("FAIL", INCOMPLETE, "unknown", HARNESS_BOUND, "pass")
+"""A row's possible verdicts, worst first."""
+
+
+def row_verdict(row: Row) -> str:
+    """The summary's one word for a row, worst first: FAIL (a check failed in a repeat),
+    incomplete (a repeat did not finish, so no pass can be claimed), unknown, harness-bound
+    (valid, but the figures measured the harness, not the broker), pass."""
+    if row.valid is False:
+        return "FAIL"
+    if row.unfinished:
+        return INCOMPLETE
+    if row.valid is None:
+        return "unknown"
+    if row.bound_runs:
+        return HARNESS_BOUND
+    return "pass"
+
+
+def verdict_reasons(row: Row) -> str:
+    """What the verdict names: 'failing: lost, ordering; unknown: lag-recovery; did not
+    finish: r1 failed' ('' for a clean pass)."""
+    parts = []
+    if row.failing_checks:
+        parts.append("failing: " + ", ".join(row.failing_checks))
+    if row.unknown_checks:
+        parts.append("unknown: " + ", ".join(row.unknown_checks))
+    if row.unfinished:
+        label = row.key.label()
+        repeats = [f"{run.label.removeprefix(label).strip()} {run.state}" for run in row.unfinished]
+        parts.append("did not finish: " + ", ".join(repeats))
+    return "; ".join(parts)
 
 
 def saturation_line(run: StoredRun) -> str:

@@ -65,6 +65,9 @@ def is_worker(config: pytest.Config) -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # `brokerbench report` appends to the job summary when this is set (GitHub Actions): the
+    # tests' reports must not land in CI's summary; the tests that want it set it themselves.
+    os.environ.pop("GITHUB_STEP_SUMMARY", None)
     if not is_worker(config):
         # Unique, not just the pid: pids wrap, and a mark left by a killed session must never
         # make a later one stop a stack it did not start.

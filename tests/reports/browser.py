@@ -1,7 +1,7 @@
 """Open a report in real headless Chromium (Debian's chromium + chromedriver) via selenium."""
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +36,34 @@ class Rendered:
     (``gd.data``)."""
     comparison_overflow: int
     """Pixels the comparison section is wider than its box at 1400 px (0: it fits)."""
+    widths: dict[str, int] = field(default_factory=dict)
+    """At 1400 px, every ``<details>`` opened: the page's ``client`` width and ``scroll``
+    width (more: it scrolls sideways), and the right edges of the ``matrix`` (the summary)
+    and ``check-matrix`` (every check) tables (-1: not on the page)."""
 
 
-def render(html: Path, screenshots: list[Path]) -> Rendered:
-    """Load ``html`` from disk (offline), wait for the charts, collect console errors and
-    save a full-page screenshot to each of ``screenshots``."""
+WIDTHS = """
+const closed = [...document.querySelectorAll('details')].filter((details) => !details.open);
+for (const details of closed) details.open = true;
+const right = (id) => {
+  const element = document.getElementById(id);
+  return element ? Math.ceil(element.getBoundingClientRect().right) : -1;
+};
+const widths = {
+  client: document.documentElement.clientWidth,
+  scroll: document.documentElement.scrollWidth,
+  matrix: right('matrix'),
+  'check-matrix': right('check-matrix'),
+};
+for (const details of closed) details.open = false;
+return widths;
+"""
+
+
+def render(html: Path, screenshots: list[Path], first_screen: Path | None = None) -> Rendered:
+    """Load ``html`` from disk (offline), wait for the charts, collect console errors, save
+    the first 1400 x 1000 px to ``first_screen`` and a full-page screenshot to each of
+    ``screenshots``, and measure the widths (``Rendered.widths``)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.support.ui import WebDriverWait
@@ -69,6 +92,10 @@ def render(html: Path, screenshots: list[Path]) -> Rendered:
             "const s = document.getElementById('comparison');"
             "return s ? Math.max(0, s.scrollWidth - s.clientWidth) : 0"
         ))  # fmt: skip
+        if first_screen is not None:
+            first_screen.parent.mkdir(parents=True, exist_ok=True)
+            driver.save_screenshot(str(first_screen))
+        widths = {name: int(value) for name, value in driver.execute_script(WIDTHS).items()}
         height = int(driver.execute_script("return document.documentElement.scrollHeight"))
         driver.set_window_size(1400, min(height + 50, 6000))
         for path in screenshots:
@@ -79,6 +106,8 @@ def render(html: Path, screenshots: list[Path]) -> Rendered:
         planted = driver.execute_script(
             "return window.planted === undefined ? null : window.planted"
         )
-        return Rendered(charts, plotted, svgs, errors, driver.title, planted, traces, overflow)
+        return Rendered(
+            charts, plotted, svgs, errors, driver.title, planted, traces, overflow, widths
+        )
     finally:
         driver.quit()

@@ -73,12 +73,13 @@ def test_the_html_matrix_has_a_row_per_broker_and_scenario(rendered: dict[str, P
     html = rendered["html"].read_text()
     rows = matrix_rows(html)
     assert len(rows) == 3
-    assert sum("<td>gated<br>" in row for row in rows) == 2
-    assert sum("<td>other<br>" in row for row in rows) == 1
+    assert sum('<td class="key">gated<br>' in row for row in rows) == 2
+    assert sum('<td class="key">other<br>' in row for row in rows) == 1
     assert all('<span class="double"' in row for row in rows)
-    assert sum("<td>latency-100ms</td>" in row for row in rows) == 1
-    for name in ("lost", "duplicates", "ordering", "lag-recovery"):
-        assert f"<th>{name}</th>" in html
+    assert sum('<td class="key">latency-100ms</td>' in row for row in rows) == 1
+    assert all(row.count('<td class="verdict">') == 1 for row in rows)
+    for name in ("lost", "duplicates", "ordering", "lag-recovery"):  # every check, folded
+        assert f'<th class="check">{name}</th>' in html.split('<details id="every-check">')[1]
     assert html.count("<script>") == 1 + 1  # plotly.js once, and the report's own script
     # one chart per row, and a percentile plot and bars per workload x scenario (two here)
     assert html.count('type="application/json"') == 3 + 2 * 2
@@ -100,7 +101,8 @@ def test_untrusted_strings_are_escaped_everywhere(rendered: dict[str, Path]) -> 
 
 def test_markdown_junit_and_csv_hold_every_run_and_check(rendered: dict[str, Path]) -> None:
     markdown = rendered["md"].read_text()
-    table = [line for line in markdown.splitlines() if line.startswith("| ")]
+    summary = markdown.split("<details>")[0]  # every check follows, folded
+    table = [line for line in summary.splitlines() if line.startswith("| ")]
     assert len(table) == 1 + 3  # header + one row per broker x workload x scenario
     assert "| gated (test double) | keyed-200 | latency-100ms |" in markdown
     junit = ET.parse(rendered["xml"]).getroot()
@@ -134,6 +136,7 @@ def test_the_html_renders_in_headless_chromium(rendered: dict[str, Path], tmp_pa
     assert page.charts == page.plotted == 3 + 2 * 2  # over time per row, comparison charts
     assert page.svgs >= 3
     assert page.console_errors == []
+    assert page.widths["scroll"] <= page.widths["client"]
     assert page.planted is None
     assert page.comparison_overflow == 0  # fits the 1400 px window
     compared = [["gated", "other"], ["gated"]]  # keyed-200 / baseline, keyed-200 / latency-100ms

@@ -166,6 +166,7 @@ def test_report_lists_an_interrupted_run_and_never_says_pass(tmp_path: Path) -> 
     assert "missing: kafka / w / baseline r2: never started" in completed.stdout
     markdown = (tmp_path / "r.md").read_text()
     assert "overall: **⚠️ unknown**" in markdown, markdown
+    assert "| ⏸️ incomplete<br>did not finish: r1 interrupted, r2 missing |" in markdown
     assert "### Runs that did not finish" in markdown
     suites = ElementTree.parse(tmp_path / "r.xml").getroot().findall("testsuite")
     errors = {s.get("name"): s.find("testcase/error") for s in suites if s.get("errors") == "1"}
