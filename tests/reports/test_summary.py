@@ -204,7 +204,12 @@ def test_the_demo_sized_report_fits_1400_px(rendered: dict[str, str], tmp_path: 
         pytest.skip(reason)
     page = browser.render(Path(rendered["path"]), [], first_screen=tmp_path / "first.png")
     assert page.console_errors == []
-    assert page.charts == page.plotted == 18
+    # 18 rows over time + per workload x scenario (6) a percentile plot and bars
+    assert page.charts == page.plotted == 18 + 2 * 6
+    for traces in page.percentile_traces:  # one per broker and latency kind, at most
+        pairs = [(trace["broker"], trace["kind"]) for trace in traces]
+        assert len(pairs) == len(set(pairs)), pairs
+    assert page.comparison_overflow == 0
     widths = page.widths
     assert 1300 < widths["client"] <= 1400, widths
     assert widths["scroll"] <= widths["client"], widths  # no horizontal scroll
