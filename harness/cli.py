@@ -64,8 +64,8 @@ def setup() -> None:
     """Fetch and cache Kafka, ElasticMQ, toxiproxy and build the schema registry; find the
     Pub/Sub emulator."""
     table = Table("component", "version", "result", "where", box=None)
-    built = (artifacts.schema_registry_server(), artifacts.toxiproxy())
-    for artifact in (artifacts.kafka(), artifacts.elasticmq(), *built):
+    installed_here = (artifacts.kafka(), artifacts.elasticmq(), artifacts.toxiproxy())
+    for artifact in (*installed_here, artifacts.schema_registry_server()):
         if artifact.installed:
             table.add_row(artifact.name, artifact.version, "cached", str(artifact.root))
             continue
