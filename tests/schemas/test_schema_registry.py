@@ -18,6 +18,8 @@ import fastavro
 import psutil
 import pytest
 
+from harness.drivers.base import DestinationSpec, Outcome
+from harness.drivers.targets import open_driver
 from harness.errors import BrokerUnreachableError
 from harness.schemas import open_avro_registry
 from harness.schemas.avro_registry import AvroRegistry, SchemaRefusedError, subject_of
@@ -27,6 +29,8 @@ from harness.setup import artifacts
 from harness.stack import processes
 from harness.stack.manager import ServiceStatus, Stack
 from harness.stack.schema_registry import local_registry_url
+from tests.conftest import missing_services
+from tests.contract.contract import consume, send_all
 from tests.memory_double import free_port, home
 from tests.stack.cli import brokerbench, isolated_home
 
@@ -191,6 +195,41 @@ def test_payloads_it_cannot_decode_are_undecodable(registry: RegistryUnderTest, 
         decoder.decode(frame(987654, good[5:]))  # an id the registry never gave
     with pytest.raises(UndecodableError, match=f"schema id {encoder.schema_id}"):
         decoder.decode(good[:6])  # the body cut short
+
+
+def test_registry_encoded_events_cross_kafka_as_its_payloads(
+    registry: RegistryUnderTest, stack: Stack, settings: Settings
+) -> None:
+    """Kafka first: the encoder's bytes are the driver's payloads, decoded on arrival by a v2
+    reader while the producer rolls from v1 to v2 mid-stream."""
+    if "kafka" in missing_services():
+        pytest.skip(missing_services()["kafka"])
+    client = registry.client()
+    driver = open_driver("kafka", settings)
+    destination = driver.create_destination(DestinationSpec(f"bb-schemas-{uuid.uuid4().hex[:8]}"))
+    try:
+        topic = destination.spec.name
+        client.set_compatibility(topic, "BACKWARD")
+        v1, v2 = client.encoder(topic, ORDER_V1), client.encoder(topic, ORDER_V2)
+        sent = [v1.encode({"key": "k", "seq": seq}) for seq in range(5)]
+        sent += [v2.encode({"key": "k", "seq": seq, "note": "v2"}) for seq in range(5, 10)]
+        producer = driver.producer(destination)
+        results = send_all(producer, [("k", payload) for payload in sent])
+        producer.close()
+        assert {result.outcome for result in results} == {Outcome.OK}
+
+        consumer = driver.consumer(destination, "default")
+        received = consume(consumer, lambda got: len(got) >= len(sent))
+        consumer.close()
+    finally:
+        driver.delete_destination(destination)
+        driver.close()
+    reader = client.decoder(topic, ORDER_V2)
+    decoded = [reader.decode(message.payload) for message in received]
+    assert [(record["seq"], record["note"]) for record in decoded] == [
+        *((seq, "none") for seq in range(5)),
+        *((seq, "v2") for seq in range(5, 10)),
+    ]
 
 
 def test_an_unreachable_registry_is_one_line_naming_the_fix() -> None:
