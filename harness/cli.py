@@ -61,9 +61,11 @@ def _only(value: str | None) -> list[str] | None:
 
 @app.command()
 def setup() -> None:
-    """Fetch and cache Kafka, ElasticMQ and toxiproxy; find the Pub/Sub emulator."""
+    """Fetch and cache Kafka, ElasticMQ, toxiproxy and build the schema registry; find the
+    Pub/Sub emulator."""
     table = Table("component", "version", "result", "where", box=None)
-    for artifact in (artifacts.kafka(), artifacts.elasticmq(), artifacts.toxiproxy()):
+    installed_here = (artifacts.kafka(), artifacts.elasticmq(), artifacts.toxiproxy())
+    for artifact in (*installed_here, artifacts.schema_registry_server()):
         if artifact.installed:
             table.add_row(artifact.name, artifact.version, "cached", str(artifact.root))
             continue

@@ -34,6 +34,8 @@ class Ports(FrozenModel):
     pubsub_proxy: Port = 18085
     memory: Port = 9350
     """The in-memory test double broker (``up --only memory``; never started by default)."""
+    registry: Port = 8081
+    """The schema registry (``up --only registry``; never started by default)."""
 
     @model_validator(mode="after")
     def _distinct(self) -> "Ports":

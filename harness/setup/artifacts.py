@@ -1,7 +1,8 @@
 """The broker runtimes brokerbench installs into its cache, and how each is fetched.
 
 Kafka and ElasticMQ come from Maven Central as jars (a dependency-only POM resolved with the
-pinned maven-dependency-plugin), toxiproxy is built with ``go install``, and the Pub/Sub
+pinned maven-dependency-plugin), the schema registry (Apicurio) is built from Maven Central with
+Quarkus (``schema_registry.py``), toxiproxy is built with ``go install``, and the Pub/Sub
 emulator is found where the Google Cloud CLI installed it. Every install goes to a temporary
 folder that is renamed into place when complete, so an interrupted setup never leaves a
 half-filled cache behind.
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from harness import paths
 from harness.errors import UserError
+from harness.setup import schema_registry
 from harness.setup.prerequisites import GO, MAVEN
 
 KAFKA_VERSION = "4.4.0"
@@ -148,8 +150,10 @@ def _run(command: list[str], what: str, cwd: Path, env: dict[str, str] | None = 
         )
     if completed.returncode != 0:
         lines = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-        last = lines[-1] if lines else "no output"
-        raise UserError(f"{what} failed (exit {completed.returncode}): {last[:300]}")
+        # Maven's first [ERROR] line says what failed; its last ones only point to its wiki.
+        errors = [line for line in lines if line.startswith("[ERROR]")]
+        shown = errors[0] if errors else lines[-1] if lines else "no output"
+        raise UserError(f"{what} failed (exit {completed.returncode}): {shown[:300]}")
 
 
 def kafka() -> Artifact:
@@ -179,6 +183,18 @@ def elasticmq() -> Artifact:
         paths.home() / f"elasticmq-{ELASTICMQ_VERSION}",
         "lib",
         _maven_fetch("elasticmq", [f"org.elasticmq:elasticmq-server_2.13:{ELASTICMQ_VERSION}"], []),
+    )
+
+
+def schema_registry_server() -> Artifact:
+    """Apicurio Registry, built by its wrapper Maven project (``schema_registry.build``)."""
+    version = schema_registry.REGISTRY_VERSION
+    return Artifact(
+        "registry",
+        version,
+        paths.home() / f"apicurio-registry-{version}",
+        schema_registry.RUNNER_JAR,
+        lambda root: schema_registry.build(root, _run),
     )
 
 
@@ -226,4 +242,4 @@ def require(artifact: Artifact) -> Path:
 
 
 def all_artifacts() -> list[Artifact]:
-    return [kafka(), elasticmq(), toxiproxy(), pubsub_emulator()]
+    return [kafka(), elasticmq(), schema_registry_server(), toxiproxy(), pubsub_emulator()]

@@ -103,8 +103,15 @@ def engine_problem() -> str | None:
 
 
 def _local_only(settings: Settings) -> set[str]:
-    """The opt-in services (the memory test double): local processes only, no container."""
+    """The opt-in services (the memory test double, the schema registry): local processes
+    only, no container."""
     return {service.name for service in opt_in_services(settings)}
+
+
+def _why_local(name: str) -> str:
+    if name == "memory":
+        return "memory is brokerbench's in-memory test double"
+    return f"{name} is the schema registry `brokerbench setup` builds here"
 
 
 def _make(
@@ -115,8 +122,7 @@ def _make(
     local_only = sorted(_local_only(settings) & set(only or ()))
     if local_only:
         raise UserError(
-            f"{local_only[0]} is brokerbench's in-memory test double and runs as a local process "
-            "only: use --provider local"
+            f"{_why_local(local_only[0])} and runs as a local process only: use --provider local"
         )
     problem = engine_problem()
     if problem is not None:
@@ -165,7 +171,7 @@ def open_provider(
         raise UserError(f"unknown provider {choice!r}: choose from {', '.join(CHOICES)}")
     name: ProviderName
     if choice == "auto" and only and set(only) <= _local_only(settings):
-        name, reason = "local", "the memory test double is a local process"
+        name, reason = "local", f"{', '.join(sorted(only))}: local processes only"
     else:
         name, reason = choose(settings) if choice == "auto" else (choice, "")
     recorded = recorded_provider()

@@ -18,6 +18,7 @@ from harness.models import LOOPBACK
 from harness.settings import Settings
 from harness.setup import artifacts
 from harness.setup.prerequisites import JAVA
+from harness.stack import schema_registry
 from harness.stack.toxiproxy import Client as ToxiproxyClient
 
 PROBE_TIMEOUT = 2.0
@@ -324,9 +325,31 @@ class MemoryBroker(Service):
         return f"brokerbench {__version__}"
 
 
+class SchemaRegistry(Service):
+    """Apicurio Registry (harness/stack/schema_registry.py): opt-in (``up --only registry``),
+    in-memory storage, no proxy."""
+
+    name = "registry"
+    port_fields = ("registry",)
+    startup_timeout = 120.0  # about 10 s alone; far more while brokers start on two cores
+    opt_in = True
+
+    def command(self) -> list[str]:
+        jar = artifacts.require(artifacts.schema_registry_server())
+        port = self.settings.ports.registry
+        http = [f"-Dquarkus.http.port={port}", f"-Dquarkus.http.host={LOOPBACK}"]
+        return [_java(), "-Xmx384m", *http, "-jar", str(jar)]
+
+    def probe(self) -> None:
+        schema_registry.probe(self.settings.ports.registry, PROBE_TIMEOUT)
+
+    def version(self) -> str:
+        return schema_registry.version(self.settings.ports.registry, PROBE_TIMEOUT)
+
+
 def opt_in_services(settings: Settings) -> list[Service]:
     """Services ``up`` starts only when named with ``--only``."""
-    return [MemoryBroker(settings)]
+    return [MemoryBroker(settings), SchemaRegistry(settings)]
 
 
 def all_services(settings: Settings) -> list[Service]:

@@ -17,7 +17,15 @@ SHIFTED_PORTS = {name: port + 2000 for name, port in Ports().model_dump().items(
 
 def isolated_home(root: Path, *installed: str) -> Path:
     """A BROKERBENCH_HOME whose named runtimes link to the real cache (nothing re-downloaded)."""
-    real = {a.name: a for a in (artifacts.kafka(), artifacts.elasticmq(), artifacts.toxiproxy())}
+    real = {
+        a.name: a
+        for a in (
+            artifacts.kafka(),
+            artifacts.elasticmq(),
+            artifacts.toxiproxy(),
+            artifacts.schema_registry_server(),
+        )
+    }
     root.mkdir(parents=True, exist_ok=True)
     for name in installed:
         source = real[name].root

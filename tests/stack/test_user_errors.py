@@ -47,10 +47,10 @@ def test_setup_without_go_says_how_to_get_it(tmp_path: Path, empty_path: str) ->
 def test_setup_with_everything_cached_needs_no_tool_and_downloads_nothing(
     tmp_path: Path, empty_path: str
 ) -> None:
-    home = isolated_home(tmp_path / "home", "kafka", "elasticmq", "toxiproxy")
+    home = isolated_home(tmp_path / "home", "kafka", "elasticmq", "toxiproxy", "registry")
     completed = brokerbench("setup", env=environment(home, path=empty_path))
     assert completed.returncode == 0, completed.stderr
-    assert completed.stdout.count("cached") == 3
+    assert completed.stdout.count("cached") == 4
 
 
 def test_up_without_java_says_how_to_get_it(tmp_path: Path, empty_path: str) -> None:
