@@ -1,7 +1,12 @@
 """Start services as process-group leaders, remember them in pid files, stop exactly those.
 
 A pid file holds the pid and the process's start time, so a pid reused by an unrelated
-process is never mistaken for ours and never signalled. A pid file that is not one brokerbench
+process is never mistaken for ours and never signalled. A start time is wall-clock time, which
+moves when the system clock is stepped (a virtual machine's clock synchronised after a pause):
+a process whose start time no longer matches its record is still ours when its command line is
+exactly the recorded one, since a stranger given the same pid does not run our service's
+command. Without that, a clock step made ``up`` take running services for crashed ones, drop
+their pid files and fail on their ports. A pid file that is not one brokerbench
 wrote is a one-line error naming it (never guessed at: a wrong pid would signal a stranger).
 """
 
@@ -92,10 +97,16 @@ def start_time(pid: int) -> float:
     return psutil.Process(pid).create_time()
 
 
+START_TIME_TOLERANCE = 1.0
+"""Seconds a recomputed start time may differ from the recorded one (rounding, clock slew)."""
+
+
 def _process(record: ProcessRecord) -> psutil.Process | None:
     try:
         process = psutil.Process(record.pid)
-        if abs(process.create_time() - record.started_at) > 1.0:
+        if abs(process.create_time() - record.started_at) > START_TIME_TOLERANCE and (
+            not record.argv or process.cmdline() != record.argv
+        ):
             return None
         if process.status() == psutil.STATUS_ZOMBIE:
             _reap(process)

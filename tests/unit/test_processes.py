@@ -1,10 +1,12 @@
 """Pid files and process groups: stop ends a service's whole group, and only ours."""
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import psutil
@@ -43,3 +45,27 @@ def test_a_reused_pid_is_never_signalled(tmp_path: Path) -> None:
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def shifted(
+    record: processes.ProcessRecord, seconds: float, argv: list[str] | None = None
+) -> processes.ProcessRecord:
+    return replace(record, started_at=record.started_at + seconds, argv=argv or record.argv)
+
+
+def test_a_clock_step_does_not_orphan_a_running_service(tmp_path: Path) -> None:
+    """After the wall clock moved (the recorded start time is 90 s off), the process running
+    the recorded command is still ours, is seen alive and is stopped; the same pid with a
+    different command line is a stranger."""
+    record = processes.start(tmp_path, [sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        stepped = shifted(record, 90.0)
+        assert processes.is_alive(stepped)
+        stranger = shifted(record, 90.0, argv=[sys.executable, "-c", "other"])
+        assert not processes.is_alive(stranger)
+        (tmp_path / "pid.json").write_text(json.dumps(asdict(stepped)))
+        assert processes.stop(tmp_path, grace_seconds=5) is True
+        assert not processes.is_alive(record)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(record.pid, 9)
