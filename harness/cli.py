@@ -10,7 +10,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -490,6 +489,15 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _show_usage_error(exc: typer.TyperException) -> None:
+    """Click's own rendering (usage line, then ``Error: ...``) where the exception has it."""
+    show = getattr(exc, "show", None)
+    if callable(show):
+        show()
+    else:
+        errors.print(f"error: {exc.format_message()}", markup=False, highlight=False)
+
+
 def main() -> None:
     """Entry point: run the app, turning user errors into one line and exit code 2, and a
     crash (a bug) into its traceback and exit code 4, never 1, which means a verdict.
@@ -505,11 +513,11 @@ def main() -> None:
         message = redaction.scrub(str(exc))
         errors.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, typer.Abort):
         errors.print("interrupted")
         sys.exit(INTERRUPTED)
-    except click.ClickException as exc:
-        exc.show()
+    except typer.TyperException as exc:  # a usage error (typer carries its own click)
+        _show_usage_error(exc)
         sys.exit(exc.exit_code)
     except Exception:  # a bug: its traceback, then an exit code no verdict uses
         traceback.print_exc()
