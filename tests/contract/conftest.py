@@ -2,7 +2,14 @@
 brokers through toxiproxy (tests/contract/test_drivers.py). The rest is deselected, not skipped,
 so CI's rule against skipped broker tests still holds for what runs."""
 
+from collections.abc import Iterator
+
 import pytest
+
+from harness.drivers.kafka import KafkaDriver
+from harness.drivers.targets import open_driver
+from harness.settings import Settings
+from harness.stack.manager import Stack
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -21,3 +28,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = kept
+
+
+@pytest.fixture
+def kafka(stack: Stack, settings: Settings) -> Iterator[KafkaDriver]:
+    """The Kafka driver on the local Kafka, directly (no proxy)."""
+    driver = open_driver("kafka", settings)
+    assert isinstance(driver, KafkaDriver)
+    yield driver
+    driver.close()

@@ -7,7 +7,6 @@ producer id, visible in librdkafka's statistics as ``eos.producer_id``)."""
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,19 +14,8 @@ from confluent_kafka import Producer as ConfluentProducer
 
 from harness.drivers.base import Destination, DestinationSpec, SendResult
 from harness.drivers.kafka import KafkaDriver, KafkaProducer
-from harness.drivers.targets import open_driver
-from harness.settings import Settings
-from harness.stack.manager import Stack
 
 pytestmark = pytest.mark.broker
-
-
-@pytest.fixture
-def kafka(stack: Stack, settings: Settings) -> Iterator[KafkaDriver]:
-    driver = open_driver("kafka", settings)
-    assert isinstance(driver, KafkaDriver)
-    yield driver
-    driver.close()
 
 
 def created(driver: KafkaDriver, **spec: Any) -> Destination:

@@ -4,7 +4,6 @@ factor the cluster cannot hold is one line naming the fix, and ``acks: 1`` produ
 the idempotent producer. Replication across nodes is tested on the three-node cluster."""
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from confluent_kafka.admin import ConfigResource  # type: ignore[attr-defined]
@@ -12,20 +11,9 @@ from confluent_kafka.admin import ConfigResource  # type: ignore[attr-defined]
 from harness.drivers.base import DeadLetterPolicy, DestinationSpec, SendResult
 from harness.drivers.kafka import KafkaDriver
 from harness.drivers.replication import Replication
-from harness.drivers.targets import open_driver
 from harness.errors import UserError
-from harness.settings import Settings
-from harness.stack.manager import Stack
 
 pytestmark = pytest.mark.broker
-
-
-@pytest.fixture
-def kafka(stack: Stack, settings: Settings) -> Iterator[KafkaDriver]:
-    driver = open_driver("kafka", settings)
-    assert isinstance(driver, KafkaDriver)
-    yield driver
-    driver.close()
 
 
 def spec(replication: Replication) -> DestinationSpec:
