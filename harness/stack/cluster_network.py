@@ -20,6 +20,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 from harness import paths
 from harness.errors import UserError
@@ -30,14 +31,15 @@ NFT_HOW_TO_GET = "apt-get install -y nftables"
 """How to get ``nft``, which node faults use to cut a node off (Debian/Ubuntu)."""
 
 
-def home_tag() -> str:
-    """Five hex digits naming this home's network objects (interface names are limited to 15
-    characters, so the home's path cannot be in them)."""
-    return hashlib.sha256(str(paths.home()).encode()).hexdigest()[:5]
+def prefix_of(home: Path) -> str:
+    """``bb-`` and five hex digits naming the network objects of ``home`` (interface names
+    are limited to 15 characters, so the home's path cannot be in them)."""
+    return f"bb-{hashlib.sha256(str(home).encode()).hexdigest()[:5]}-"
 
 
 def prefix() -> str:
-    return f"bb-{home_tag()}-"
+    """This home's prefix."""
+    return prefix_of(paths.home())
 
 
 def namespace(node: int) -> str:

@@ -204,17 +204,23 @@ def format_storage(nodes: list[KafkaNode]) -> None:
     identity = cluster_id(nodes[0].cluster)
     for node in nodes:
         node.write_configs()
-    running = [
-        (node, subprocess.Popen(node.format_command(identity), **_CAPTURE))
-        for node in nodes
-        if not node.is_formatted()
-    ]
+    running: list[tuple[KafkaNode, subprocess.Popen[str]]] = []
     failures = []
-    for node, process in running:
-        output, _ = process.communicate()
-        if process.returncode != 0:
-            last = output.strip().splitlines()[-1:]
-            failures.append(f"formatting {node.name}'s storage failed: {' '.join(last)}")
+    try:
+        for node in nodes:
+            if not node.is_formatted():
+                shutil.rmtree(node.directory / "data", ignore_errors=True)  # a half-made one
+                running.append((node, subprocess.Popen(node.format_command(identity), **_CAPTURE)))
+        for node, process in running:
+            output, _ = process.communicate()
+            if process.returncode != 0:
+                last = output.strip().splitlines()[-1:]
+                failures.append(f"formatting {node.name}'s storage failed: {' '.join(last)}")
+    finally:  # interrupted (Ctrl-C): no storage tool outlives the start
+        for _, process in running:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     if failures:
         raise UserError(failures[0])
 
