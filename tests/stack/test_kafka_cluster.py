@@ -180,7 +180,7 @@ def admin() -> AdminClient:
 
 
 def test_status_shows_every_node_and_clients_reach_each(cluster: ClusterHome) -> None:
-    completed = cluster.brokerbench("status", "--json", "--provider", "local")
+    completed = cluster.brokerbench("status", "--json", "--only", "kafka", "--provider", "local")
     assert completed.returncode == 0, completed.stderr
     services = {s["name"]: s for s in json.loads(completed.stdout)["services"]}
     assert {name: s["state"] for name, s in services.items()} == dict.fromkeys(
@@ -226,6 +226,12 @@ CUT_NODE_3 = f"""table inet bb_test_cut {{
 """
 
 
+LEFT_BEHIND = """table inet bb_test_left_behind {
+  chain input { type filter hook input priority 0; policy accept; tcp dport 1 drop; }
+}
+"""
+
+
 def nft_in_node_3(cluster: ClusterHome, *args: str, rules: str | None = None) -> None:
     command = ["ip", "netns", "exec", f"{cluster.prefix}kafka3", "nft", *args]
     subprocess.run(command, input=rules, text=True, check=True, capture_output=True)
@@ -260,7 +266,8 @@ def test_a_drop_rule_in_node_3s_namespace_takes_it_out_of_the_isr_until_removed(
 
 
 def test_down_removes_every_namespace_interface_rule_and_process(cluster: ClusterHome) -> None:
-    nft_in_node_3(cluster, "-f", "-", rules=CUT_NODE_3)  # a rule left in place: down removes it
+    # A rule left in place (one that cuts nothing: a cut node waits out the stop's grace).
+    nft_in_node_3(cluster, "-f", "-", rules=LEFT_BEHIND)
     assert cluster.processes() != []
     completed = cluster.brokerbench("down", "--provider", "local")
     assert completed.returncode == 0, completed.stderr
