@@ -165,7 +165,12 @@ def ensure_node(cluster: KafkaStack, node: int) -> None:
 
 def exec_prefix(node: int) -> list[str]:
     """The argv prefix that runs a command inside node ``node``'s namespace."""
-    return [_ip(), "netns", "exec", namespace(node)]
+    return exec_prefix_of(namespace(node))
+
+
+def exec_prefix_of(name: str) -> list[str]:
+    """The argv prefix that runs a command inside the namespace ``name``."""
+    return [_ip(), "netns", "exec", name]
 
 
 def remove_node(node: int) -> None:
