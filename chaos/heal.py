@@ -63,7 +63,8 @@ def heal_all(settings: Settings, path: Path | None = None, *, force: bool = Fals
     for harness in to_heal:
         for entry in harness.entries:
             heal_entry(entry, settings)
-            done.append(f"{entry.get('kind')}: {entry.get('proxy') or entry.get('service') or ''}")
+            what = entry.get("proxy") or entry.get("service") or entry.get("table") or ""
+            done.append(f"{entry.get('kind')}: {what}")
     if not left_alone:
         done.extend(_reset_everything(settings))
     for harness in to_heal:

@@ -11,6 +11,7 @@ import socket
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Literal
 
 import psutil
@@ -158,6 +159,18 @@ def _expand_kafka(only: Collection[str] | None, settings: Settings) -> Collectio
     return [name for name in only if name != KAFKA] + nodes
 
 
+def _stop(services: list[Service]) -> list[Path]:
+    """``processes.stop_all`` by groups of the same stop grace, shortest first (a Kafka
+    cluster's nodes are given less time than the other services); the folders whose process
+    was running."""
+    stopped: list[Path] = []
+    graces = sorted({service.stop_grace_seconds for service in services})
+    for grace in graces:
+        group = [s.directory for s in services if s.stop_grace_seconds == grace]
+        stopped += processes.stop_all(group, grace)
+    return stopped
+
+
 def _release(services: list[Service]) -> None:
     """Each stopped service's ``release``, all of them even when one fails (the first error is
     raised after)."""
@@ -233,7 +246,7 @@ class Stack:
                 if isinstance(service, Toxiproxy):
                     service.client().populate(proxy_specs(self.settings))
         except BaseException:
-            processes.stop_all([service.directory for service in started])
+            _stop(started)
             _release(to_start)
             raise
         return self.status()
@@ -269,7 +282,7 @@ class Stack:
 
     def down(self, report: Callable[[str], None] = lambda _: None) -> None:
         with stack_lock(report):
-            stopped = processes.stop_all([service.directory for service in self.services])
+            stopped = _stop(self.services)
             _release(self.services)
             if self.whole:  # also what a killed `up` made before any node had a pid file
                 cluster_network.remove_all()

@@ -34,6 +34,8 @@ class Service(ABC):
     """Started only when named (``up --only NAME``), never by a plain ``up``."""
     test_double: bool = False
     """brokerbench's own stand-in for a broker, for its tests: never a real broker."""
+    stop_grace_seconds: float = 15.0
+    """How long ``down`` waits after SIGTERM before it SIGKILLs the process group."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -30,8 +30,20 @@ from confluent_kafka import TopicCollection
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from filelock import FileLock
 
+from chaos import state
+from chaos.context import NemesisContext
+from chaos.faults.node import (
+    IsolateNode,
+    KillNode,
+    NodeParams,
+    active_controller,
+    partition_leaders,
+)
+from chaos.heal import heal_all
+from harness.settings import Settings
 from harness.setup import artifacts
 from harness.stack import cluster_network
+from harness.stack.kafka_cluster import configured_nodes
 from tests.stack.cli import brokerbench
 
 pytestmark = pytest.mark.broker
@@ -263,6 +275,75 @@ def test_a_drop_rule_in_node_3s_namespace_takes_it_out_of_the_isr_until_removed(
     print(f"\nnode 3 cut: out of the ISR after {out:.1f} s; rule removed: back after {back:.1f} s")
     record_property("isr_out_seconds", round(out, 1))
     record_property("isr_back_seconds", round(back, 1))
+
+
+def cluster_settings() -> Settings:
+    return Settings.model_validate({"stack": {"kafka": {"nodes": 3, "subnet": CLUSTER_SUBNET}}})
+
+
+def reaches(namespace: str, address: str) -> bool:
+    """A TCP connect from inside ``namespace`` to ``address``'s controller port succeeds."""
+    script = f"import socket; socket.create_connection(({address!r}, 9093), timeout=2).close()"
+    command = ["ip", "netns", "exec", namespace, sys.executable, "-c", script]
+    return subprocess.run(command, capture_output=True, check=False).returncode == 0
+
+
+def test_isolate_node_cuts_the_leader_off_and_chaos_heal_undoes_it(
+    cluster: ClusterHome, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("BROKERBENCH_HOME", str(cluster.home))
+    client = admin()
+    client.create_topics([NewTopic("isolate", 1, 3)])["isolate"].result(30)
+    wait_for("the topic's leader", lambda: in_sync(client, "isolate") != {})
+    settings, faults = cluster_settings(), tmp_path / "active-faults.json"
+    context = NemesisContext(target="kafka", settings=settings, state_file=faults)
+    fault = IsolateNode("isolate-1", "broker", NodeParams(node="leader"), context)
+    fault.check()
+    state.add_entries(fault.entries(), faults)  # as the nemesis does, before applying
+    fault.apply()
+    node = fault.node()
+    led, _ = partition_leaders(configured_nodes(settings))
+    assert led[node.node] == max(led.values())
+    peers = [n.address for n in configured_nodes(settings) if n.node != node.node]
+    assert not any(reaches(node.namespace, peer) for peer in peers)
+    # Clients in the root namespace still reach the cut-off node.
+    alone = AdminClient({"bootstrap.servers": f"{node.address}:9092", "log_level": 0})
+    assert alone.list_topics(timeout=10).brokers
+    # The harness was killed: `chaos heal` undoes the cut from the state file.
+    outcome = heal_all(settings, faults, force=True)
+    assert f"node-cut: {fault.table}" in outcome.done
+    assert all(reaches(node.namespace, peer) for peer in peers)
+
+
+def test_kill_node_kills_the_active_controller_and_heal_starts_it_again(
+    cluster: ClusterHome, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BROKERBENCH_HOME", str(cluster.home))
+    settings = cluster_settings()
+    nodes = configured_nodes(settings)
+    context = NemesisContext(target="kafka", settings=settings)
+    fault = KillNode("kill-1", "broker", NodeParams(node="controller"), context)
+    fault.check()
+    killed = fault.node()
+    assert killed.node == active_controller(nodes)
+    fault.apply()
+    try:
+        elected = wait_for(
+            "another controller",
+            lambda: active_controller(nodes) != killed.node,
+        )
+        print(
+            f"\nkill-node: controller {killed.node} killed, another elected after {elected:.1f} s"
+        )
+    finally:
+        started = time.monotonic()
+        fault.heal()
+        print(
+            f"kill-node: {killed.name} answered again {time.monotonic() - started:.1f} s after heal"
+        )
+    completed = cluster.brokerbench("status", "--json", "--only", "kafka", "--provider", "local")
+    states = {s["name"]: s["state"] for s in json.loads(completed.stdout)["services"]}
+    assert states == dict.fromkeys(("kafka-1", "kafka-2", "kafka-3"), "healthy")
 
 
 def test_down_removes_every_namespace_interface_rule_and_process(cluster: ClusterHome) -> None:
