@@ -5,6 +5,7 @@ Its own module so that ``chaos.heal`` and the node faults both use it without im
 other."""
 
 import contextlib
+import shutil
 import subprocess
 
 from harness.stack import cluster_network
@@ -48,7 +49,9 @@ def remove_fault_table(table: str) -> None:
 
 def remove_every_fault_table() -> list[str]:
     """Delete every fault table from this home's node namespaces; returns what was removed."""
-    removed = []
+    removed: list[str] = []
+    if shutil.which("nft") is None:  # no table can have been made
+        return removed
     for namespace in cluster_network.namespaces():
         listed = subprocess.run(
             [*cluster_network.exec_prefix_of(namespace), "nft", "list", "tables"],

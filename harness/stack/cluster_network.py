@@ -99,14 +99,18 @@ def require_namespaces() -> None:
 
 
 def namespaces() -> list[str]:
-    """This home's network namespaces."""
+    """This home's network namespaces (none where iproute2 is missing)."""
+    if shutil.which("ip") is None:
+        return []
     listed = _run("netns", "list", check=False).stdout.splitlines()
     names = [line.split()[0] for line in listed if line.strip()]
     return [name for name in names if name.startswith(prefix())]
 
 
 def links() -> list[str]:
-    """This home's interfaces in the root namespace."""
+    """This home's interfaces in the root namespace (none where iproute2 is missing)."""
+    if shutil.which("ip") is None:
+        return []
     listed = _run("-o", "link", "show", check=False).stdout.splitlines()
     names = [line.split(":")[1].strip().split("@")[0] for line in listed if ":" in line]
     return [name for name in names if name.startswith(prefix())]
@@ -185,8 +189,6 @@ def remove_node(node: int) -> None:
 
 def remove_all() -> list[str]:
     """Remove every namespace and interface of this home; returns what was removed."""
-    if shutil.which("ip") is None:
-        return []
     removed = []
     for ns in namespaces():
         _run("netns", "del", ns, check=False)

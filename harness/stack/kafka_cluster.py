@@ -193,8 +193,6 @@ class KafkaNode(Service):
     def release(self) -> None:
         """Remove the node's namespace once its process is stopped; the bridge goes with the
         last node."""
-        if shutil.which("ip") is None:
-            return
         cluster_network.remove_node(self.node)
         if not any(ns.startswith(f"{cluster_network.prefix()}kafka") for ns in _namespaces()):
             cluster_network.remove_all()
