@@ -1,7 +1,8 @@
 """Undoing faults from their state entries: used by the nemesis and by ``chaos heal``.
 
 Entry kinds: ``toxic`` (``proxy``, ``toxic``), ``proxy-disabled`` (``proxy``), ``paused``
-(``service``), ``stopped`` (``service``: crashed or stopped, started again), ``load-process``
+(``service``), ``stopped`` (``service``: crashed or stopped, started again), ``node-cut``
+(``table``: an nftables table in a Kafka cluster node's namespace, deleted), ``load-process``
 (a harness child: nothing outlives the harness, so nothing to undo).
 """
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chaos import state
+from chaos.node_cut import remove_every_fault_table, remove_fault_table
 from chaos.service_control import continue_service, start_again
 from chaos.state import Entry, HarnessFaults
 from harness.settings import Settings
@@ -34,6 +36,8 @@ def heal_entry(entry: Entry, settings: Settings) -> None:
         continue_service(settings, entry["service"])
     elif kind == "stopped":
         start_again(settings, entry["service"])
+    elif kind == "node-cut":
+        remove_fault_table(entry["table"])
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,8 @@ def heal_all(settings: Settings, path: Path | None = None, *, force: bool = Fals
     for harness in to_heal:
         for entry in harness.entries:
             heal_entry(entry, settings)
-            done.append(f"{entry.get('kind')}: {entry.get('proxy') or entry.get('service') or ''}")
+            what = entry.get("proxy") or entry.get("service") or entry.get("table") or ""
+            done.append(f"{entry.get('kind')}: {what}")
     if not left_alone:
         done.extend(_reset_everything(settings))
     for harness in to_heal:
@@ -68,7 +73,8 @@ def heal_all(settings: Settings, path: Path | None = None, *, force: bool = Fals
 
 
 def _reset_everything(settings: Settings) -> list[str]:
-    """Toxiproxy reset and SIGCONT of every local service (what no state file may have said)."""
+    """Toxiproxy reset, SIGCONT of every local service and every node-cut table deleted (what
+    no state file may have said)."""
     done = []
     toxiproxy = Toxiproxy(settings)
     record = processes.recorded(toxiproxy.directory)
@@ -78,4 +84,5 @@ def _reset_everything(settings: Settings) -> list[str]:
     for service in Stack(settings).services:
         if service.name != "toxiproxy":
             continue_service(settings, service.name)
+    done.extend(f"{cut}: deleted" for cut in remove_every_fault_table())
     return done

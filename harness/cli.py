@@ -21,6 +21,7 @@ from harness.load.plan_file import redact_stderr
 from harness.run.result_model import ANALYSIS_FILE, RESULT_FILE, RunResult
 from harness.settings import load_settings
 from harness.setup import artifacts
+from harness.stack import cluster_network
 from harness.stack.container_specs import container_name
 from harness.stack.manager import ServiceStatus, Stack
 from harness.stack.provider import Choice, StackProvider, existing_provider, open_provider
@@ -84,6 +85,13 @@ def setup() -> None:
             f"warning: Pub/Sub emulator not found; the other brokers work. To add it: "
             f"{artifacts.PUBSUB_HOW_TO_GET}"
         )
+    _warn_when_nft_missing()
+
+
+def _warn_when_nft_missing() -> None:
+    hint = cluster_network.nft_missing_hint()
+    if hint is not None:
+        errors.print(f"warning: {hint}")
 
 
 @app.command()
@@ -102,6 +110,8 @@ def up(only: OnlyOption = None, provider: ProviderOption = None) -> None:
     took = time.monotonic() - started
     healthy = sum(status.state == "healthy" for status in statuses)
     console.print(f"{healthy}/{len(statuses)} services healthy in {took:.1f} s")
+    if any(status.namespace for status in statuses):
+        _warn_when_nft_missing()
 
 
 @app.command()
@@ -142,7 +152,8 @@ def _print_status(stack: StackProvider, statuses: list[ServiceStatus] | None = N
     colours = {"healthy": "green", "unhealthy": "yellow", "crashed": "red", "stopped": "dim"}
     statuses = statuses or stack.status()
     for s in statuses:
-        ports = " ".join(f"{name}={port}" for name, port in s.ports.items())
+        host = f"{s.address}:" if s.address else ""
+        ports = " ".join(f"{name}={host}{port}" for name, port in s.ports.items())
         state = f"[{colours[s.state]}]{s.state}[/]"
         log = str(Path(s.log).relative_to(home)) if Path(s.log).is_relative_to(home) else s.log
         name = f"{s.name} (test double)" if s.test_double else s.name

@@ -5,6 +5,7 @@ Read from ``brokerbench.yaml`` in the working directory (or the file named by
 (for example ``BROKERBENCH_PORT_KAFKA=29092``).
 """
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -47,6 +48,54 @@ class Ports(FrozenModel):
         return self
 
 
+KAFKA_NODES_MAX = 5
+FIRST_NODE_HOST = 11
+"""Node ``i`` of a Kafka cluster is host ``FIRST_NODE_HOST + i - 1`` of the cluster's subnet."""
+
+
+class KafkaStack(FrozenModel):
+    """The local stack's Kafka: one node on 127.0.0.1 (the default), or a KRaft cluster of
+    ``nodes`` combined broker+controller nodes, each in its own network namespace at its own
+    address of ``subnet`` (harness/stack/kafka_cluster.py; needs root)."""
+
+    nodes: Annotated[int, Field(ge=1, le=KAFKA_NODES_MAX)] = 1
+    subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("10.214.14.0/24")
+    """A private /24 (or larger) for the cluster's bridge (host 1) and nodes (hosts 11, 12,
+    ...); it must not overlap a network this machine already uses."""
+    heap_mb: Annotated[int, Field(ge=128, le=8192)] = 256
+    """Each node's JVM heap (-Xms = -Xmx)."""
+
+    @property
+    def is_cluster(self) -> bool:
+        return self.nodes > 1
+
+    @model_validator(mode="after")
+    def _subnet_holds_the_nodes(self) -> "KafkaStack":
+        if not self.subnet.is_private:
+            raise ValueError(f"subnet {self.subnet} is not a private network")
+        if self.subnet.num_addresses < FIRST_NODE_HOST + KAFKA_NODES_MAX + 1:
+            raise ValueError(f"subnet {self.subnet} is too small: use a /24 or larger")
+        return self
+
+    def node_address(self, node: int) -> str:
+        """The address of node ``node`` (1-based) on the cluster's bridge."""
+        return str(self.subnet.network_address + FIRST_NODE_HOST + node - 1)
+
+    def bridge_address(self) -> str:
+        """The root namespace's address on the bridge (the clients' side)."""
+        return str(self.subnet.network_address + 1)
+
+    def bootstrap_servers(self, port: int) -> str:
+        """Every node's client listener, comma-separated."""
+        return ",".join(f"{self.node_address(n)}:{port}" for n in range(1, self.nodes + 1))
+
+
+class StackSettings(FrozenModel):
+    """How the local stack runs its services (beyond their ports)."""
+
+    kafka: KafkaStack = KafkaStack()
+
+
 LOCAL_DRIVERS = {"kafka": "kafka", "elasticmq": "sqs", "moto": "sqs", "pubsub": "pubsub"}
 """The local stack's brokers (target name -> driver): the only targets faults may signal."""
 TEST_DOUBLE = "memory"
@@ -87,6 +136,7 @@ class ExternalTarget(FrozenModel):
 
 class Settings(FrozenModel):
     ports: Ports = Ports()
+    stack: StackSettings = StackSettings()
     pubsub_project: str = "brokerbench"
     targets: dict[UserTargetName, ExternalTarget] = Field(default_factory=dict)
 

@@ -30,6 +30,9 @@ class Fault(ABC):
     action: ClassVar[str]
     params_model: ClassVar[type[FrozenModel]] = NoParams
     default_target: ClassVar[str] = BROKER
+    cluster_only: ClassVar[bool] = False
+    """The fault acts on a node of the local Kafka cluster (``stack.kafka.nodes`` > 1): refused
+    at plan time for every other broker (``harness/run/suite_runner.py``)."""
     restarts_broker: ClassVar[bool] = False
     """The fault starts its target broker's process again (a fresh JVM): the suite warms it
     before its next run (``harness/run/warmup_policy.py``)."""

@@ -47,6 +47,14 @@ def _defaults(driver: str, settings: Settings) -> dict[str, Any]:
 def _local_endpoint(target: str, settings: Settings, via_proxy: bool) -> dict[str, Any]:
     p = settings.ports
     if target == "kafka":
+        cluster = settings.stack.kafka
+        if cluster.is_cluster:
+            if via_proxy:
+                raise UserError(
+                    "the local Kafka cluster (stack.kafka.nodes > 1) has no toxiproxy proxy: "
+                    "use proxy: none"
+                )
+            return {"bootstrap_servers": cluster.bootstrap_servers(p.kafka)}
         return {"bootstrap_servers": f"{LOOPBACK}:{p.kafka_proxy if via_proxy else p.kafka}"}
     if target in ("elasticmq", "moto"):
         port = getattr(p, f"{target}_proxy" if via_proxy else target)

@@ -146,6 +146,7 @@ def _load_scenarios(
                 f"{external[0]!r} is an external target (no proxy, no process to signal): run "
                 "it with scenarios that only kill load processes, or in another suite"
             )
+        _refuse_node_faults_without_a_cluster(here, scenario, suite, settings)
         networked = [
             f.action
             for f in scenario.faults
@@ -158,6 +159,29 @@ def _load_scenarios(
             )
         scenarios.append(scenario)
     return scenarios
+
+
+def _refuse_node_faults_without_a_cluster(
+    here: str, scenario: Scenario, suite: Suite, settings: Settings
+) -> None:
+    """Node faults act on a node of the local Kafka cluster: refused for any other broker."""
+    from chaos.faults.registry import fault_class
+
+    node_faults = [f.action for f in scenario.faults if fault_class(f.action).cluster_only]
+    if not node_faults:
+        return
+    cluster = settings.stack.kafka.is_cluster
+    for broker in suite.brokers:
+        if broker == "kafka" and is_local_broker(broker, settings) and cluster:
+            continue
+        why = (
+            "the local Kafka is one node: set stack.kafka.nodes: 3 in brokerbench.yaml"
+            if broker == "kafka"
+            else f"{broker!r} is not the local Kafka cluster (one process, no nodes)"
+        )
+        raise UserError(
+            f"{here}: scenario {scenario.name!r} has node faults ({node_faults[0]}) but {why}"
+        )
 
 
 def _check_target(  # noqa: PLR0917 - one call site

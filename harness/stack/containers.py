@@ -141,6 +141,11 @@ class ContainerProvider:
     def __init__(
         self, settings: Settings, only: Collection[str] | None = None, *, reap_on_exit: bool = False
     ) -> None:
+        if settings.stack.kafka.is_cluster:
+            raise UserError(
+                "a Kafka cluster (stack.kafka.nodes > 1) runs only as local processes: "
+                "use --provider local"
+            )
         specs = container_specs(settings)
         require_known_services(only, [spec.service for spec in specs])
         self.settings = settings

@@ -11,6 +11,7 @@ import socket
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Literal
 
 import psutil
@@ -18,13 +19,15 @@ import psutil
 from harness.errors import UserError
 from harness.models import LOOPBACK
 from harness.settings import Settings
-from harness.stack import processes
+from harness.stack import cluster_network, processes
+from harness.stack.kafka_cluster import KafkaNode, configured_nodes, nodes_in_state
 from harness.stack.lock import stack_lock
 from harness.stack.services import Service, Toxiproxy, all_services, opt_in_services
 from harness.stack.toxiproxy import Proxy, ProxySpec
 
 State = Literal["healthy", "unhealthy", "stopped", "crashed"]
 BROKERS = ("kafka", "elasticmq", "moto", "pubsub")
+KAFKA = "kafka"
 
 
 @dataclass(frozen=True)
@@ -38,10 +41,15 @@ class ServiceStatus:
     detail: str | None = None
     test_double: bool = False
     """brokerbench's in-memory test double, not a real broker."""
+    address: str | None = None
+    """Where it listens when that is not 127.0.0.1 (a Kafka cluster node's own address)."""
+    namespace: str | None = None
+    """The network namespace it runs in (a Kafka cluster node's), else None."""
 
 
 def proxy_specs(settings: Settings) -> list[ProxySpec]:
-    """One proxy per broker; Kafka's goes to the listener that advertises the proxy port."""
+    """One proxy per broker; Kafka's goes to the listener that advertises the proxy port (a
+    Kafka cluster has none: its nodes are not on 127.0.0.1)."""
     p = settings.ports
     pairs = {
         "kafka": (p.kafka_proxy, p.kafka_proxied_listener),
@@ -49,6 +57,8 @@ def proxy_specs(settings: Settings) -> list[ProxySpec]:
         "moto": (p.moto_proxy, p.moto),
         "pubsub": (p.pubsub_proxy, p.pubsub),
     }
+    if settings.stack.kafka.is_cluster:
+        del pairs["kafka"]
     return [
         ProxySpec(name, f"{LOOPBACK}:{listen}", f"{LOOPBACK}:{upstream}")
         for name, (listen, upstream) in pairs.items()
@@ -122,8 +132,56 @@ def _last_log_line(service: Service) -> str:
 
 
 def known_services(settings: Settings) -> list[Service]:
-    """The stack's services, then the opt-in ones (the memory test double)."""
-    return [*all_services(settings), *opt_in_services(settings)]
+    """The stack's services, then the opt-in ones (the memory test double). With a Kafka
+    cluster (``stack.kafka.nodes`` > 1) its nodes take the single ``kafka``'s place."""
+    services = all_services(settings)
+    nodes = configured_nodes(settings)
+    if nodes:
+        at = next(i for i, service in enumerate(services) if service.name == KAFKA)
+        services[at : at + 1] = nodes
+    return [*services, *opt_in_services(settings)]
+
+
+def _other_kafka_services(settings: Settings) -> list[Service]:
+    """The Kafka services the settings do not ask for now (the single node while a cluster is
+    configured, nodes of an earlier cluster): ``down`` and ``status`` include them while they
+    are started."""
+    configured = {service.name for service in known_services(settings)}
+    single = [s for s in all_services(settings) if s.name == KAFKA]
+    return [s for s in [*single, *nodes_in_state(settings)] if s.name not in configured]
+
+
+def _expand_kafka(only: Collection[str] | None, settings: Settings) -> Collection[str] | None:
+    """``kafka`` in ``--only`` names every node of a Kafka cluster."""
+    nodes = [node.name for node in configured_nodes(settings)]
+    if only is None or KAFKA not in only or not nodes:
+        return only
+    return [name for name in only if name != KAFKA] + nodes
+
+
+def _stop(services: list[Service]) -> list[Path]:
+    """``processes.stop_all`` by groups of the same stop grace, shortest first (a Kafka
+    cluster's nodes are given less time than the other services); the folders whose process
+    was running."""
+    stopped: list[Path] = []
+    graces = sorted({service.stop_grace_seconds for service in services})
+    for grace in graces:
+        group = [s.directory for s in services if s.stop_grace_seconds == grace]
+        stopped += processes.stop_all(group, grace)
+    return stopped
+
+
+def _release(services: list[Service]) -> None:
+    """Each stopped service's ``release``, all of them even when one fails (the first error is
+    raised after)."""
+    failure: BaseException | None = None
+    for service in services:
+        try:
+            service.release()
+        except Exception as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
 
 
 class Stack:
@@ -133,19 +191,29 @@ class Stack:
 
     def __init__(self, settings: Settings, only: Collection[str] | None = None) -> None:
         services = known_services(settings)
+        only = _expand_kafka(only, settings)
         require_known_services(only, [service.name for service in services])
         self.settings = settings
+        self.whole = only is None
+        others = [s for s in _other_kafka_services(settings) if _started(s)]
         if only is None:
-            self.services = [s for s in services if not s.opt_in or _started(s)]
+            self.services = [s for s in services if not s.opt_in or _started(s)] + others
             self.startable = [s for s in services if not s.opt_in]
         else:
             self.services = [s for s in services if s.name in only]
             self.startable = list(self.services)
+            if any(s.name.startswith(KAFKA) for s in self.services):
+                self.services += others
 
     def service(self, name: str) -> Service:
+        """The service called ``name``; with a Kafka cluster, ``kafka`` is its first node (the
+        broker the warm-up policy, the saturation sampler and the process faults watch)."""
         for service in known_services(self.settings):
             if service.name == name:
                 return service
+        nodes = configured_nodes(self.settings)
+        if name == KAFKA and nodes:
+            return nodes[0]
         names = ", ".join(s.name for s in known_services(self.settings))
         raise UserError(f"unknown service {name!r}: choose from {names}")
 
@@ -178,13 +246,14 @@ class Stack:
                 if isinstance(service, Toxiproxy):
                     service.client().populate(proxy_specs(self.settings))
         except BaseException:
-            processes.stop_all([service.directory for service in started])
+            _stop(started)
+            _release(to_start)
             raise
         return self.status()
 
     def _check_ports_free(self, services: list[Service]) -> None:
         for service in services:
-            require_free_ports(service.name, service.ports())
+            require_free_ports(service.name, service.loopback_ports())
 
     def _wait_ready(self, service: Service) -> None:
         record = processes.recorded(service.directory)
@@ -213,7 +282,10 @@ class Stack:
 
     def down(self, report: Callable[[str], None] = lambda _: None) -> None:
         with stack_lock(report):
-            stopped = processes.stop_all([service.directory for service in self.services])
+            stopped = _stop(self.services)
+            _release(self.services)
+            if self.whole:  # also what a killed `up` made before any node had a pid file
+                cluster_network.remove_all()
         for service in self.services:
             if service.directory in stopped:
                 report(f"{service.name}: stopped")
@@ -223,6 +295,8 @@ class Stack:
 
     def _status_of(self, service: Service) -> ServiceStatus:
         status = self._probed_status_of(service)
+        if isinstance(service, KafkaNode):
+            status = replace(status, address=service.address, namespace=service.namespace)
         if not service.test_double:
             return status
         label = "a test double (in-memory broker for brokerbench's own tests), not a real broker"

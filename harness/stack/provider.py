@@ -141,8 +141,8 @@ def _make(
 
 
 def choose(settings: Settings) -> tuple[ProviderName, str]:
-    """What ``auto`` means here, and why: a running stack of this home first, then a Docker
-    engine, then local processes."""
+    """What ``auto`` means here, and why: a running stack of this home first, then local
+    processes for a Kafka cluster, then a Docker engine, then local processes."""
     problem = engine_problem()
     if recorded_provider() == "containers" and problem is None:
         from harness.stack.containers import ContainerProvider
@@ -151,6 +151,8 @@ def choose(settings: Settings) -> tuple[ProviderName, str]:
             return "containers", "a containers stack is already running in this home"
     if LocalProvider(settings).is_running():
         return "local", "a local stack is already running in this home"
+    if settings.stack.kafka.is_cluster:
+        return "local", "a Kafka cluster (stack.kafka.nodes > 1) runs as local processes"
     if problem is None:
         return "containers", "a Docker engine answers"
     return "local", problem

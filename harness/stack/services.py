@@ -35,6 +35,8 @@ class Service(ABC):
     """Started only when named (``up --only NAME``), never by a plain ``up``."""
     test_double: bool = False
     """brokerbench's own stand-in for a broker, for its tests: never a real broker."""
+    stop_grace_seconds: float = 15.0
+    """How long ``down`` waits after SIGTERM before it SIGKILLs the process group."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -51,8 +53,15 @@ class Service(ABC):
     def command(self) -> list[str]:
         """The argv that starts the service; raises UserError if something is missing."""
 
+    def loopback_ports(self) -> dict[str, int]:
+        """The ports it binds on 127.0.0.1 in the root namespace (checked free before a start)."""
+        return self.ports()
+
     def prepare(self) -> None:  # noqa: B027 - optional hook, most services need nothing
         """Write configs and initialise storage before the first start."""
+
+    def release(self) -> None:  # noqa: B027 - optional hook, most services need nothing
+        """Remove what ``prepare`` made outside the state folder, once the process stopped."""
 
     @abstractmethod
     def probe(self) -> None:

@@ -123,6 +123,18 @@ def test_auto_chooses_containers_when_an_engine_answers(home: Path, answering_en
     assert choose(Settings()) == ("containers", "a Docker engine answers")
 
 
+def test_auto_runs_a_kafka_cluster_locally_even_with_an_engine(
+    home: Path, answering_engine: str
+) -> None:
+    cluster = Settings.model_validate({"stack": {"kafka": {"nodes": 3}}})
+    assert choose(cluster) == (
+        "local",
+        "a Kafka cluster (stack.kafka.nodes > 1) runs as local processes",
+    )
+    with pytest.raises(UserError, match="runs only as local processes: use --provider local"):
+        open_provider(cluster, choice="containers")
+
+
 def test_auto_reuses_a_running_local_stack_even_with_an_engine(
     running_local_service: Path, answering_engine: str
 ) -> None:
