@@ -144,7 +144,7 @@ class KafkaDriver:
         return UserError(
             f"kafka at {self.endpoint.bootstrap_servers} has {brokers} broker(s), too few for "
             f"replication factor {replication.factor}: lower replication.factor or start a "
-            "cluster (kafka: {nodes: 3} in the stack settings)"
+            "cluster (stack: {kafka: {nodes: 3}} in brokerbench.yaml, then brokerbench up)"
         )
 
     def delete_destination(self, destination: Destination) -> None:
