@@ -41,5 +41,7 @@ class NemesisContext:
     consumers: LoadProcesses | None = None
     producers: LoadProcesses | None = None
     recreate_destination: Callable[[], None] | None = None
+    run_dir: Path | None = None
+    """The run's folder: the schema faults rewrite its schema control file."""
     state_file: Path | None = None
     """Default: ``<home>/state/chaos/active-faults-<pid>.json`` (``chaos.state``)."""

@@ -12,6 +12,7 @@ from harness.checkers.index import HistoryIndex
 from harness.checkers.lag import check_lag_recovery
 from harness.checkers.lost import check_lost
 from harness.checkers.ordering import check_ordering
+from harness.checkers.undecodable import check_undecodable
 from harness.checkers.verdict import Verdict
 from harness.drivers.base import OrderingScope
 
@@ -27,13 +28,15 @@ def check_all(  # noqa: PLR0917 - the positional order is the documented API
     exactly_once: bool = False,
 ) -> list[Verdict]:
     """Run every checker on one history; the verdicts come in a fixed order: lost,
-    unknown-outcome, failed-but-delivered, phantom, duplicates, ordering, lag-recovery.
+    unknown-outcome, failed-but-delivered, phantom, duplicates, ordering, lag-recovery, and
+    undecodable for a run whose bodies went through a schema registry.
 
     ``ordering`` is the scope the broker promised for this destination
     (``Capabilities.ordering(ordered)``); ``exactly_once`` makes any repeated delivery not
     asked for by a nack invalid; at-least-once allows (and counts) every duplicate.
     """
     history = HistoryIndex(sends, receives)
+    undecodable = check_undecodable(events)  # only for runs with schema bodies
     return [
         check_lost(history),
         check_unknown_outcomes(history),
@@ -42,6 +45,7 @@ def check_all(  # noqa: PLR0917 - the positional order is the documented API
         check_duplicates(history, exactly_once=exactly_once, failed_acks=failed_acks_of(events)),
         check_ordering(history, ordering),
         check_lag_recovery(lag, events, lag_recovery_seconds),
+        *([] if undecodable is None else [undecodable]),
     ]
 
 

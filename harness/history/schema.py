@@ -45,6 +45,24 @@ class EventKind(StrEnum):
     NOT_SENT = "not-sent"
     """A producer reached the run's bound with messages of its schedule unsent (``detail``:
     ``producer_id``, ``count``): the harness fell behind."""
+    SCHEMA_WRITTEN = "schema-written"
+    """A producer's bodies per schema version (``detail``: ``producer_id``, ``written``
+    {v1, v2, bypass: count}, ``schema_ids`` {v1, v2: registry id}); at its end."""
+    SCHEMA_READ = "schema-read"
+    """A consumer's decoded bodies (``detail``: ``consumer_id``, ``reader`` v1 | v2,
+    ``decoded`` {schema id: count}); at its end."""
+    UNDECODABLE = "undecodable"
+    """A delivery whose body could not be decoded, nacked to the dead-letter destination
+    (``detail``: producer_id, key_id, seq, partition, offset, reason, error)."""
+    DEAD_LETTERED = "dead-lettered"
+    """A message read from the dead-letter destination (``detail``: producer_id, key_id,
+    seq)."""
+    SCHEMA_ROLLED = "schema-rolled"
+    """The registry accepted the new schema; producers write it from now on (``detail``:
+    subject, compatibility, schema_id)."""
+    SCHEMA_REFUSED = "schema-refused"
+    """The registry refused the new schema (``detail``: subject, compatibility, reason);
+    producers keep writing the old one."""
     ACK_FAILED = "ack-failed"
     """A consumer's acks that the broker refused even after retries (``name``: the broker,
     ``detail``: ``count``, ``errors``): those messages are delivered again."""

@@ -18,13 +18,14 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa  # type: ignore[import-untyped]
 
-from harness.drivers.base import OrderingScope, Received, ReceivedBatch
+from harness.drivers.base import Consumer, Driver, OrderingScope, Received, ReceivedBatch
 from harness.drivers.batching import batch_consumer
 from harness.drivers.targets import open_driver
 from harness.history.envelope import decode_columns
@@ -41,6 +42,7 @@ from harness.load.pending_receives import Deliveries, PendingReceives
 from harness.load.plan import ConsumerPlan
 from harness.load.plan_file import read_plan
 from harness.load.progress_line import ProgressLine, emit
+from harness.load.schema_consumer import consume_dead_letters, consume_decoding
 
 # Live metrics get a sample of end-to-end latencies (the history keeps every one).
 E2E_SAMPLE_EVERY = 10
@@ -188,23 +190,71 @@ class Recording:
         self.foreign += len(deliveries) - recorded
 
 
+def _consume_schema_bodies(  # noqa: PLR0917 - one call site
+    plan: ConsumerPlan,
+    consumer: Consumer,
+    recorder: Recorder,
+    stop: threading.Event,
+    recording: Recording,
+    ordering: OrderingScope,
+) -> None:
+    """A run with ``payload_schema: avro``: decode each body, or read the dead letters
+    (``harness/load/schema_consumer.py``), with progress lines from a thread of their own."""
+    progress = recording.progress
+    lines_done = threading.Event()
+
+    def lines() -> None:
+        while not lines_done.wait(0.2):
+            progress.line_if_due()
+
+    def received(poll_ns: int, intended_ns: int) -> None:
+        progress.delivered(np.array([poll_ns]), np.array([intended_ns]))
+
+    ticker = threading.Thread(target=lines, daemon=True)
+    ticker.start()
+    try:
+        if plan.dead_letter_reader:
+            consume_dead_letters(consumer, recorder, plan, stop)
+        else:
+            scope = partial(scope_of, ordering=ordering)
+            consume_decoding(consumer, recorder, plan, stop, scope, received)
+    finally:
+        lines_done.set()
+        ticker.join()
+        consumer.close()
+        recorder.close()
+    emit(ProgressLine(kind="done", consumer=plan.consumer_id, received=progress.received))
+
+
+def _open_consumer(plan: ConsumerPlan) -> tuple[Driver, Consumer]:
+    """The run's destination's consumer (its dead letters' for the dead-letter reader)."""
+    run = plan.run
+    driver = with_patience(
+        lambda: open_driver(run.target, run.settings, via_proxy=run.consumers_via_proxy)
+    )
+    destination = with_patience(lambda: driver.create_destination(run.destination.spec()))
+    if plan.dead_letter_reader:
+        destination = destination.dead_letter
+    return driver, driver.consumer(destination, run.destination.group)
+
+
 def main(plan_path: str) -> None:
     plan = read_plan(plan_path, ConsumerPlan)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    run = plan.run
-    recorder = Recorder(Path(run.run_dir), f"consumer-{plan.consumer_id}")
-    driver = with_patience(
-        lambda: open_driver(run.target, run.settings, via_proxy=run.consumers_via_proxy)
-    )
-    destination = with_patience(lambda: driver.create_destination(run.destination.spec()))
-    consumer = driver.consumer(destination, run.destination.group)
+    recorder = Recorder(Path(plan.run.run_dir), f"consumer-{plan.consumer_id}")
+    driver, consumer = _open_consumer(plan)
     batches = batch_consumer(consumer)
-    recording = Recording(recorder, plan, driver.capabilities.ordering(run.destination.ordered))
+    ordering = driver.capabilities.ordering(plan.run.destination.ordered)
+    recording = Recording(recorder, plan, ordering)
     progress = recording.progress
     errors = BrokerErrors()
     emit(ProgressLine(kind="ready", consumer=plan.consumer_id))
+    if plan.schema_bodies or plan.dead_letter_reader:
+        _consume_schema_bodies(plan, consumer, recorder, stop, recording, ordering)
+        driver.close()
+        return
     try:
         while not stop.is_set():
             try:

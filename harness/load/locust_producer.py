@@ -20,6 +20,7 @@ on import); brokerbench runs it in producer processes of its own.
 import time
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import ClassVar, NoReturn
 
 import gevent
@@ -166,6 +167,11 @@ class OpenLoopProducer(User):
         )
         self.log: SendLog = self.recorder.send_log(self.producer_id)
         self.body = _body_maker(plan)
+        self.schema_writer = None
+        if plan.schema_bodies:
+            from harness.schemas.bodies import SchemaWriter
+
+            self.schema_writer = SchemaWriter(Path(plan.run.run_dir), plan.process_index)
         self.packer = EnvelopePacker(plan.run.run_id, self.producer_id, plan.message_size)
         self.payload_bytes = plan.message_size
         self.request_type = plan.run.target
@@ -193,7 +199,9 @@ class OpenLoopProducer(User):
         """Send a batch whose send began at ``invoke_ns`` (before the bound): the time taken
         to pack it counts in its publish latency, never past the run's bound."""
         key_ids, seqs = self.keys.take(len(intended_ns))
-        if self.body is None:
+        if self.schema_writer is not None:
+            payloads = self._payloads_with_schema(key_ids, seqs, intended_ns)
+        elif self.body is None:
             payloads = self.packer.pack(key_ids, seqs, intended_ns)
         else:
             payloads = self._payloads_with_bodies(key_ids, seqs, intended_ns)
@@ -229,6 +237,27 @@ class OpenLoopProducer(User):
         self.payload_bytes = sum(map(len, payloads)) // len(payloads)
         return payloads
 
+    def _payloads_with_schema(
+        self,
+        key_ids: npt.NDArray[np.uint32],
+        seqs: npt.NDArray[np.uint64],
+        intended_ns: npt.NDArray[np.int64],
+    ) -> list[bytes]:
+        """Bodies through the registry, the whole batch in the version the control file names
+        when the batch is made."""
+        writer = self.schema_writer
+        assert writer is not None
+        run_id, producer_id, size = self.plan.run.run_id, self.producer_id, self.plan.message_size
+        version = writer.version()
+        return [
+            encode(
+                Envelope(run_id, producer_id, k, s, t),
+                size,
+                writer.body(version, producer_id, k, s),
+            )
+            for k, s, t in zip(key_ids.tolist(), seqs.tolist(), intended_ns.tolist(), strict=True)
+        ]
+
     def harvest(self) -> None:
         """Completed sends to the history shard and Locust's statistics."""
         harvest = self.log.harvest()
@@ -256,6 +285,11 @@ class OpenLoopProducer(User):
         self.producer.close()
         self.driver.close()
         self.harvest()
+        if self.schema_writer is not None:
+            summary = self.schema_writer.summary(self.producer_id)
+            self.recorder.event(
+                EventKind.SCHEMA_WRITTEN, "schema", f"producer-{self.producer_id}", summary
+            )
         type(self)._running -= 1
         if type(self)._running == 0:
             self.finished.set()

@@ -87,6 +87,9 @@ class ProducerPlan(FrozenModel):
     flow: str | None = None
     """A business flow's workload kind: its generator makes each message's body."""
     flow_params: dict[str, Any] = Field(default_factory=dict)
+    schema_bodies: bool = False
+    """Bodies are Avro records through the registry named by the run's schema control file
+    (``harness/schemas/evolution.py``; a workload's ``payload_schema: avro``)."""
 
     def schedule(self) -> Schedule:
         return Schedule(tuple(Step(step.rate, step.seconds) for step in self.steps))
@@ -99,3 +102,9 @@ class ConsumerPlan(FrozenModel):
     durable_history: bool = False
     """Flush the history before each ack, so a SIGKILL loses no acked delivery (chaos runs
     that kill consumers)."""
+    schema_bodies: bool = False
+    """Decode every body with the registry (``harness/schemas/evolution.py``): a body that
+    cannot be decoded is nacked (the destination dead-letters it at once) and recorded."""
+    dead_letter_reader: bool = False
+    """Read the run's dead-letter destination instead, recording each dead letter as an
+    event (its deliveries are not the run's receives)."""

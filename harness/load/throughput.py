@@ -6,7 +6,7 @@ group) and the load shape every flow's config extends (``harness.flows.api.FlowC
 max-rate search's parameters are here too (a suite's ``search:``); the search itself runs in
 ``harness.run.search``."""
 
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -73,6 +73,16 @@ class ThroughputConfig(FrozenModel):
     replication: Replication | None = None
     """Kafka's replication settings (``factor``, ``min_insync_replicas``, ``acks``,
     ``unclean_leader_election``: harness/drivers/replication.py); other brokers ignore them."""
+
+    payload_schema: Literal["none", "avro"] = "none"
+    """``avro``: each message's body (after brokerbench's header) is an Avro record in the
+    Confluent wire format, its schema registered with the schema registry; consumers decode
+    every body, nack what they cannot decode (dead-lettered at once) and the ``undecodable``
+    check counts it. The schema faults (``schema-roll``, ``schema-bypass``) need it. Raw
+    throughput on Kafka only (docs/schema-registry.md)."""
+    registry_url: str | None = None
+    """The registry's Confluent-compatible API; default: the local stack's
+    (``brokerbench up --only registry``, on ``ports.registry``)."""
 
     @model_validator(mode="after")
     def _acks_the_idempotent_producer_can_keep(self) -> Self:

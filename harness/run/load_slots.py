@@ -44,6 +44,7 @@ def producer_plans(
             zipf_exponent=config.zipf_exponent,
             flow=None if flow is None else flow.kind,
             flow_params={} if flow is None else config.model_dump(mode="json"),
+            schema_bodies=flow is None and config.payload_schema == "avro",
         )
         plans[f"producer-{index}"] = ProcessPlan(Role.PRODUCER, PRODUCER_MODULE, plan)
         first += count

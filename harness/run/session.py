@@ -48,7 +48,9 @@ from harness.run.load_slots import Load, producer_plans
 from harness.run.monitor import LiveFeed, Monitor, Progress, Sends
 from harness.run.saturation import sampler_for_run
 from harness.run.topology import consumer_plans_of, topic_plans
+from harness.schemas.evolution import SchemaControl, write_control
 from harness.settings import Settings
+from harness.stack.schema_registry import local_registry_url
 from harness.suite import ProxyPath
 
 T = TypeVar("T")
@@ -163,6 +165,7 @@ class RunSession:
             settings=request.settings.for_target(request.target),
             destination=self.entry_plan,
         )
+        _write_schema_control(request, self.run_dir, self.entry_plan.name)
 
         self.metrics = LiveMetrics(f"{self.run_id:016x}", request.target, request.workload)
         stack.callback(self.metrics.close)
@@ -208,6 +211,7 @@ class RunSession:
                     consumers=self.load.consumer_slots,
                     producers=self.load.producer_slots,
                     recreate_destination=self._recreate_destinations,
+                    run_dir=self.run_dir,
                 ),
             )
         )
@@ -265,3 +269,16 @@ def _require_exactly_once_support(request: RunRequest, driver: Driver) -> None:
             f"{request.target}: exactly-once on SQS needs FIFO queues: set `ordered: true` in "
             f"the params of workload {request.workload}"
         )
+
+
+def _write_schema_control(request: RunRequest, run_dir: Path, topic: str) -> None:
+    """A workload with ``payload_schema: avro``: where its schemas live, before any load."""
+    if request.config.payload_schema != "avro":
+        return
+    if request.flow is not None:
+        raise UserError(
+            "payload_schema: avro is for the raw-throughput workload: remove it from the "
+            f"{request.flow.kind} workload's params"
+        )
+    url = request.config.registry_url or local_registry_url(request.settings.ports.registry)
+    write_control(run_dir, SchemaControl(registry_url=url, topic=topic))

@@ -39,6 +39,8 @@ def topic_plans(
             idempotent_producer=config.idempotent_producer,
             redelivery_timeout=config.redelivery_timeout,
             replication=config.replication,
+            # An undecodable body is nacked once and dead-lettered at once (never retried).
+            max_deliveries=1 if config.payload_schema == "avro" else None,
         )
         return {workload: plan}
     assert isinstance(config, FlowConfig)
@@ -73,14 +75,26 @@ def consumer_plans_of(
     order: the entry service's first), then the dead-letter readers. ``durable_history``: each
     process flushes its history before acking (for runs that kill consumers)."""
     if flow is None:
-        return {
+        schema_bodies = config.payload_schema == "avro"
+        consumers = {
             f"consumer-{index}": ProcessPlan(
                 Role.CONSUMER,
                 CONSUMER_MODULE,
-                ConsumerPlan(run=shared, consumer_id=index, durable_history=durable_history),
+                ConsumerPlan(
+                    run=shared,
+                    consumer_id=index,
+                    durable_history=durable_history,
+                    schema_bodies=schema_bodies,
+                ),
             )
             for index in range(config.consumers)
         }
+        if schema_bodies:  # the dead letters' reader, last
+            reader = ConsumerPlan(run=shared, consumer_id=config.consumers, dead_letter_reader=True)
+            consumers[f"consumer-{config.consumers}"] = ProcessPlan(
+                Role.DEAD_LETTER_READER, CONSUMER_MODULE, reader
+            )
+        return consumers
     assert isinstance(config, FlowConfig)
     params = config.model_dump(mode="json")
     plans: dict[str, ProcessPlan] = {}
@@ -127,7 +141,7 @@ def _service_slots(config: FlowConfig, flow: type[Flow]) -> list[tuple[str, str,
 def consumer_processes(config: ThroughputConfig, flow: type[Flow] | None) -> int:
     """How many consuming processes a run starts (``consumer-0`` .. ``consumer-<n-1>``)."""
     if flow is None:
-        return config.consumers
+        return config.consumers + (1 if config.payload_schema == "avro" else 0)
     assert isinstance(config, FlowConfig)
     return len(_service_slots(config, flow))
 

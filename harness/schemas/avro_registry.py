@@ -18,27 +18,20 @@ says 40901, so only the HTTP status is relied on.
 
 import json
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from harness.errors import BrokerUnreachableError, UserError
+from harness.schemas.subjects import Compatibility, subject_of
 from harness.schemas.wire import UndecodableError, schema_id_of
 
-Compatibility = Literal[
-    "BACKWARD",
-    "BACKWARD_TRANSITIVE",
-    "FORWARD",
-    "FORWARD_TRANSITIVE",
-    "FULL",
-    "FULL_TRANSITIVE",
-    "NONE",
-]
 AvroSchema = Mapping[str, Any]
 """An Avro schema as parsed JSON (a record: ``{"type": "record", "name": ..., "fields": ...}``)."""
 Record = dict[str, Any]
+__all__ = ["AvroRegistry", "Compatibility", "SchemaRefusedError", "subject_of"]
 CONFLICT = 409
 INVALID_SCHEMA = 422
 _T = TypeVar("_T")
@@ -55,11 +48,6 @@ class SchemaRefusedError(UserError):
         )
         self.subject = subject
         self.reason = reason
-
-
-def subject_of(topic: str) -> str:
-    """The subject of a topic's values under Confluent's default naming (TopicNameStrategy)."""
-    return f"{topic}-value"
 
 
 class AvroRegistry:
