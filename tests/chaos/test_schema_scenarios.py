@@ -1,17 +1,11 @@
 """The schema-evolution scenarios (chaos/scenarios/schema-*.yaml) run by `brokerbench run`
 against the REAL schema registry (Apicurio, started through the stack in a home of its own on
 a free port) and the shared local Kafka: one suite, the three scenarios and a baseline, short
-runs (40 msg/s for 6 s). They fault the application, never the shared brokers: not `alone`.
-
-The new fault actions are registered by pyproject's entry points; until the package is
-installed again they are missing from the installed metadata, so the runs get them from a
-throw-away ``.dist-info`` folder on their ``PYTHONPATH`` (``_fault_entry_points``)."""
+runs (40 msg/s for 6 s). They fault the application, never the shared brokers: not `alone`."""
 
 import os
 import subprocess
 import sys
-import tomllib
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -57,20 +51,6 @@ SUITE = {
 }
 
 
-def _fault_entry_points(folder: Path) -> Path:
-    """A distribution folder declaring this checkout's faults the installed metadata lacks."""
-    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]
-    faults = declared["brokerbench.faults"]
-    installed = {entry.name for entry in entry_points(group="brokerbench.faults")}
-    missing = {name: target for name, target in faults.items() if name not in installed}
-    info = folder / "brokerbench_checkout_faults-0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: brokerbench-checkout-faults\n")
-    lines = [f"{name} = {target}" for name, target in missing.items()]
-    (info / "entry_points.txt").write_text("[brokerbench.faults]\n" + "\n".join(lines) + "\n")
-    return folder
-
-
 @pytest.fixture(scope="module")
 def runs(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     if "kafka" in missing_services():
@@ -85,11 +65,7 @@ def runs(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, di
     try:
         suite = root / "schemas.yaml"
         suite.write_text(yaml.safe_dump(SUITE))
-        extra = _fault_entry_points(root / "entry-points")
-        env = os.environ | {
-            "BROKERBENCH_PORT_REGISTRY": str(registry.settings.ports.registry),
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(extra), os.environ.get("PYTHONPATH")])),
-        }
+        env = os.environ | {"BROKERBENCH_PORT_REGISTRY": str(registry.settings.ports.registry)}
         completed = subprocess.run(
             [sys.executable, "-m", "harness", "run", str(suite), "-o", str(root / "runs"),
              "--metrics-port", "0", "--no-broker-warmup"],

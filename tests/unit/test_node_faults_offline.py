@@ -6,9 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from chaos import scenario
 from chaos.context import NemesisContext
-from chaos.faults import registry
 from chaos.faults.node import IsolateNode, KillNode, NodeParams, active_controller
 from chaos.node_cut import cut_rules, fault_table
 from harness.errors import UserError
@@ -22,16 +20,6 @@ workloads:
   - name: w
     params: {rate: 100, duration: 8, consumers: 2}
 """
-
-
-@pytest.fixture(autouse=True)
-def node_faults_registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The node faults as the entry point group names them (an installed copy of brokerbench
-    older than this module would not list them yet)."""
-    known = registry.fault_classes()
-    extended = known | {"isolate-node": IsolateNode, "kill-node": KillNode}
-    monkeypatch.setattr(registry, "fault_classes", lambda: extended)
-    monkeypatch.setattr(scenario, "fault_classes", lambda: extended)
 
 
 def fault(cls: type[IsolateNode | KillNode], target: str, settings: Settings, node: object) -> None:
