@@ -24,7 +24,7 @@ from harness.flows import outbox
 from harness.flows.api import Event, PoisonError, Service, event_id
 from harness.flows.database import READ_PHASE, create_tables, open_engine
 from harness.flows.dead_letters import DeadLetterReader
-from harness.flows.plan import ServicePlan, partition_number
+from harness.flows.plan import ServicePlan, partition_number, subscriber_name
 from harness.flows.registry import flow_class
 from harness.history.envelope import decode
 from harness.history.recorder import Recorder, record_failed_acks
@@ -133,7 +133,7 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
     source = with_patience(lambda: destinations.destination(plan.topic))
     if plan.dead_letter_of is not None:
         source = source.dead_letter
-    group = plan.topics[plan.topic].group
+    group = plan.group or plan.topics[plan.topic].group
     consumer = driver.consumer(source, group)
     ordering = driver.capabilities.ordering(plan.topics[plan.topic].ordered)
     publisher = outbox.OutboxPublisher(
@@ -247,6 +247,8 @@ def _handler(
     topic = plan.topic
     record = plan.dead_letter_of is None
     prepares = type(service).prepare is not Service.prepare
+    # On a fan-out topic, which of its subscribers got the delivery (docs/history.md).
+    subscriber = None if plan.group is None else subscriber_name(topic, plan.group)
 
     def handle(message: Received, receive_ns: int) -> Outcome:
         decoded = decode(message.payload)
@@ -286,6 +288,7 @@ def _handler(
                 delivery_attempt=message.delivery_attempt or 0,
                 disposition=Disposition.ACKED if outcome is Outcome.HANDLED else Disposition.NACKED,
                 scope=_scope(topic, message, ordering),
+                subscriber=subscriber,
             )
         return outcome
 
