@@ -63,7 +63,7 @@ def topic_plans(
 def _groups(services: tuple[str, ...]) -> dict[str, Any]:
     """A fan-out topic's groups: one per consuming service, named after it (the first also
     reads the dead letters); a topic with one consumer keeps the default group."""
-    if len(services) < 2:  # noqa: PLR2004 - fan-out is two or more
+    if len(services) < 2:
         return {}
     return {"group": services[0], "groups": services}
 
