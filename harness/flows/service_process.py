@@ -28,7 +28,7 @@ from harness.flows.plan import ServicePlan, partition_number, subscriber_name
 from harness.flows.registry import flow_class
 from harness.history.envelope import decode
 from harness.history.recorder import Recorder, record_failed_acks
-from harness.history.schema import Disposition
+from harness.history.schema import Disposition, EventKind
 from harness.load.consumer_process import BrokerErrors, scope_of
 from harness.load.patience import with_patience
 from harness.load.plan_file import read_plan
@@ -181,6 +181,7 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
         )
         emit(line)
 
+    _record_subscription(recorder, plan)
     with_patience(publisher.publish_pending)  # rows a killed predecessor left in its outbox
     emit(ProgressLine(kind="ready", consumer=plan.consumer_id))
     try:
@@ -230,6 +231,13 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
         recorder.close()
         engine.dispose()
     report("done", foreign=foreign)
+
+
+def _record_subscription(recorder: Recorder, plan: ServicePlan) -> None:
+    """A fan-out subscriber says so in the history, so that it is judged even if it receives
+    nothing (``harness.checkers.subscribers``)."""
+    if plan.group is not None and plan.dead_letter_of is None:
+        recorder.event(EventKind.SUBSCRIBED, subscriber_name(plan.topic, plan.group))
 
 
 def _handler(

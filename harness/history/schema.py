@@ -52,6 +52,10 @@ class EventKind(StrEnum):
     ACK_FAILED = "ack-failed"
     """A consumer's acks that the broker refused even after retries (``name``: the broker,
     ``detail``: ``count``, ``errors``): those messages are delivered again."""
+    SUBSCRIBED = "subscribed"
+    """A process began reading a fan-out topic as one of its subscribers (``name``:
+    ``<topic>/<group>``, the ``receives.subscriber`` of its deliveries), so a subscriber that
+    receives nothing is still known."""
 
 
 def _required(name: str, type_: pa.DataType) -> pa.Field:
