@@ -351,6 +351,7 @@ def test_schema_matches_the_spec() -> None:
         "drain-end",
         "not-sent",
         "ack-failed",
+        "subscribed",
     ]
 
 
