@@ -57,5 +57,17 @@ def subscriber_name(topic: str, group: str) -> str:
     return f"{topic}/{group}"
 
 
+def handled_key(plan: "ServicePlan") -> str:
+    """What a service process counts its handled events under in its progress line: its
+    topic (or, for a dead-letter reader, the topic it reads the dead letters of); on a fan-out
+    topic, each subscriber but the first (the one whose dead letters are read) under its
+    ``subscriber_name``, so the drain waits for every subscriber."""
+    if plan.dead_letter_of is not None:
+        return plan.dead_letter_of
+    if plan.group is None or plan.group == plan.topics[plan.topic].group:
+        return plan.topic
+    return subscriber_name(plan.topic, plan.group)
+
+
 def partition_number(topic_index: int, partition: int | None) -> int:
     return -1 if partition is None else topic_index * TOPIC_PARTITION_STRIDE + partition

@@ -24,7 +24,7 @@ from harness.flows import outbox
 from harness.flows.api import Event, PoisonError, Service, event_id
 from harness.flows.database import READ_PHASE, create_tables, open_engine
 from harness.flows.dead_letters import DeadLetterReader
-from harness.flows.plan import ServicePlan, partition_number, subscriber_name
+from harness.flows.plan import ServicePlan, handled_key, partition_number, subscriber_name
 from harness.flows.registry import flow_class
 from harness.history.envelope import decode
 from harness.history.recorder import Recorder, record_failed_acks
@@ -172,7 +172,7 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
         line = ProgressLine(
             kind=kind,
             consumer=plan.consumer_id,
-            handled={plan.dead_letter_of or plan.topic: handled},
+            handled={handled_key(plan): handled},
             nacked=nacked,
             published=publisher.published,
             unpublished=unpublished,
