@@ -161,9 +161,8 @@ class SqsDriver:
         if endpoint.sns:
             return None
         return (
-            "fan-out on SQS is an SNS topic in front of a queue per subscriber, and this "
-            "endpoint has no SNS (ElasticMQ serves none): use moto or an AWS target with "
-            "sns: true"
+            "this SQS endpoint serves no SNS (ElasticMQ has none), and fan-out on SQS is an SNS "
+            "topic in front of a queue per subscriber: use moto, or an AWS target with sns: true"
         )
 
     def __init__(self, endpoint: SqsEndpoint) -> None:

@@ -31,6 +31,6 @@ def resolve_fan_out(
         return config.model_copy(update={"fan_out": "off"})
     prefix = f"{where}: " if where else ""
     raise UserError(
-        f"{prefix}{flow.kind} asks for fan_out: on, but broker {target!r} cannot fan out "
-        f"({reason}); or set fan_out: auto (each topic then keeps one consuming service there)"
+        f"{prefix}{flow.kind} asks for fan_out: on, but broker {target!r} cannot fan out: "
+        f"{reason}; or set fan_out: auto (each topic keeps one consuming service there)"
     )
