@@ -170,8 +170,6 @@ class DeclaredCapabilities(Section):
     lag_probe: str | None = None
     fifo_deduplication: bool | None = None
     partitions: bool | None = None
-    fan_out: str | None = None
-    """How the broker fans a destination out to several groups: groups, sns or none."""
 
 
 class Environment(Section):
