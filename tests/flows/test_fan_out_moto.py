@@ -18,8 +18,8 @@ pytestmark = pytest.mark.broker
 
 @pytest.fixture(scope="module")
 def results(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    tracker = {"rate": 60, "duration": 3, "warmup": 1, "keys": 50, "poison_rate": 0.05}
-    saga = {"rate": 20, "duration": 3, "warmup": 1}
+    tracker = {"rate": 50, "duration": 2, "warmup": 1, "keys": 50, "poison_rate": 0.1}
+    saga = {"rate": 10, "duration": 2, "warmup": 1}
     suite = {
         "name": "fan-out-moto",
         "brokers": ["moto"],
@@ -35,7 +35,7 @@ def results(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
 def test_the_tracker_fans_out_through_sns_on_moto(results: dict[str, Any]) -> None:
     result = results["tracker"]
     assert result["valid"] is True, [c for c in result["checks"] if c["valid"] is not True]
-    assert result["counts"]["ok"] == 60 * 3
+    assert result["counts"]["ok"] == 50 * 2
     assert_fan_out(result, "moto")
     poison = check(result, "tracker-poison")["counts"]
     assert poison["poison_acked"] > 0
