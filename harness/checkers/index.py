@@ -93,8 +93,9 @@ class HistoryIndex:
     """The ``sends`` and ``receives`` tables of one run (``docs/history.md``), indexed.
 
     Build one per history and pass it to any ``check_*`` function; ``check_all`` does this.
-    Receives are assumed to come from one consumer group: two groups reading the same
-    destination would make every message look delivered twice.
+    Receives are taken as one consumer group's: for a fan-out (several subscribers of one
+    destination, told apart by ``receives.subscriber``), ``check_all`` indexes each
+    subscriber's deliveries apart (``subscribers.subscriber_slices``).
     """
 
     def __init__(self, sends: pa.Table, receives: pa.Table) -> None:

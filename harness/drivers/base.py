@@ -39,6 +39,17 @@ class DeadLetterSupport(StrEnum):
     """The driver's consumer publishes it to a dead-letter topic (Kafka has no broker DLQ)."""
 
 
+class FanOut(StrEnum):
+    """How a broker gives every one of several groups each message of one destination."""
+
+    NONE = "none"
+    GROUPS = "groups"
+    """Natively: Kafka consumer groups, Pub/Sub subscriptions (each group reads the whole log)."""
+    SNS = "sns"
+    """An SNS topic in front of one SQS queue per group (raw message delivery), where the
+    endpoint serves SNS (moto, AWS; not ElasticMQ): the driver's ``fan_out_unavailable``."""
+
+
 class LagProbe(StrEnum):
     OFFSETS = "offsets"
     """End offset minus committed offset, per partition (Kafka)."""
@@ -62,6 +73,8 @@ class Capabilities:
     lag_probe: LagProbe
     fifo_deduplication: bool = False
     partitions: bool = False
+    fan_out: FanOut = FanOut.NONE
+    """Whether a destination may have several groups, each receiving every message."""
 
     def ordering(self, ordered: bool) -> OrderingScope:
         return self.ordering_when_ordered if ordered else self.ordering_when_unordered
@@ -80,7 +93,9 @@ class DestinationSpec:
     ordered: bool = False
     """SQS: a FIFO queue; Pub/Sub: message ordering on; Kafka: always ordered per partition."""
     groups: tuple[str, ...] = ("default",)
-    """Consumer groups (Pub/Sub subscriptions) created with the destination."""
+    """Consumer groups (Pub/Sub subscriptions) created with the destination. Several groups
+    are a fan-out: each gets every message (``Capabilities.fan_out``; on SQS an SNS topic with
+    one queue per group)."""
     dead_letter: DeadLetterPolicy | None = None
     exactly_once: bool = False
     """Use the broker's exactly-once options: Kafka's idempotent producer and read_committed
@@ -110,11 +125,20 @@ class Destination:
     spec: DestinationSpec
     address: str
     dead_letter_address: str | None = None
+    group_addresses: tuple[tuple[str, str], ...] = ()
+    """Where each group reads, where that is not ``address`` (SQS fan-out: ``address`` is the
+    SNS topic, each group has its own subscribed queue)."""
+    dead_letter_group_addresses: tuple[tuple[str, str], ...] = ()
+    """Each group's own dead-letter destination (SQS fan-out: a queue per subscribed queue)."""
+
+    def address_for(self, group: str) -> str:
+        """Where ``group`` reads this destination."""
+        return dict(self.group_addresses).get(group, self.address)
 
     @property
     def dead_letter(self) -> "Destination":
         """The dead-letter destination, readable with ``consumer(dest.dead_letter, group)``."""
-        if self.dead_letter_address is None:
+        if self.dead_letter_address is None and not self.dead_letter_group_addresses:
             raise ValueError(f"{self.spec.name} was created without a dead-letter policy")
         spec = DestinationSpec(
             name=f"{self.spec.name}-dlq",
@@ -122,7 +146,8 @@ class Destination:
             ordered=self.spec.ordered,
             redelivery_timeout=self.spec.redelivery_timeout,
         )
-        return Destination(spec, self.dead_letter_address)
+        address = self.dead_letter_address or self.dead_letter_group_addresses[0][1]
+        return Destination(spec, address, group_addresses=self.dead_letter_group_addresses)
 
 
 class Outcome(StrEnum):
@@ -287,6 +312,17 @@ class Driver(Protocol):
         """Messages not yet consumed by ``group`` per the broker, or None (LagProbe.DERIVED)."""
 
     def close(self) -> None: ...
+
+
+def fan_out_unavailable(driver: type[Driver], endpoint: BaseModel) -> str | None:
+    """Why ``driver`` at ``endpoint`` cannot fan out (a destination with several groups), or
+    None if it can. A driver whose support depends on the endpoint (SQS: only where SNS is
+    served) defines a classmethod of this name."""
+    if driver.capabilities.fan_out is FanOut.NONE:
+        return f"the {driver.name} driver has no fan-out"
+    check = getattr(driver, "fan_out_unavailable", None)
+    reason: str | None = check(endpoint) if check is not None else None
+    return reason
 
 
 def is_test_double(driver: Driver | type[Driver]) -> bool:

@@ -23,6 +23,7 @@ from harness.drivers.base import (
     DeadLetterSupport,
     Destination,
     DestinationSpec,
+    FanOut,
     LagProbe,
     OrderingScope,
     Outcome,
@@ -94,6 +95,7 @@ class KafkaDriver:
         exactly_once=frozenset({"idempotent_producer", "transactions"}),
         lag_probe=LagProbe.OFFSETS,
         partitions=True,
+        fan_out=FanOut.GROUPS,
     )
     endpoint_model: ClassVar[type[KafkaEndpoint]] = KafkaEndpoint
 

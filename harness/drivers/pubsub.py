@@ -33,6 +33,7 @@ from harness.drivers.base import (
     DeadLetterSupport,
     Destination,
     DestinationSpec,
+    FanOut,
     LagProbe,
     OrderingScope,
     Outcome,
@@ -138,6 +139,7 @@ class PubSubDriver:
         dead_letter=DeadLetterSupport.BROKER,
         exactly_once=frozenset({"exactly_once_delivery"}),
         lag_probe=LagProbe.DERIVED,
+        fan_out=FanOut.GROUPS,
     )
     endpoint_model: ClassVar[type[PubSubEndpoint]] = PubSubEndpoint
 

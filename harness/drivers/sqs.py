@@ -7,6 +7,11 @@ arrival rate allows, several in flight (``harness.drivers.batcher``), so neither
 ahead (``harness.drivers.prefetch``) and ``ack_batch`` queues DeleteMessageBatch requests that
 go out in the background; the per-message ``poll``/``ack``/``nack`` call SQS directly.
 
+A destination with several groups is a fan-out (``harness.drivers.sns``): an SNS topic with one
+queue per group subscribed with raw message delivery; producers publish to the topic, each
+group's consumers read its own queue. Only where the endpoint serves SNS (moto, AWS with
+``sns: true``); ElasticMQ does not.
+
 A DeleteMessageBatch or ChangeMessageVisibilityBatch request can succeed while some of its
 entries fail (its answer's ``Failed``). Entries SQS failed on its own side are retried
 (``BATCH_RETRIES``, backing off); what still fails is counted (``failed_acks``,
@@ -34,11 +39,13 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from harness.drivers import sns
 from harness.drivers.base import (
     Capabilities,
     DeadLetterSupport,
     Destination,
     DestinationSpec,
+    FanOut,
     LagProbe,
     OrderingScope,
     Outcome,
@@ -110,6 +117,11 @@ class SqsEndpoint(FrozenModel):
     receive_threads: int = 3
     """ReceiveMessage calls in flight at most for ``poll_batch`` (standard queues; a FIFO
     queue receives only when ``poll_batch`` asks)."""
+    sns: bool = False
+    """The endpoint also serves SNS, so a destination may fan out to several groups (an SNS
+    topic, a subscribed queue per group): true for moto and AWS, never for ElasticMQ."""
+    sns_endpoint_url: str | None = None
+    """Where SNS answers; None: ``endpoint_url`` (moto serves both on one port), or AWS."""
 
 
 def _encode(payload: bytes) -> tuple[str, str]:
@@ -139,8 +151,19 @@ class SqsDriver:
         exactly_once=frozenset({"fifo_deduplication"}),
         lag_probe=LagProbe.QUEUE_ATTRIBUTES,
         fifo_deduplication=True,
+        fan_out=FanOut.SNS,
     )
     endpoint_model: ClassVar[type[SqsEndpoint]] = SqsEndpoint
+
+    @classmethod
+    def fan_out_unavailable(cls, endpoint: SqsEndpoint) -> str | None:
+        """Fan-out needs SNS, which this endpoint may not serve (ElasticMQ has none)."""
+        if endpoint.sns:
+            return None
+        return (
+            "this SQS endpoint serves no SNS (ElasticMQ has none), and fan-out on SQS is an SNS "
+            "topic in front of a queue per subscriber: use moto, or an AWS target with sns: true"
+        )
 
     def __init__(self, endpoint: SqsEndpoint) -> None:
         self.endpoint = endpoint
@@ -162,6 +185,7 @@ class SqsDriver:
                 parameter_validation=False,
             ),
         )
+        self._sns: Any = None
         try:
             self.client.list_queues(MaxResults=1)
         except (EndpointConnectionError, ConnectionClosedError, ReadTimeoutError) as exc:
@@ -188,45 +212,87 @@ class SqsDriver:
         )
         return answer["QueueUrl"]
 
-    def create_destination(self, spec: DestinationSpec) -> Destination:
-        if len(spec.groups) != 1:
-            raise UserError(
-                f"sqs: destination {spec.name} asks for {len(spec.groups)} consumer groups; an "
-                "SQS queue has exactly one (fan-out needs SNS, which brokerbench does not drive)"
-            )
+    def queue_arn(self, url: str) -> str:
+        arn: str = self.client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        return arn
+
+    def create_queue_with_dead_letter(
+        self,
+        name: str,
+        spec: DestinationSpec,
+        attributes: "dict[QueueAttributeNameType, str] | None" = None,
+    ) -> tuple[str, str | None]:
+        """The queue ``name`` (+ ``.fifo`` when ordered) with, if ``spec`` asks for one, its
+        dead-letter queue ``<name>-dlq`` and redrive policy: (queue URL, dead-letter URL)."""
         visibility = spec.redelivery_or(self.endpoint.visibility_timeout)
-        redrive: dict[QueueAttributeNameType, str] = {}
+        redrive: dict[QueueAttributeNameType, str] = dict(attributes or {})
         dead_letter_url = None
         if spec.dead_letter is not None:
-            dead_letter_url = self._create_queue(f"{spec.name}-dlq", spec.ordered, {}, visibility)
-            arn = self.client.get_queue_attributes(
-                QueueUrl=dead_letter_url, AttributeNames=["QueueArn"]
-            )["Attributes"]["QueueArn"]
+            dead_letter_url = self._create_queue(f"{name}-dlq", spec.ordered, {}, visibility)
             redrive["RedrivePolicy"] = json.dumps(
                 {
-                    "deadLetterTargetArn": arn,
+                    "deadLetterTargetArn": self.queue_arn(dead_letter_url),
                     "maxReceiveCount": str(spec.dead_letter.max_deliveries),
                 }
             )
-        url = self._create_queue(spec.name, spec.ordered, redrive, visibility)
+        return self._create_queue(name, spec.ordered, redrive, visibility), dead_letter_url
+
+    def sns_client(self) -> Any:
+        """The SNS client beside this SQS client (created on first use)."""
+        if self._sns is None:
+            endpoint = self.endpoint
+            self._sns = boto3.client(
+                "sns",
+                endpoint_url=endpoint.sns_endpoint_url or endpoint.endpoint_url,
+                region_name=endpoint.region,
+                aws_access_key_id=endpoint.access_key_id,
+                aws_secret_access_key=endpoint.secret_access_key,
+                config=Config(
+                    connect_timeout=3,
+                    read_timeout=10,
+                    retries={"mode": "standard", "max_attempts": 3},
+                    max_pool_connections=max(10, endpoint.send_threads + 2),
+                    parameter_validation=False,
+                ),
+            )
+        return self._sns
+
+    def create_destination(self, spec: DestinationSpec) -> Destination:
+        if len(spec.groups) > 1:
+            reason = self.fan_out_unavailable(self.endpoint)
+            if reason is not None:
+                raise UserError(
+                    f"sqs: destination {spec.name} has {len(spec.groups)} groups: {reason}"
+                )
+            return sns.create_fan_out(self, spec)
+        url, dead_letter_url = self.create_queue_with_dead_letter(spec.name, spec)
         return Destination(spec, url, dead_letter_url)
 
     def delete_destination(self, destination: Destination) -> None:
+        if destination.group_addresses:
+            sns.delete_fan_out(self, destination)
+            return
         for url in (destination.address, destination.dead_letter_address):
-            if url is None:
-                continue
-            with contextlib.suppress(self.client.exceptions.QueueDoesNotExist):
-                self.client.delete_queue(QueueUrl=url)
+            if url is not None:
+                self.delete_queue(url)
+
+    def delete_queue(self, url: str) -> None:
+        with contextlib.suppress(self.client.exceptions.QueueDoesNotExist):
+            self.client.delete_queue(QueueUrl=url)
 
     def producer(self, destination: Destination) -> "SqsProducer":
+        if destination.group_addresses:
+            return SnsProducer(self.sns_client(), destination, self.endpoint)
         return SqsProducer(self.client, destination, self.endpoint)
 
     def consumer(self, destination: Destination, group: str) -> "SqsConsumer":
-        return SqsConsumer(self.client, destination, self.endpoint)
+        return SqsConsumer(self.client, destination, self.endpoint, group)
 
     def backlog(self, destination: Destination, group: str) -> int | None:
         attributes = self.client.get_queue_attributes(
-            QueueUrl=destination.address,
+            QueueUrl=destination.address_for(group),
             AttributeNames=[
                 "ApproximateNumberOfMessages",
                 "ApproximateNumberOfMessagesNotVisible",
@@ -236,6 +302,8 @@ class SqsDriver:
         return sum(int(value) for value in attributes.values())
 
     def close(self) -> None:
+        if self._sns is not None:
+            self._sns.close()
         self.client.close()
 
 
@@ -258,13 +326,15 @@ class SqsProducer:
     ``send_threads`` in flight; on a FIFO queue a message group (key) never has two requests in
     flight, so its messages reach SQS in the order they were sent."""
 
-    def __init__(self, client: "SQSClient", destination: Destination, endpoint: SqsEndpoint):
+    name = "sqs-send"
+
+    def __init__(self, client: Any, destination: Destination, endpoint: SqsEndpoint):
         self._client = client
         self._url = destination.address
         self._fifo = destination.spec.ordered
         self._batcher: Batcher[_Pending] = Batcher(
             self._send_request,
-            name="sqs-send",
+            name=self.name,
             max_batch=MAX_BATCH,
             max_in_flight=endpoint.send_threads,
             max_linger=endpoint.linger_seconds,
@@ -325,7 +395,7 @@ class SqsProducer:
         for position, entry in enumerate(entries):
             entry["Id"] = _ENTRY_IDS[position]
         try:
-            answer = self._client.send_message_batch(QueueUrl=self._url, Entries=entries)
+            answer = self._request(entries)
         except Exception as exc:  # not only botocore's: any error leaves the outcome open
             outcome, error = _outcome_of(exc), str(exc)
             for _, outcomes, index in items:
@@ -344,11 +414,30 @@ class SqsProducer:
                 if position not in answered:
                     outcomes.failed(index, Outcome.UNKNOWN, "not in SQS's answer")
 
+    def _request(self, entries: "list[SendMessageBatchRequestEntryTypeDef]") -> Any:
+        """One SendMessageBatch request (a subclass sends elsewhere: SNS's PublishBatch)."""
+        return self._client.send_message_batch(QueueUrl=self._url, Entries=entries)
+
     def flush(self, timeout: float) -> int:
         return self._batcher.flush(timeout)
 
     def close(self) -> None:
         self._batcher.close(30)
+
+
+class SnsProducer(SqsProducer):
+    """Publishes to a fan-out destination's SNS topic: PublishBatch requests of up to 10, the
+    same batching as SendMessageBatch (SNS's limits are SQS's); on a FIFO topic each entry
+    carries its message group and deduplication id, which SNS hands on to the FIFO queues."""
+
+    name = "sns-publish"
+
+    def _request(self, entries: "list[SendMessageBatchRequestEntryTypeDef]") -> Any:
+        published = [
+            {key.replace("MessageBody", "Message"): value for key, value in entry.items()}
+            for entry in entries
+        ]
+        return self._client.publish_batch(TopicArn=self._url, PublishBatchRequestEntries=published)
 
 
 class SqsConsumer:
@@ -357,10 +446,14 @@ class SqsConsumer:
     one way or the other."""
 
     def __init__(
-        self, client: "SQSClient", destination: Destination, endpoint: SqsEndpoint
+        self,
+        client: "SQSClient",
+        destination: Destination,
+        endpoint: SqsEndpoint,
+        group: str = "default",
     ) -> None:
         self._client = client
-        self._url = destination.address
+        self._url = destination.address_for(group)
         self._fifo = destination.spec.ordered
         self._receive_threads = endpoint.receive_threads
         self._linger = endpoint.linger_seconds

@@ -9,9 +9,9 @@ knobs make it misbehave. It has no proxy and is never a local-stack broker.
 
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from harness.drivers.base import Driver
+from harness.drivers.base import Driver, fan_out_unavailable
 from harness.drivers.registry import driver_class
 from harness.errors import UserError
 from harness.models import LOOPBACK
@@ -69,6 +69,7 @@ def _local_endpoint(target: str, settings: Settings, via_proxy: bool) -> dict[st
             # messages with 3 threads here). One receive in flight per consumer keeps the
             # driver from causing what the checkers would report as moto's redeliveries.
             endpoint["receive_threads"] = 1
+            endpoint["sns"] = True  # moto serves SNS on the same port (ElasticMQ has none)
         return endpoint
     port = p.pubsub_proxy if via_proxy else p.pubsub
     return {"project": settings.pubsub_project, "emulator_host": f"{LOOPBACK}:{port}"}
@@ -94,6 +95,26 @@ def open_driver(
 
     ``overrides`` replace fields of the target's endpoint settings (e.g. timeouts).
     """
+    cls, endpoint = target_endpoint(target, settings, via_proxy=via_proxy, overrides=overrides)
+    return cls(endpoint)
+
+
+def fan_out_refusal(target: str, settings: Settings) -> str | None:
+    """Why ``target`` cannot fan out a destination to several groups, or None if it can;
+    decided from its driver and settings alone, before any broker I/O (plan time)."""
+    cls, endpoint = target_endpoint(target, settings)
+    return fan_out_unavailable(cls, endpoint)
+
+
+def target_endpoint(
+    target: str,
+    settings: Settings,
+    *,
+    via_proxy: bool = False,
+    overrides: dict[str, Any] | None = None,
+) -> tuple[type[Driver], BaseModel]:
+    """``target``'s driver class and validated endpoint settings, without connecting;
+    UserError if it is unknown or misconfigured."""
     if target in settings.targets:
         if via_proxy:
             raise UserError(
@@ -118,4 +139,4 @@ def open_driver(
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"])
         raise UserError(f"targets.{target}.settings.{field}: {first['msg']}") from exc
-    return cls(endpoint)
+    return cls, endpoint

@@ -3,9 +3,11 @@
 A flow (tracker, saga, eventsourcing) declares:
 
 - its **topics** (logical destinations; each becomes a Kafka topic, an SQS queue or a Pub/Sub
-  topic with one subscription). Each topic is consumed by exactly one service, so a flow works
-  the same on brokers without fan-out (SQS): a service that must hear of an event gets it in
-  its own topic (its inbox);
+  topic with a subscription per consuming service). A topic several services consume (their
+  ``topics``) is a **fan-out**: each of them gets every event, as a Kafka consumer group, a
+  Pub/Sub subscription, or on SQS an SNS topic with a queue per service (moto, AWS). On a
+  broker without fan-out (ElasticMQ) ``fan_out: auto`` keeps only the topic's first consuming
+  service (``Flow.subscribers``), and ``fan_out: on`` is refused at plan time;
 - its **entry topic**, fed by the open-loop generator (Locust users): ``generate`` turns the
   identity of an entry event (key, per-key sequence, seeded random source) into its body,
   deterministically, so that checkers can regenerate every event from the history alone;
@@ -31,6 +33,7 @@ from harness.history.envelope import HEADER_SIZE
 from harness.load.throughput import ThroughputConfig
 
 Semantics = Literal["at-least-once", "exactly-once"]
+FanOutMode = Literal["auto", "on", "off"]
 
 
 class FlowConfig(ThroughputConfig):
@@ -46,6 +49,11 @@ class FlowConfig(ThroughputConfig):
     SQLite file per service in the run directory."""
     max_deliveries: Annotated[int, Field(ge=2, le=100)] = 5
     """Deliveries of an unprocessable event before the broker (or client) dead-letters it."""
+    fan_out: FanOutMode = "auto"
+    """Topics several services consume: ``on`` fans them out (refused at plan time on a broker
+    that cannot: ElasticMQ), ``off`` keeps only each topic's first consuming service, ``auto``
+    (the default) is ``on`` where the broker can fan out and ``off`` elsewhere; the suite
+    resolves it per broker, so result.json records which ran."""
     redeliver_rate: Annotated[float, Field(ge=0, le=0.5)] = 0.0
     """Fraction of handled events nacked after their transaction committed, as if the consumer
     died before acking: the broker delivers them again (at most once more per consumer), and
@@ -160,6 +168,30 @@ class Flow(ABC):
     @abstractmethod
     def check(cls, config: FlowConfig, state: FlowState) -> list[Verdict]:
         """The flow's invariants at quiescence."""
+
+    @classmethod
+    def subscribers(cls, config: FlowConfig) -> dict[str, tuple[str, ...]]:
+        """Topic -> the services that consume it, in the flow's service order. Several are a
+        fan-out (each gets every event); with ``fan_out: off`` only the first consumes it and
+        a service left without a topic does not run. The first one's group also reads the
+        topic's dead letters."""
+        consumers = cls._consumers()
+        if config.fan_out == "off":
+            return {topic: names[:1] for topic, names in consumers.items()}
+        return consumers
+
+    @classmethod
+    def fans_out(cls) -> bool:
+        """Whether some topic has several consuming services (whatever the config)."""
+        return any(len(names) > 1 for names in cls._consumers().values())
+
+    @classmethod
+    def _consumers(cls) -> dict[str, tuple[str, ...]]:
+        consumers: dict[str, tuple[str, ...]] = {topic.name: () for topic in cls.topics}
+        for service in cls.services:
+            for topic in service.topics:
+                consumers[topic] = (*consumers[topic], service.name)
+        return consumers
 
 
 def event_rng(run_id: int, producer_id: int, key_id: int, seq: int) -> random.Random:

@@ -29,6 +29,9 @@ class ServicePlan(FrozenModel):
     database_url: str
     topics: dict[str, DestinationPlan]
     """Every topic of the flow, by logical name, in the flow's order (history numbering)."""
+    group: str | None = None
+    """The group (subscription) this process reads its topic through: its service's own on a
+    fan-out topic; None: the topic's ``group``."""
     dead_letter_of: str | None = None
     """For the dead-letter reader: the topic whose dead letters it reads."""
     poll_batch: int = 100
@@ -47,6 +50,23 @@ class ServicePlan(FrozenModel):
         """Producer id of the events it publishes: the outbox owner's, so that an event
         published again after a crash keeps its identity."""
         return EMITTER_ID_BASE + self.owner
+
+
+def subscriber_name(topic: str, group: str) -> str:
+    """The history's ``subscriber`` of a delivery on a fan-out topic: ``<topic>/<group>``."""
+    return f"{topic}/{group}"
+
+
+def handled_key(plan: "ServicePlan") -> str:
+    """What a service process counts its handled events under in its progress line: its
+    topic (or, for a dead-letter reader, the topic it reads the dead letters of); on a fan-out
+    topic, each subscriber but the first (the one whose dead letters are read) under its
+    ``subscriber_name``, so the drain waits for every subscriber."""
+    if plan.dead_letter_of is not None:
+        return plan.dead_letter_of
+    if plan.group is None or plan.group == plan.topics[plan.topic].group:
+        return plan.topic
+    return subscriber_name(plan.topic, plan.group)
 
 
 def partition_number(topic_index: int, partition: int | None) -> int:

@@ -24,11 +24,11 @@ from harness.flows import outbox
 from harness.flows.api import Event, PoisonError, Service, event_id
 from harness.flows.database import READ_PHASE, create_tables, open_engine
 from harness.flows.dead_letters import DeadLetterReader
-from harness.flows.plan import ServicePlan, partition_number
+from harness.flows.plan import ServicePlan, handled_key, partition_number, subscriber_name
 from harness.flows.registry import flow_class
 from harness.history.envelope import decode
 from harness.history.recorder import Recorder, record_failed_acks
-from harness.history.schema import Disposition
+from harness.history.schema import Disposition, EventKind
 from harness.load.consumer_process import BrokerErrors, scope_of
 from harness.load.patience import with_patience
 from harness.load.plan_file import read_plan
@@ -133,7 +133,7 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
     source = with_patience(lambda: destinations.destination(plan.topic))
     if plan.dead_letter_of is not None:
         source = source.dead_letter
-    group = plan.topics[plan.topic].group
+    group = plan.group or plan.topics[plan.topic].group
     consumer = driver.consumer(source, group)
     ordering = driver.capabilities.ordering(plan.topics[plan.topic].ordered)
     publisher = outbox.OutboxPublisher(
@@ -172,7 +172,7 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
         line = ProgressLine(
             kind=kind,
             consumer=plan.consumer_id,
-            handled={plan.dead_letter_of or plan.topic: handled},
+            handled={handled_key(plan): handled},
             nacked=nacked,
             published=publisher.published,
             unpublished=unpublished,
@@ -181,6 +181,7 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
         )
         emit(line)
 
+    _record_subscription(recorder, plan)
     with_patience(publisher.publish_pending)  # rows a killed predecessor left in its outbox
     emit(ProgressLine(kind="ready", consumer=plan.consumer_id))
     try:
@@ -232,6 +233,13 @@ def main(plan_path: str) -> None:  # noqa: PLR0915 - one loop, read top to botto
     report("done", foreign=foreign)
 
 
+def _record_subscription(recorder: Recorder, plan: ServicePlan) -> None:
+    """A fan-out subscriber says so in the history, so that it is judged even if it receives
+    nothing (``harness.checkers.subscribers``)."""
+    if plan.group is not None and plan.dead_letter_of is None:
+        recorder.event(EventKind.SUBSCRIBED, subscriber_name(plan.topic, plan.group))
+
+
 def _handler(
     service: Service,
     engine: Engine,
@@ -247,6 +255,8 @@ def _handler(
     topic = plan.topic
     record = plan.dead_letter_of is None
     prepares = type(service).prepare is not Service.prepare
+    # On a fan-out topic, which of its subscribers got the delivery (docs/history.md).
+    subscriber = None if plan.group is None else subscriber_name(topic, plan.group)
 
     def handle(message: Received, receive_ns: int) -> Outcome:
         decoded = decode(message.payload)
@@ -286,6 +296,7 @@ def _handler(
                 delivery_attempt=message.delivery_attempt or 0,
                 disposition=Disposition.ACKED if outcome is Outcome.HANDLED else Disposition.NACKED,
                 scope=_scope(topic, message, ordering),
+                subscriber=subscriber,
             )
         return outcome
 

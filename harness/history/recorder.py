@@ -151,6 +151,7 @@ class Recorder:
         message_id: str | None = None,
         delivery_attempt: int = 0,
         scope: str | None = None,
+        subscriber: str | None = None,
     ) -> None:
         """One delivery (a redelivery is another row); the arguments are ``receives``' columns,
         keyword-only because most are integers that are easy to swap."""
@@ -168,6 +169,7 @@ class Recorder:
                 delivery_attempt,
                 disposition,
                 scope,
+                subscriber,
             )
         )
 
@@ -202,6 +204,7 @@ class Recorder:
             np.zeros(rows, np.int16) if delivery_attempts is None else delivery_attempts,
             np.full(rows, int(disposition), np.uint8),
             pa.nulls(rows, _STRING_DICTIONARY) if scopes is None else scopes,
+            pa.nulls(rows, _STRING_DICTIONARY),  # subscriber: the destination's only group
         ]
         if envelopes.foreign.any():
             ours = pa.array(~envelopes.foreign)

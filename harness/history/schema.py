@@ -13,6 +13,10 @@ VERSION_KEY = b"brokerbench.history.version"
 """The schema metadata key every history table carries; readers refuse another version."""
 _METADATA = {VERSION_KEY: str(VERSION).encode()}
 _DICTIONARY_STRING = pa.dictionary(pa.int32(), pa.string())
+ADDED_LATER = b"brokerbench.added_later"
+"""Field metadata of a nullable column added to version 1 after its first release: a history
+written before it reads it as null, which is what it meant there (``subscriber``: the
+destination's only group)."""
 
 
 class SendOutcome(IntEnum):
@@ -66,6 +70,10 @@ class EventKind(StrEnum):
     ACK_FAILED = "ack-failed"
     """A consumer's acks that the broker refused even after retries (``name``: the broker,
     ``detail``: ``count``, ``errors``): those messages are delivered again."""
+    SUBSCRIBED = "subscribed"
+    """A process began reading a fan-out topic as one of its subscribers (``name``:
+    ``<topic>/<group>``, the ``receives.subscriber`` of its deliveries), so a subscriber that
+    receives nothing is still known."""
 
 
 def _required(name: str, type_: pa.DataType) -> pa.Field:
@@ -101,6 +109,7 @@ RECEIVES = pa.schema(
         _required("delivery_attempt", pa.int16()),
         _required("disposition", pa.uint8()),
         pa.field("scope", _DICTIONARY_STRING),
+        pa.field("subscriber", _DICTIONARY_STRING, metadata={ADDED_LATER: b"1"}),
     ],
     metadata=_METADATA,
 )

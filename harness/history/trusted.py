@@ -23,7 +23,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from harness.errors import UserError
-from harness.history.schema import VERSION, VERSION_KEY
+from harness.history.schema import ADDED_LATER, VERSION, VERSION_KEY
 
 DAMAGED_FIX = "restore the run folder from a copy, or run it again"
 """What a user can do about a damaged or incomplete run folder."""
@@ -62,6 +62,9 @@ def conform(table: pa.Table, schema: pa.Schema, source: str) -> pa.Table:
     it came from) and the first column that does not fit."""
     columns = []
     for field in schema:
+        if field.name not in table.column_names and ADDED_LATER in (field.metadata or {}):
+            columns.append(pa.nulls(table.num_rows, field.type))
+            continue
         if field.name not in table.column_names:
             raise UntrustedTableError(f"{source}: column {field.name!r} is missing: {DAMAGED_FIX}")
         column = table.column(field.name)

@@ -24,6 +24,10 @@ class DestinationPlan(FrozenModel):
     partitions: int = 1
     ordered: bool = False
     group: str = "default"
+    """The group that reads the destination (a fan-out's first: it also reads the dead
+    letters, and the lag probe watches it)."""
+    groups: tuple[str, ...] = ()
+    """A fan-out's groups, each of which gets every message (empty: ``group`` alone)."""
     max_deliveries: int | None = None
     exactly_once: bool = False
     idempotent_producer: bool | None = None
@@ -36,7 +40,7 @@ class DestinationPlan(FrozenModel):
             self.name,
             partitions=self.partitions,
             ordered=self.ordered,
-            groups=(self.group,),
+            groups=self.groups or (self.group,),
             dead_letter=dead_letter,
             exactly_once=self.exactly_once,
             idempotent_producer=self.idempotent_producer,

@@ -11,7 +11,9 @@ QUIET_SECONDS = 2.0
 @dataclass
 class ServiceTotals:
     handled: dict[str, int] = field(default_factory=dict)
-    """Events handled (acked for the first time, or dead-lettered) per topic."""
+    """Events handled (acked for the first time, or dead-lettered) per topic; on a fan-out
+    topic the first subscriber counts under the topic, each other one under
+    ``<topic>/<group>`` (``harness.flows.plan.handled_key``)."""
     published: dict[str, int] = field(default_factory=dict)
     """Events the services published (acknowledged by the broker) per topic."""
     unpublished: int = 0
@@ -55,4 +57,9 @@ class ServiceTotals:
             self.quiet_seconds >= QUIET_SECONDS
             and self.unpublished == 0
             and all(self.handled.get(topic, 0) >= count for topic, count in needed.items())
+            and all(  # every further subscriber of a fan-out topic got them all too
+                count >= needed.get(key.split("/", 1)[0], 0)
+                for key, count in self.handled.items()
+                if "/" in key
+            )
         )

@@ -17,8 +17,9 @@ from harness.checkers.verdict import Verdict
 from harness.drivers.base import LagProbe, is_test_double
 from harness.drivers.targets import is_local_broker, target_driver
 from harness.errors import UserError
-from harness.flows.api import Flow
+from harness.flows.api import Flow, FlowConfig
 from harness.flows.evaluate import flow_verdicts
+from harness.flows.fan_out import resolve_fan_out
 from harness.flows.registry import flow_class, workload_model
 from harness.history.store import History, compact
 from harness.load.throughput import SearchConfig, ThroughputConfig
@@ -80,17 +81,28 @@ def plan_suite(path: Path, settings: Settings, output: Path) -> tuple[Suite, lis
             broker,
             entry.name,
             repeat,
-            configs[entry.name],
+            _for_broker(path, index, entry.kind, configs[entry.name], broker, settings),
             root / broker / entry.name / scenario.name / f"r{repeat}",
             kind=entry.kind,
             scenario=scenario,
         )
-        for entry in suite.workloads
+        for index, entry in enumerate(suite.workloads)
         for broker in suite.brokers
         for scenario in scenarios
         for repeat in range(suite.repeats)
     ]
     return suite, runs
+
+
+def _for_broker(  # noqa: PLR0917 - one call site
+    path: Path, index: int, kind: str, config: ThroughputConfig, broker: str, settings: Settings
+) -> ThroughputConfig:
+    """The workload's config as it runs on ``broker``: a flow's fan-out decided for it
+    (``harness.flows.fan_out``; a refusal names the workload's place in the suite)."""
+    if kind == "throughput" or not isinstance(config, FlowConfig):
+        return config
+    here = where(path, ("workloads", index))
+    return resolve_fan_out(config, flow_class(kind), broker, settings, where=here)
 
 
 def flow_checks(

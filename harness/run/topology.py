@@ -1,9 +1,11 @@
 """Which destinations and consuming processes one run has: one destination and N plain
 consumers for raw throughput; for a business flow, a destination per topic and a service
-process per (service, topic, consumer), plus dead-letter readers."""
+process per (service, topic, consumer), plus dead-letter readers. A topic several services
+consume (``Flow.subscribers``) is a fan-out destination with a group per service."""
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.flows.api import Flow, FlowConfig
 from harness.flows.database import database_url
@@ -47,9 +49,11 @@ def topic_plans(
     ordered = [t for t in flow.topics if t.name == flow.entry_topic] + [
         t for t in flow.topics if t.name != flow.entry_topic
     ]
+    subscribers = flow.subscribers(config)
     return {
         topic.name: DestinationPlan(
             name=f"{prefix}-{topic.name}",
+            **_groups(subscribers[topic.name]),
             partitions=config.partitions,
             ordered=config.ordered,
             max_deliveries=config.max_deliveries if topic.dead_letter else None,
@@ -60,6 +64,22 @@ def topic_plans(
         )
         for topic in ordered
     }
+
+
+def _groups(services: tuple[str, ...]) -> dict[str, Any]:
+    """A fan-out topic's groups: one per consuming service, named after it (the first also
+    reads the dead letters); a topic with one consumer keeps the default group."""
+    if len(services) < 2:
+        return {}
+    return {"group": services[0], "groups": services}
+
+
+def subscription_group(
+    flow: type[Flow], config: FlowConfig, service: str, topic: str
+) -> str | None:
+    """The group ``service`` reads ``topic`` through: its own on a fan-out topic, else None
+    (the topic's default group)."""
+    return service if len(flow.subscribers(config)[topic]) > 1 else None
 
 
 def consumer_plans_of(
@@ -110,6 +130,9 @@ def consumer_plans_of(
                 params=params,
                 service=service,
                 topic=topic,
+                group=None
+                if dead_letter_of is not None
+                else subscription_group(flow, config, service, topic),
                 consumer_id=consumer_id,
                 database_url=database_url(
                     config.database, Path(shared.run_dir), service, shared.run_id
@@ -128,10 +151,12 @@ def consumer_plans_of(
 def _service_slots(config: FlowConfig, flow: type[Flow]) -> list[tuple[str, str, str | None]]:
     """(service, topic, topic whose dead letters it reads) of each service process, in slot
     order: every service's consumers per topic, then the dead-letter readers."""
+    subscribers = flow.subscribers(config)
     slots: list[tuple[str, str, str | None]] = [
         (service.name, topic, None)
         for service in flow.services
         for topic in service.topics
+        if service.name in subscribers[topic]
         for _ in range(config.consumers)
     ]
     slots += [(DEAD_LETTER_SERVICE, t.name, t.name) for t in flow.topics if t.dead_letter]

@@ -105,6 +105,15 @@ def test_a_healthy_saga_keeps_every_invariant(
     assert checks["saga-conservation"]["counts"]["units_shipped"] > 0
     assert result["figures"]["throughput"]["sent"]["mean_msgs_per_s"] > 0
     assert result["figures"]["latency"]["e2e"]["count"] > 0
+    if style == "saga":  # ShipmentScheduled fans out to Order and Inventory where it can
+        fans_out = broker != "elasticmq"
+        assert result["workload"]["params"]["fan_out"] == ("on" if fans_out else "off")
+        assert ("subscribers" in checks) is fans_out
+        if fans_out:
+            counts = checks["subscribers"]["counts"]
+            assert counts["subscribers"] == 2
+            scheduled = counts["shipments/order:received"]
+            assert scheduled == counts["shipments/inventory:received"] == terminal["completed"]
 
 
 def test_a_skipped_compensation_leaves_steps_uncompensated(broken: dict[str, Any]) -> None:

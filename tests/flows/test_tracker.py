@@ -66,6 +66,33 @@ def test_a_healthy_tracker_run_holds_every_invariant(healthy: dict[str, Path], b
     assert aggregates["users"] > 10
     assert result["figures"]["latency"]["e2e"]["count"] > 0
     assert (healthy[broker] / "db" / "aggregator.sqlite").exists()
+    assert_fan_out(result, broker)
+
+
+def assert_fan_out(result: dict[str, Any], broker: str) -> None:
+    """Where the broker fans out (Kafka consumer groups, Pub/Sub subscriptions, SNS on moto),
+    the archive subscribes to clicks beside the aggregator and each gets every event; on
+    ElasticMQ (no SNS) ``fan_out: auto`` ran the aggregator alone."""
+    ok = result["counts"]["ok"]
+    names = [c["name"] for c in result["checks"]]
+    if broker == "elasticmq":
+        assert result["workload"]["params"]["fan_out"] == "off"
+        assert "subscribers" not in names
+        assert "tracker-archive" not in names
+        return
+    assert result["workload"]["params"]["fan_out"] == "on"
+    subscribers = check(result, "subscribers")
+    assert subscribers["valid"] is True, subscribers["notes"]
+    for name in ("clicks/aggregator", "clicks/archive"):
+        assert subscribers["counts"][f"{name}:received"] == ok, name
+        assert subscribers["counts"][f"{name}:missing"] == 0, name
+    archive = check(result, "tracker-archive")
+    assert archive["valid"] is True, archive["examples"]
+    assert archive["counts"]["archived"] == ok
+    # The aggregator's nacked poison pills are its own redeliveries, not the archive's.
+    duplicates = check(result, "duplicates")["counts"]
+    assert duplicates["extra_deliveries"] == duplicates["redelivery_after_nack"]
+    assert subscribers["counts"]["clicks/archive:extra_deliveries"] == 0
 
 
 def test_real_redeliveries_change_nothing_when_the_aggregator_dedups(

@@ -305,6 +305,26 @@ def test_a_table_with_shards_but_no_parquet_file_loads_from_its_shards(tmp_path:
     assert _rows(history.receives) == _rows(expected.receives)
 
 
+def test_a_history_written_before_the_subscriber_column_reads_it_as_null(
+    tmp_path: Path,
+) -> None:
+    """``subscriber`` was added to version 1 later: an older receives.parquet without it still
+    loads (its deliveries came through the destination's only group), while any other missing
+    column is still refused."""
+    _record_run(tmp_path, producers=1, messages=10)
+    compact(tmp_path)
+    path = parquet_path(tmp_path, "receives")
+    written = pq.read_table(path)
+    older = written.drop_columns(["subscriber"]).replace_schema_metadata(written.schema.metadata)
+    pq.write_table(older, path)
+    history = load(tmp_path)
+    assert history.receives.num_rows == written.num_rows
+    assert history.receives.column("subscriber").null_count == written.num_rows
+    pq.write_table(older.drop_columns(["scope"]), path)
+    with pytest.raises(UserError, match="column 'scope' is missing"):
+        load(tmp_path)
+
+
 def test_schema_matches_the_spec() -> None:
     expected = {
         "sends": "producer_id:uint32 key_id:uint32 seq:uint64 intended_ns:int64 invoke_ns:int64 "
@@ -312,13 +332,14 @@ def test_schema_matches_the_spec() -> None:
         "receives": "consumer_id:uint32 producer_id:uint32 key_id:uint32 seq:uint64 "
         "intended_ns:int64 receive_ns:int64 partition:int32 offset:int64 "
         "message_id:dictionary<values=string, indices=int32, ordered=0> delivery_attempt:int16 "
-        "disposition:uint8 scope:dictionary<values=string, indices=int32, ordered=0>",
+        "disposition:uint8 scope:dictionary<values=string, indices=int32, ordered=0> "
+        "subscriber:dictionary<values=string, indices=int32, ordered=0>",
         "events": "time_ns:int64 kind:string name:string target:string detail:string",
     }
     for schema, name in ((SENDS, "sends"), (RECEIVES, "receives"), (EVENTS, "events")):
         assert " ".join(f"{field.name}:{field.type}" for field in schema) == expected[name]
     nullable = {f.name for schema in (SENDS, RECEIVES, EVENTS) for f in schema if f.nullable}
-    assert nullable == {"complete_ns", "message_id", "scope", "target", "detail"}
+    assert nullable == {"complete_ns", "message_id", "scope", "subscriber", "target", "detail"}
     assert [int(value) for value in SendOutcome] == [0, 1, 2]
     assert [int(value) for value in Disposition] == [0, 1, 2]
     assert [str(kind) for kind in EventKind] == [
@@ -330,6 +351,7 @@ def test_schema_matches_the_spec() -> None:
         "drain-end",
         "not-sent",
         "ack-failed",
+        "subscribed",
     ]
 
 

@@ -58,3 +58,13 @@ def test_services_publishing_to_the_entry_topic_add_to_what_it_must_handle() -> 
     totals = ServiceTotals.of([caught_up], [caught_up])
     assert totals.quiescent("orders", 100)
     assert totals.entry_handled("orders") == 100
+
+
+def test_a_fan_out_drains_only_when_every_subscriber_caught_up() -> None:
+    """The first subscriber counts under the topic, the others under ``<topic>/<group>``:
+    the drain waits for the slowest."""
+    first = line(handled={"clicks": 100}, idle_seconds=3.0)
+    behind = line(handled={"clicks/archive": 60}, idle_seconds=3.0)
+    assert not ServiceTotals.of([first, behind], [first, behind]).quiescent("clicks", 100)
+    caught_up = but(behind, handled={"clicks/archive": 100})
+    assert ServiceTotals.of([first, caught_up], [first, caught_up]).quiescent("clicks", 100)

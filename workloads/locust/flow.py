@@ -32,6 +32,7 @@ from locust.env import Environment
 
 from harness.drivers.targets import target_driver
 from harness.flows.api import Flow
+from harness.flows.fan_out import resolve_fan_out
 from harness.flows.registry import flow_class
 from harness.history.recorder import Recorder
 from harness.history.schema import EventKind
@@ -75,10 +76,12 @@ class _LocustRun:
     def __init__(self, flow: type[Flow], options: Any, users: int) -> None:
         params = {"rate": options.bb_rate, "duration": options.bb_duration}
         params |= json.loads(options.bb_params)
-        config = flow.config_model.model_validate(params)
+        self.settings = load_settings()
+        config = resolve_fan_out(
+            flow.config_model.model_validate(params), flow, options.bb_target, self.settings
+        )
         run_id = secrets.randbits(63)
         proxy: ProxyPath = "all" if options.bb_via_proxy else "none"
-        self.settings = load_settings()
         self.request = RunRequest(
             suite=SUITE,
             workload=flow.kind,

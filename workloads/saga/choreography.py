@@ -2,6 +2,9 @@
 
 OrderCreated -> Inventory (reserve) -> InventoryReserved -> Payment (charge) -> PaymentProcessed
 -> Shipping (schedule) -> ShipmentScheduled -> Order (COMPLETED) and Inventory (commit).
+ShipmentScheduled is one event both consume: it goes to the ``shipments`` topic, which fans out
+to the Order and Inventory services (``fan_out: on``); where the broker cannot fan out
+(``off``: ElasticMQ) Shipping sends it to each one's inbox instead.
 Failures walk back: ShipmentFailed -> Payment (refund) -> PaymentRefunded -> Inventory (release)
 -> InventoryReleased -> Order (COMPENSATED); PaymentFailed -> Inventory (release);
 InventoryRejected (out of stock) -> Order (COMPENSATED)."""
@@ -18,8 +21,13 @@ from workloads.saga.services import (
     Shipping,
 )
 
+SHIPMENTS = "shipments"
+FAN_OUT_INBOXES: dict[str, tuple[str, ...]] = {SHIPMENTS: ("inventory", "order")}
+"""The fan-out topic, and the inboxes its events go to where the broker cannot fan out."""
+
 
 class ChoreographedInventory(Inventory):
+    topics: ClassVar[tuple[str, ...]] = ("inventory", SHIPMENTS)
     routes: ClassVar[dict[str, Route]] = {
         ORDER_CREATED: Route(
             "reserve",
@@ -44,16 +52,18 @@ class ChoreographedPayment(Payment):
 
 
 class ChoreographedShipping(Shipping):
+    fan_out_inboxes: ClassVar[dict[str, tuple[str, ...]]] = FAN_OUT_INBOXES
     routes: ClassVar[dict[str, Route]] = {
         "PaymentProcessed": Route(
             "schedule",
-            on_success=(("ShipmentScheduled", "inventory"), ("ShipmentScheduled", "order")),
+            on_success=(("ShipmentScheduled", SHIPMENTS),),
             on_failure=(("ShipmentFailed", "payment"),),
         ),
     }
 
 
 class ChoreographedOrder(OrderService):
+    topics: ClassVar[tuple[str, ...]] = ("order", SHIPMENTS)
     routes: ClassVar[dict[str, Route]] = {
         "ShipmentScheduled": Route("complete"),
         "InventoryReleased": Route("compensate"),

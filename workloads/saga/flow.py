@@ -18,13 +18,22 @@ PARTICIPANT_TOPICS = (Topic("inventory"), Topic("payment"), Topic("shipping"), T
 
 
 class SagaFlow(Flow):
-    """Choreography: orders enter at the Inventory service's inbox."""
+    """Choreography: orders enter at the Inventory service's inbox; ShipmentScheduled fans out
+    to the Order and Inventory services (``shipments``) where the broker can."""
 
     kind: ClassVar[str] = "saga"
     config_model: ClassVar[type[FlowConfig]] = SagaConfig
     entry_topic: ClassVar[str] = "inventory"
-    topics: ClassVar[tuple[Topic, ...]] = PARTICIPANT_TOPICS
+    topics: ClassVar[tuple[Topic, ...]] = (*PARTICIPANT_TOPICS, Topic(choreography.SHIPMENTS))
     services: ClassVar[tuple[type[Service], ...]] = choreography.SERVICES
+
+    @classmethod
+    def subscribers(cls, config: FlowConfig) -> dict[str, tuple[str, ...]]:
+        """Without fan-out, nobody reads ``shipments``: its events go to the inboxes."""
+        found = super().subscribers(config)
+        if config.fan_out == "off":
+            found |= {topic: () for topic in choreography.FAN_OUT_INBOXES if topic in found}
+        return found
 
     @classmethod
     def generate(cls, config: FlowConfig, key_id: int, seq: int, rng: random.Random) -> bytes:

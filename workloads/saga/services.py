@@ -32,6 +32,9 @@ class Route:
 class SagaService(Service):
     name: ClassVar[ServiceName]
     routes: ClassVar[dict[str, Route]]
+    fan_out_inboxes: ClassVar[dict[str, tuple[str, ...]]] = {}
+    """Fan-out topic -> the inboxes of its subscribers: where its messages go instead when the
+    broker cannot fan out (``fan_out: off``)."""
 
     def __init__(self, config: SagaConfig) -> None:
         super().__init__(config)
@@ -46,7 +49,16 @@ class SagaService(Service):
             return []
         succeeded: bool = getattr(self, route.operation)(db, message, event.event_id)
         emits = route.on_success if succeeded else route.on_failure
-        return [Emit(topic, message.order_id, message.but(kind).to_json()) for kind, topic in emits]
+        return [
+            Emit(topic, message.order_id, message.but(kind).to_json())
+            for kind, to in emits
+            for topic in self._destinations(to)
+        ]
+
+    def _destinations(self, topic: str) -> tuple[str, ...]:
+        if self.config.fan_out == "off" and topic in self.fan_out_inboxes:
+            return self.fan_out_inboxes[topic]
+        return (topic,)
 
     def record(
         self, db: Connection, message: Message, action: str, event_id: str, amount: int = 0

@@ -1,4 +1,5 @@
-"""The tracker flow: the generator publishes clicks, the aggregator folds them per user."""
+"""The tracker flow: the generator publishes clicks, the aggregator folds them per user and,
+where the broker fans out, the archive keeps every event (both subscribe to ``clicks``)."""
 
 import random
 from collections import Counter
@@ -11,6 +12,7 @@ from harness.flows.api import Flow, FlowConfig, FlowState, Service, Topic, event
 from harness.flows.dead_letters import DEAD_LETTERS
 from harness.flows.plan import DEAD_LETTER_SERVICE
 from workloads.tracker.aggregator import AGGREGATES, Aggregator
+from workloads.tracker.archive import ARCHIVED, Archive
 from workloads.tracker.events import (
     EVENT_TYPES,
     Click,
@@ -28,7 +30,7 @@ class TrackerFlow(Flow):
     config_model: ClassVar[type[FlowConfig]] = TrackerConfig
     entry_topic: ClassVar[str] = "clicks"
     topics: ClassVar[tuple[Topic, ...]] = (Topic("clicks", dead_letter=True),)
-    services: ClassVar[tuple[type[Service], ...]] = (Aggregator,)
+    services: ClassVar[tuple[type[Service], ...]] = (Aggregator, Archive)
 
     @classmethod
     def generate(cls, config: FlowConfig, key_id: int, seq: int, rng: random.Random) -> bytes:
@@ -39,7 +41,10 @@ class TrackerFlow(Flow):
     def check(cls, config: FlowConfig, state: FlowState) -> list[Verdict]:
         assert isinstance(config, TrackerConfig)
         sent = _regenerate(config, state)
-        return [check_aggregates(sent, state), check_poison(sent, state)]
+        verdicts = [check_aggregates(sent, state), check_poison(sent, state)]
+        if config.fan_out != "off":  # the archive ran
+            verdicts.append(check_archive(config, sent, state))
+        return verdicts
 
 
 def _regenerate(config: TrackerConfig, state: FlowState) -> dict[str, tuple[str, Click | None]]:
@@ -148,3 +153,45 @@ def check_poison(sent: dict[str, tuple[str, Click | None]], state: FlowState) ->
         if valid
         else "poison pills missing from the dead-letter destination, or valid events in it",
     )
+
+
+def check_archive(
+    config: TrackerConfig, sent: dict[str, tuple[str, Click | None]], state: FlowState
+) -> Verdict:
+    """The archive (the second subscriber of ``clicks``) holds every acknowledged event, poison
+    pills included, exactly as published, and nothing that was never sent."""
+    rows = state.databases[Archive.name].execute(select(ARCHIVED.c.event_id, ARCHIVED.c.body))
+    archived = {row.event_id: bytes(row.body) for row in rows}
+    acked = sorted(eid for eid, (outcome, _) in sent.items() if outcome == "ok")
+    missing = [eid for eid in acked if eid not in archived]
+    phantom = sorted(set(archived) - set(sent))
+    altered = sorted(
+        eid for eid in set(archived) & set(sent) if archived[eid] != _body(config, state, eid)
+    )
+    examples: list[dict[str, object]] = [
+        {"kind": kind, "event_id": eid}
+        for kind, found in (("missing", missing), ("phantom", phantom), ("altered", altered))
+        for eid in found[:MAX_EXAMPLES]
+    ]
+    counts = {
+        "acked_events": len(acked),
+        "archived": len(archived),
+        "missing": len(missing),
+        "phantom": len(phantom),
+        "altered": len(altered),
+    }
+    valid = not missing and not phantom and not altered
+    return Verdict(
+        "tracker-archive",
+        valid,
+        counts,
+        examples,
+        notes="the archive holds every acknowledged event, as published"
+        if valid
+        else "the archive misses acknowledged events, holds events never sent, or altered them",
+    )
+
+
+def _body(config: TrackerConfig, state: FlowState, eid: str) -> bytes:
+    producer_id, key_id, seq = (int(part) for part in eid.split("-"))
+    return generate(config, key_id, seq, event_rng(state.run_id, producer_id, key_id, seq))

@@ -42,6 +42,8 @@ class Message:
     payload: bytes
     visible_at: float
     copies: int
+    lost_for: str | None = None
+    """The one group it is never delivered to (``Knobs.lose_only_for``)."""
 
 
 @dataclass(slots=True)
@@ -121,7 +123,7 @@ class Destination:
             group = Group([GroupPartition() for _ in self.logs])
             for log, partition in zip(self.logs, group.partitions, strict=True):
                 for offset, message in enumerate(log):
-                    if message.copies:
+                    if message.copies and message.lost_for != name:
                         partition.ready.append(offset)
             self.groups[name] = group
         return group
@@ -132,12 +134,16 @@ class Destination:
         offset = len(log)
         fate = self.fates.next()
         self.stats["appended"] += 1
-        if fate.lost:
+        lost_for = None
+        if fate.lost and self.knobs.lose_only_for is not None:
+            lost_for = self.knobs.lose_only_for
+            self.stats["lost"] += 1
+        elif fate.lost:
             log.append(Message(key, payload, 0.0, 0))
             self.stats["lost"] += 1
             return partition, offset
         delay = self.knobs.delay_ms / 1000 if fate.delayed else 0.0
-        log.append(Message(key, payload, now + delay, 2 if fate.duplicated else 1))
+        log.append(Message(key, payload, now + delay, 2 if fate.duplicated else 1, lost_for))
         self.live[partition] += 1
         self.stats["delayed"] += fate.delayed
         self.stats["duplicated"] += fate.duplicated
@@ -160,9 +166,10 @@ class Destination:
                 self._enqueue(where[0], offset)
 
     def _enqueue(self, partition: int, offset: int) -> None:
-        copies = self.logs[partition][offset].copies
-        for group in self.groups.values():
-            group.partitions[partition].ready.extend([offset] * copies)
+        message = self.logs[partition][offset]
+        for name, group in self.groups.items():
+            if name != message.lost_for:
+                group.partitions[partition].ready.extend([offset] * message.copies)
 
 
 class MemoryBroker:

@@ -18,6 +18,7 @@ from harness.drivers.base import (
     DeadLetterSupport,
     Destination,
     DestinationSpec,
+    FanOut,
     LagProbe,
     OrderingScope,
     Outcome,
@@ -96,6 +97,7 @@ class MemoryDriver:
         exactly_once=frozenset(),
         lag_probe=LagProbe.OFFSETS,
         partitions=True,
+        fan_out=FanOut.GROUPS,
     )
     endpoint_model: ClassVar[type[MemoryEndpoint]] = MemoryEndpoint
 

@@ -30,6 +30,9 @@ class Knobs(FrozenModel):
 
     lose: Fraction = 0.0
     """Acknowledge the send (with a partition and offset), never deliver it: *lost*."""
+    lose_only_for: str | None = None
+    """With ``lose``: lose the message for this group only and deliver it to the others (a
+    fan-out subscriber missing events: the ``subscribers`` check)."""
     duplicate: Fraction = 0.0
     """Deliver it twice, the same partition and offset both times: *redelivery*."""
     reorder: Fraction = 0.0
