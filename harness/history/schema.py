@@ -49,6 +49,13 @@ class EventKind(StrEnum):
     NOT_SENT = "not-sent"
     """A producer reached the run's bound with messages of its schedule unsent (``detail``:
     ``producer_id``, ``count``): the harness fell behind."""
+    ACK_FAILED = "ack-failed"
+    """A consumer's acks that the broker refused even after retries (``name``: the broker,
+    ``detail``: ``count``, ``errors``): those messages are delivered again."""
+    SUBSCRIBED = "subscribed"
+    """A process began reading a fan-out topic as one of its subscribers (``name``:
+    ``<topic>/<group>``, the ``receives.subscriber`` of its deliveries), so a subscriber that
+    receives nothing is still known."""
     SCHEMA_WRITTEN = "schema-written"
     """A producer's bodies per schema version (``detail``: ``producer_id``, ``written``
     {v1, v2, bypass: count}, ``schema_ids`` {v1, v2: registry id}); at its end."""
@@ -67,13 +74,6 @@ class EventKind(StrEnum):
     SCHEMA_REFUSED = "schema-refused"
     """The registry refused the new schema (``detail``: subject, compatibility, reason);
     producers keep writing the old one."""
-    ACK_FAILED = "ack-failed"
-    """A consumer's acks that the broker refused even after retries (``name``: the broker,
-    ``detail``: ``count``, ``errors``): those messages are delivered again."""
-    SUBSCRIBED = "subscribed"
-    """A process began reading a fan-out topic as one of its subscribers (``name``:
-    ``<topic>/<group>``, the ``receives.subscriber`` of its deliveries), so a subscriber that
-    receives nothing is still known."""
 
 
 def _required(name: str, type_: pa.DataType) -> pa.Field:

@@ -352,6 +352,12 @@ def test_schema_matches_the_spec() -> None:
         "not-sent",
         "ack-failed",
         "subscribed",
+        "schema-written",
+        "schema-read",
+        "undecodable",
+        "dead-lettered",
+        "schema-rolled",
+        "schema-refused",
     ]
 
 
