@@ -215,6 +215,62 @@ def test_status_shows_every_node_and_clients_reach_each(cluster: ClusterHome) ->
     assert cluster.namespaces() == [f"{cluster.prefix}kafka{node}" for node in (1, 2, 3)]
 
 
+REPLICATION_SUITE = """
+name: replication
+brokers: [kafka]
+proxy: none
+scenarios: [leader-isolated]
+workloads:
+  - name: safe
+    params: {rate: 100, duration: 20, warmup: 1, partitions: 3, keys: 16, drain_timeout: 12,
+             replication: {factor: 3, min_insync_replicas: 2, acks: all}}
+  - name: unsafe
+    params: {rate: 100, duration: 20, warmup: 1, partitions: 3, keys: 16, drain_timeout: 12,
+             replication: {factor: 3, min_insync_replicas: 1, acks: 1,
+                           unclean_leader_election: true}}
+"""
+
+
+def test_acks_1_loses_acknowledged_writes_when_the_leader_is_isolated_acks_all_none(
+    cluster: ClusterHome, tmp_path: Path
+) -> None:
+    """The bundled ``leader-isolated`` scenario (the leader cut off from the other nodes for
+    15 s, longer than the 9 s broker session timeout) against the two ends of the replication
+    settings, through ``brokerbench run``: with acks=1 the cut-off leader acknowledges writes
+    it cannot replicate, a new leader is elected, and the old one truncates them when it
+    rejoins; with acks=all and min.insync.replicas=2 it cannot acknowledge any."""
+    suite = tmp_path / "replication.yaml"
+    suite.write_text(REPLICATION_SUITE)
+    completed = cluster.brokerbench(
+        "run", str(suite), "-o", str(tmp_path / "runs"), "--metrics-port", "0",
+        "--no-broker-warmup", timeout=400,
+    )  # fmt: skip
+    assert completed.returncode == 1, completed.stdout[-3000:] + completed.stderr[-3000:]
+    results = {
+        path.parts[-4]: json.loads(path.read_text())
+        for path in (tmp_path / "runs").glob("replication-*/kafka/*/leader-isolated/r0/result.json")
+    }
+    assert set(results) == {"safe", "unsafe"}
+    for workload, result in results.items():
+        lost = next(check for check in result["checks"] if check["name"] == "lost")
+        [fault] = result["scenario"]["faults"]
+        assert (fault["action"], fault["healed"]) == ("isolate-node", True)
+        print(
+            f"\n{workload}: lost {lost['counts']['lost']} of {lost['counts']['acked']} acked; "
+            f"unavailable {fault['unavailable_seconds']} s, recovery {fault['recovery']}"
+        )
+        if workload == "safe":
+            assert lost["valid"] is True, lost
+            assert lost["counts"]["lost"] == 0
+        else:
+            assert lost["valid"] is False, lost
+            assert lost["counts"]["lost"] > 0
+            assert fault["anomalies"]["lost"] > 0
+            example = lost["examples"][0]
+            assert example["kind"] in {"lost-write", "unseen"}
+            assert example["partition"] >= 0 and example["offset"] >= 0
+
+
 def in_sync(client: AdminClient, topic: str) -> dict[int, set[int]]:
     """Partition -> the ids of its in-sync replicas; {} while the topic is not known yet."""
     try:
