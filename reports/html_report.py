@@ -11,6 +11,8 @@ from markupsafe import Markup
 
 from reports.charts import figure_json, row_figure
 from reports.comparison_charts import comparisons
+from reports.fault_table import HEADER as FAULT_HEADER
+from reports.fault_table import fault_rows
 from reports.findings import findings, seconds_text
 from reports.load import StoredRun
 from reports.matrix import (
@@ -75,6 +77,8 @@ def render(runs: list[StoredRun], matrix: Matrix) -> str:
     return template.render(
         matrix=matrix,
         findings=findings(runs),
+        faults=fault_rows(runs),
+        fault_header=FAULT_HEADER,
         findings_open=FINDINGS_OPEN,
         columns=FIGURE_COLUMNS,
         charts=charts,

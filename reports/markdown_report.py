@@ -6,7 +6,10 @@ GitHub renders HTML inside Markdown, so every untrusted string is HTML-escaped a
 one table cell (pipes and newlines escaped)."""
 
 import html
+from dataclasses import astuple
 
+from reports.fault_table import HEADER as FAULT_HEADER
+from reports.fault_table import fault_rows
 from reports.findings import findings, seconds_text
 from reports.gate import GateResult
 from reports.load import TEST_DOUBLE_MARK, StoredRun
@@ -74,6 +77,15 @@ def _summary(matrix: Matrix) -> list[str]:
     return _table([cell(h) for h in header], rows)
 
 
+def _faults(runs: list[StoredRun]) -> list[str]:
+    """Every fault window's figures (``fault_table``), one row each."""
+    rows = fault_rows(runs)
+    if not rows:
+        return []
+    cells = [[cell(value) for value in astuple(row)] for row in rows]
+    return ["", "### Faults", "", *_table(list(FAULT_HEADER), cells)]
+
+
 def _every_check(matrix: Matrix) -> list[str]:
     """The per-check matrix, folded (GitHub renders ``<details>`` and the table inside)."""
     if not matrix.check_names:
@@ -126,6 +138,7 @@ def render(runs: list[StoredRun], matrix: Matrix) -> str:
     ]
     lines += _findings(runs, matrix.several_sources)
     lines += _summary(matrix)
+    lines += _faults(runs)
     lines += _every_check(matrix)
     if matrix.unfinished:
         lines += ["", "### Runs that did not finish", ""]

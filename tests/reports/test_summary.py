@@ -16,6 +16,7 @@ import pytest
 from harness.run.result_model import FaultWindow
 from reports import html_report, markdown_report
 from reports.completeness import Unfinished, unfinished_runs
+from reports.fault_table import fault_rows
 from reports.findings import NO_FAULT, describe_example, fault_window, findings
 from reports.load import RunKey, find_runs
 from reports.matrix import build_matrix, row_verdict, verdict_reasons
@@ -190,6 +191,7 @@ def test_the_markdown_opens_with_findings_and_folds_every_check(rendered: dict[s
         "after link-down (3.0-6.0 s)"
     ) in markdown
     summary, folded = markdown.split("<details>", 1)
+    summary = summary.split("### Faults")[0]
     table = [line for line in summary.splitlines() if line.startswith("| ")]
     assert len(table) == 1 + 18 and table[0].endswith("| lag max | verdict |")
     assert "| ❌ FAIL · 2 dup<br>failing: duplicates |" in summary
@@ -256,3 +258,25 @@ def test_github_summary_without_the_variable_is_one_line_naming_the_fix(
     line = cli.one_line_error(completed)
     assert "$GITHUB_STEP_SUMMARY is not set" in line and "--md FILE" in line
     assert list(tmp_path.iterdir()) == []
+
+
+# --- faults -----------------------------------------------------------------------------------
+
+
+def test_the_faults_table_has_every_fault_window_with_its_figures(
+    demo: Path, rendered: dict[str, str]
+) -> None:
+    rows = fault_rows(find_runs([demo]))
+    assert len(rows) == len(BROKERS) * len(WORKLOADS)  # each link-down run: one window
+    saga = next(row for row in rows if row.run == "kafka / saga / link-down r0")
+    # The real saga result: link-down 3.0-6.0 s, 4.289 s without acks or deliveries, throughput
+    # back 1.0 s and the backlog 4.701 s after the heal, one duplicate among the window's sends.
+    assert (saga.fault, saga.window, saga.unavailable_s) == ("link-down", "3.0-6.0 s", "4.3")
+    assert (saga.throughput_recovery_s, saga.lag_recovery_s) == ("1.0", "4.7")
+    assert saga.anomalies == "duplicates=1"
+    assert '<table id="faults">' in rendered["html"]
+    assert rendered["html"].index('id="matrix"') < rendered["html"].index('id="faults"')
+    assert (
+        "| kafka / saga / link-down r0 | link-down | 3.0-6.0 s | 4.3 | 1.0 | 4.7 | duplicates=1 |"
+        in (rendered["md"])
+    )
