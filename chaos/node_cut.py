@@ -1,5 +1,6 @@
-"""nftables tables that cut a Kafka cluster node off, inside its network namespace: made by
-the ``isolate-node`` fault (chaos/faults/node.py), removed by its heal and by ``chaos heal``.
+"""nftables tables that cut Kafka cluster nodes off from each other, inside their network
+namespaces: made by the ``isolate-node`` and ``partition-nodes`` faults
+(chaos/faults/node.py), removed by their heal and by ``chaos heal``.
 
 Its own module so that ``chaos.heal`` and the node faults both use it without importing each
 other."""
@@ -18,17 +19,20 @@ def fault_table(fault_id: str) -> str:
     return FAULT_TABLE_PREFIX + "".join(c if c.isalnum() else "_" for c in fault_id)
 
 
-def cut_rules(table: str, peers: list[str]) -> str:
-    """An nftables table dropping every packet to or from ``peers``, both ways."""
-    addresses = ", ".join(peers)
-    return (
-        f"table inet {table} {{\n"
-        "  chain input { type filter hook input priority 0; policy accept;\n"
-        f"    ip saddr {{ {addresses} }} drop; }}\n"
-        "  chain output { type filter hook output priority 0; policy accept;\n"
-        f"    ip daddr {{ {addresses} }} drop; }}\n"
-        "}\n"
-    )
+def cut_rules(table: str, drop_from: list[str], drop_to: list[str] | None = None) -> str:
+    """An nftables table dropping every packet from ``drop_from`` and to ``drop_to`` (the
+    same addresses when not given: a cut both ways)."""
+    drop_to = drop_from if drop_to is None else drop_to
+    chains = []
+    for chain, direction, addresses in (
+        ("input", "saddr", drop_from),
+        ("output", "daddr", drop_to),
+    ):
+        rule = f"\n    ip {direction} {{ {', '.join(addresses)} }} drop;" if addresses else ""
+        chains.append(
+            f"  chain {chain} {{ type filter hook {chain} priority 0; policy accept;{rule} }}\n"
+        )
+    return f"table inet {table} {{\n{''.join(chains)}}}\n"
 
 
 def nft_in(namespace: str, *args: str, rules: str | None = None) -> None:

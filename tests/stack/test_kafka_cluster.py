@@ -36,13 +36,17 @@ from chaos.faults.node import (
     IsolateNode,
     KillNode,
     NodeParams,
+    PartitionNodes,
+    PartitionParams,
+    PauseNode,
+    RestartNode,
     active_controller,
     partition_leaders,
 )
 from chaos.heal import heal_all
 from harness.settings import Settings
 from harness.setup import artifacts
-from harness.stack import cluster_network
+from harness.stack import cluster_network, processes
 from harness.stack.kafka_cluster import configured_nodes
 from tests.stack.cli import brokerbench
 
@@ -397,6 +401,58 @@ def test_kill_node_kills_the_active_controller_and_heal_starts_it_again(
         print(
             f"kill-node: {killed.name} answered again {time.monotonic() - started:.1f} s after heal"
         )
+    completed = cluster.brokerbench("status", "--json", "--only", "kafka", "--provider", "local")
+    states = {s["name"]: s["state"] for s in json.loads(completed.stdout)["services"]}
+    assert states == dict.fromkeys(("kafka-1", "kafka-2", "kafka-3"), "healthy")
+
+
+def test_a_bridge_partition_leaves_only_the_bridge_reaching_both_sides(
+    cluster: ClusterHome, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BROKERBENCH_HOME", str(cluster.home))
+    settings = cluster_settings()
+    context = NemesisContext(target="kafka", settings=settings)
+    params = PartitionParams(node=2, shape="bridge")
+    fault = PartitionNodes("bridge-1", "broker", params, context)
+    fault.check()
+    nodes = {node.node: node for node in configured_nodes(settings)}
+    fault.apply()
+    try:
+        assert fault.detail()["sides"] == [[1], [3]]
+        assert not reaches(nodes[1].namespace, nodes[3].address)
+        assert not reaches(nodes[3].namespace, nodes[1].address)
+        assert reaches(nodes[2].namespace, nodes[1].address)
+        assert reaches(nodes[2].namespace, nodes[3].address)
+    finally:
+        fault.heal()
+    assert reaches(nodes[1].namespace, nodes[3].address)
+
+
+def test_pause_node_stops_the_follower_and_restart_node_brings_it_back_anew(
+    cluster: ClusterHome, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BROKERBENCH_HOME", str(cluster.home))
+    settings = cluster_settings()
+    context = NemesisContext(target="kafka", settings=settings)
+    pause = PauseNode("pause-1", "broker", NodeParams(node=3), context)
+    pause.check()
+    node = pause.node()
+    record = processes.recorded(node.directory)
+    assert record is not None
+    pause.apply()
+    try:
+        assert psutil.Process(record.pid).status() == psutil.STATUS_STOPPED
+    finally:
+        pause.heal()
+    assert psutil.Process(record.pid).status() != psutil.STATUS_STOPPED
+    restart = RestartNode("restart-1", "broker", NodeParams(node=3), context)
+    restart.apply()
+    try:
+        assert processes.recorded(node.directory) is None  # stopped, its pid file gone
+    finally:
+        restart.heal()
+    again = processes.recorded(node.directory)
+    assert again is not None and again.pid != record.pid
     completed = cluster.brokerbench("status", "--json", "--only", "kafka", "--provider", "local")
     states = {s["name"]: s["state"] for s in json.loads(completed.stdout)["services"]}
     assert states == dict.fromkeys(("kafka-1", "kafka-2", "kafka-3"), "healthy")

@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from chaos.context import NemesisContext
-from chaos.faults.node import IsolateNode, KillNode, NodeParams, active_controller
+from chaos.faults.node import (
+    IsolateNode,
+    KillNode,
+    NodeParams,
+    PartitionNodes,
+    PartitionParams,
+    active_controller,
+)
 from chaos.node_cut import cut_rules, fault_table
 from harness.errors import UserError
 from harness.run.suite_runner import plan_suite
@@ -79,3 +86,48 @@ def test_the_active_controller_is_the_newest_epochs_leader(
         text = f'{{"leaderId":{leader},"leaderEpoch":{epoch},"votedId":-1}}'
         (folder / "quorum-state").write_text(text, encoding="utf-8")
     assert active_controller(nodes) == 2
+
+
+FIVE = Settings.model_validate({"stack": {"kafka": {"nodes": 5, "subnet": "10.214.7.0/24"}}})
+
+
+def partition(settings: Settings, node: int, shape: str) -> PartitionNodes:
+    params = PartitionParams.model_validate({"node": node, "shape": shape})
+    return PartitionNodes("p", "broker", params, NemesisContext(target="kafka", settings=settings))
+
+
+def address(node: int) -> str:
+    return f"10.214.7.{10 + node}"
+
+
+@pytest.mark.parametrize(
+    ("settings", "node", "shape", "sides"),
+    [
+        (CLUSTER, 2, "split", ([2], [1, 3])),
+        (FIVE, 4, "split", ([1, 4], [2, 3, 5])),  # a minority of two: the node and node 1
+        (CLUSTER, 2, "bridge", ([1], [3])),  # node 2 alone reaches both
+        (FIVE, 3, "bridge", ([1, 2], [4, 5])),
+        (CLUSTER, 3, "one-way-in", ([3], [1, 2])),
+    ],
+)
+def test_partition_shapes_make_the_sides(
+    settings: Settings, node: int, shape: str, sides: tuple[list[int], list[int]]
+) -> None:
+    assert partition(settings, node, shape).sides() == sides
+
+
+def test_a_split_or_bridge_cuts_both_ways_between_the_sides_only() -> None:
+    drops = partition(CLUSTER, 2, "bridge").drops()
+    assert drops == {1: ([address(3)], [address(3)]), 3: ([address(1)], [address(1)])}
+    split = partition(FIVE, 4, "split").drops()
+    assert split[4] == ([address(2), address(3), address(5)],) * 2
+    assert split[2] == ([address(1), address(4)],) * 2
+
+
+def test_one_way_cuts_drop_one_direction_in_the_chosen_node_only() -> None:
+    peers = [address(1), address(2)]
+    assert partition(CLUSTER, 3, "one-way-in").drops() == {3: (peers, [])}
+    assert partition(CLUSTER, 3, "one-way-out").drops() == {3: ([], peers)}
+    rules = cut_rules("t", peers, [])
+    assert "ip saddr { 10.214.7.11, 10.214.7.12 } drop" in rules
+    assert "daddr" not in rules
