@@ -72,6 +72,14 @@ def anomalies(run: StoredRun) -> list[str]:
     return found
 
 
+FAN_OUT = "fan-out"
+
+
+def fans_out(run: StoredRun) -> bool:
+    """The run's flow fanned a topic out to several subscribers (``fan_out`` resolved on)."""
+    return run.workload.params.get("fan_out") == "on"
+
+
 @dataclass(frozen=True)
 class Row:
     source: str
@@ -85,6 +93,8 @@ class Row:
     valid: bool | None
     anomalies: list[str]
     semantics: str | None
+    """The runs' delivery semantics, and ``fan-out`` when a topic had several subscribers
+    (then received msg/s counts every subscriber's deliveries: more than were sent)."""
     harness_bound: list[str]
     """``r<repeat>: <reason>`` for every reason of every harness-bound repeat."""
     duplicates: int = 0
@@ -151,6 +161,8 @@ def build_matrix(runs: list[StoredRun], unfinished: list[Unfinished] | None = No
                 if check.name not in check_names:
                     check_names.append(check.name)
         semantics = {run.semantics for run in group if run.semantics}
+        if any(fans_out(run) for run in group):
+            semantics.add(FAN_OUT)
         rows.append(
             Row(
                 source=source,
