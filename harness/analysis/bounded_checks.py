@@ -109,9 +109,7 @@ class _Lost:
         return merge.lost(counts, examples)
 
 
-def _unclear_deliveries(
-    ranges: Ranges, unclear: list[str]
-) -> list[tuple[str, I64, I64, I64]]:
+def _unclear_deliveries(ranges: Ranges, unclear: list[str]) -> list[tuple[str, I64, I64, I64]]:
     """Every first delivery of the ``unclear`` scopes: ``(scope, receive_ns, row, consumer)``."""
     wanted = pa.array(unclear, pa.string())
     found: list[tuple[str, I64, I64, I64]] = []
@@ -134,13 +132,16 @@ def check_ranges(  # noqa: PLR0917 - check_all's arguments plus the ranges'
     read_up_to: I64,
     events: pa.Table,
     ordering: OrderingScope,
-    lag: pa.Table | None = None,
+    lag: pa.Table | Callable[[], pa.Table | None] | None = None,
     lag_recovery_seconds: float = 30,
     *,
     exactly_once: bool = False,
+    on_range: Callable[[IdentityRange, HistoryIndex], None] | None = None,
 ) -> list[Verdict]:
     """``check_all``'s verdicts, range by range. ``read_up_to``: ``max_offsets_read`` of the
-    whole run's receives; ``ranges``: makes a pass over the identity ranges."""
+    whole run's receives; ``ranges``: makes a pass over the identity ranges; ``lag``: the lag
+    samples, or what makes them once the pass is over (a backlog derived in the same pass);
+    ``on_range``: called with each range and its index (figures gathered in the same pass)."""
     failed_acks = failed_acks_of(events)
     promised = ordering is not OrderingScope.NONE
     per_checker: list[list[Verdict]] = [[] for _ in range(6)]
@@ -164,6 +165,8 @@ def check_ranges(  # noqa: PLR0917 - check_all's arguments plus the ranges'
             lost.add(history)
         if promised and part.receives.num_rows:
             runs.add(part, history)
+        if on_range is not None:
+            on_range(part, history)
         del history, found
 
     handoffs = merge_runs(runs)
@@ -198,8 +201,6 @@ def check_ranges(  # noqa: PLR0917 - check_all's arguments plus the ranges'
             exactly_once=exactly_once,
             failed_acks=failed_acks,
         ),
-        merge.ordering(
-            ordering_counts, ordering_examples + rebalance_examples, receives, ordering
-        ),
-        check_lag_recovery(lag, events, lag_recovery_seconds),
+        merge.ordering(ordering_counts, ordering_examples + rebalance_examples, receives, ordering),
+        check_lag_recovery(lag() if callable(lag) else lag, events, lag_recovery_seconds),
     ]

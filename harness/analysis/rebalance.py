@@ -117,16 +117,13 @@ def merge_runs(runs: ScopeRuns) -> Handoffs:
         consumer, cluster_first
     )
     unclear_scopes = np.unique(scope[cluster_first[mixed]])
-    cluster_last = np.append(cluster_first[1:], size) - 1
     cluster_scope = scope[cluster_first]
     cluster_consumer = consumer[cluster_first]
-    last_end_ns = np.maximum.reduceat(end_ns, cluster_first)
     moved = np.flatnonzero(
         (cluster_scope[1:] == cluster_scope[:-1])
         & (cluster_consumer[1:] != cluster_consumer[:-1])
         & ~np.isin(cluster_scope[1:], unclear_scopes)
     )
-    del cluster_last
     examples: list[dict[str, object]] = [
         {
             "kind": "rebalance",
@@ -137,7 +134,6 @@ def merge_runs(runs: ScopeRuns) -> Handoffs:
         }
         for at in moved[:MAX_EXAMPLES].tolist()
     ]
-    del last_end_ns
     unclear = sorted({str(names[np.flatnonzero(scope == s)[0]]) for s in unclear_scopes})
     return Handoffs(int(moved.size), examples, unclear)
 

@@ -1,0 +1,92 @@
+"""A large compacted history built cheaply: a base history replicated with new identities.
+
+``replicate_history`` writes ``sends.parquet``, ``receives.parquet`` and ``events.parquet`` into
+``RUN_DIR/history/`` as ``compact`` would (same schemas, version metadata, sorted by identity),
+copy after copy, each copy's producers renumbered past the previous copy's: copy ``c`` of
+producer ``p`` is producer ``p + c * stride``. Only one copy is in memory at a time, so building
+100 M messages takes a couple of minutes and the base's memory, not 20 GB. Everything else
+(keys, seqs, times, partitions, offsets, consumers, scopes) is kept, so the copies are the
+base's traffic sent by more producers at once: the same anomalies, ``copies`` times over (a
+lost message stays unseen, since its partition's offsets repeat rather than grow).
+
+    .venv/bin/python -m tests.benchmarks.big_history RUN_DIR --messages 100000000
+
+The base is ``test_checker_speed.make_history`` (planted anomalies) unless ``--base RUN_DIR``
+names a real run's compacted history.
+"""
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
+import pyarrow.compute as pc  # type: ignore[import-untyped, unused-ignore]
+import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
+
+from harness.history.schema import SCHEMAS
+from harness.history.store import SORT_KEYS, History, history_dir, load, parquet_path
+
+ROW_GROUP_ROWS = 1 << 20
+
+
+def _sorted(table: pa.Table, name: str) -> pa.Table:
+    return table.sort_by([(column, "ascending") for column in SORT_KEYS[name]])
+
+
+def _renumbered(table: pa.Table, shift: int) -> pa.Table:
+    at = table.schema.get_field_index("producer_id")
+    producers = pc.add(table.column(at), pa.scalar(shift, pa.uint32()))
+    return table.set_column(at, table.schema.field(at), producers)
+
+
+def replicate_history(base: History, run_dir: Path, messages: int) -> int:
+    """Write copies of ``base`` (renumbered producers) until at least ``messages`` sends; the
+    number of sends written."""
+    sends, receives = _sorted(base.sends, "sends"), _sorted(base.receives, "receives")
+    if not sends.num_rows:
+        raise ValueError("the base history has no sends")
+    stride = max(int(pc.max(t["producer_id"]).as_py() or 0) for t in (sends, receives)) + 1
+    copies = -(-messages // sends.num_rows)
+    if (copies * stride) >= 1 << 32:
+        raise ValueError(f"{copies} copies of {stride} producers overflow producer_id")
+    history_dir(run_dir).mkdir(parents=True, exist_ok=True)
+    pq.write_table(base.events, parquet_path(run_dir, "events"))
+    for name, table in (("sends", sends), ("receives", receives)):
+        schema = SCHEMAS[name]
+        with pq.ParquetWriter(
+            parquet_path(run_dir, name), schema, compression="zstd", compression_level=1
+        ) as writer:
+            for copy in range(copies):
+                renumbered = _renumbered(table, copy * stride).cast(schema)
+                writer.write_table(renumbered, row_group_size=ROW_GROUP_ROWS)
+    return copies * sends.num_rows
+
+
+def synthetic_base(messages: int = 1_000_000) -> History:
+    """``test_checker_speed``'s history (planted anomalies), as a ``History``."""
+    from tests.benchmarks.test_checker_speed import make_history
+
+    sends, receives, events, _ = make_history(messages)
+    events = events.cast(SCHEMAS["events"]) if events.num_rows else SCHEMAS["events"].empty_table()
+    return History(sends.cast(SCHEMAS["sends"]), receives.cast(SCHEMAS["receives"]), events)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--messages", type=int, default=100_000_000)
+    parser.add_argument("--base", type=Path, help="a run folder whose history to replicate")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    base = load(args.base) if args.base else synthetic_base()
+    if args.base and (args.base / "lag.parquet").exists():
+        shutil.copy(args.base / "lag.parquet", args.run_dir / "lag.parquet")
+    written = replicate_history(base, args.run_dir, args.messages)
+    print(f"{written:,} messages in {time.perf_counter() - started:.1f} s -> {args.run_dir}")
+
+
+if __name__ == "__main__":
+    np.seterr(all="raise")
+    main()
