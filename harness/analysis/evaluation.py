@@ -62,7 +62,7 @@ def evaluate_in_ranges(
     lag: pa.Table | None,
     *,
     exactly_once: bool = False,
-    messages_per_range: int = MESSAGES_PER_RANGE,
+    messages_per_range: int | None = None,
 ) -> BoundedEvaluation:
     """The verdicts and figures ``evaluate`` derives from the whole history; ``lag``: the
     broker's samples, or None to derive the backlog from the history."""
@@ -78,8 +78,10 @@ def evaluate_in_ranges(
         if derived is not None:
             derived.add(history)
 
+    per_range = MESSAGES_PER_RANGE if messages_per_range is None else messages_per_range
+
     def ranges() -> Iterator[IdentityRange]:
-        return history_ranges(run_dir, messages_per_range)
+        return history_ranges(run_dir, per_range)
 
     lag_table: list[pa.Table] = [] if lag is None else [lag]
 

@@ -38,7 +38,11 @@ class ScopeRuns:
         if not rows.size:
             return
         global_row = rows + part.first_receive_row
-        order = np.lexsort((global_row, time, scope))
+        # The range's receive rank orders (receive_ns, row) as the global row does.
+        rank_bits = history.receives.num_rows.bit_length()
+        keyed = scope.astype(np.uint64) << np.uint64(rank_bits)
+        keyed |= history.time_rank[rows]
+        order = np.argsort(keyed)
         scope, time, global_row, consumer = (
             scope[order],
             time[order],
