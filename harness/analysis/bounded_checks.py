@@ -10,7 +10,11 @@ real ones, ``MAX_EXAMPLES`` per kind, the same ones except for rebalances), with
 - *rebalances* follow a scope across every key: see ``harness.analysis.rebalance``.
 """
 
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -102,11 +106,49 @@ class _Lost:
                     example["max_offset_read"] = int(read[at])
                 self.examples[kind].append(example)
 
+    def absorb(self, other: "_Lost") -> None:
+        """Add a later range's lost sends (examples stay in identity order)."""
+        self.lost_write += other.lost_write
+        self.unseen += other.unseen
+        for kind, found in other.examples.items():
+            kept = self.examples[kind]
+            kept.extend(found[: MAX_EXAMPLES - len(kept)])
+
     def verdict(self, verdicts: list[Verdict]) -> Verdict:
         counts = merge.summed(verdicts)
         counts["lost_write"], counts["unseen"] = self.lost_write, self.unseen
         examples = [example for kind in _LOST_KINDS for example in self.examples[kind]]
         return merge.lost(counts, examples)
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """What one range contributes to the merged verdicts."""
+
+    verdicts: tuple[Verdict, ...]
+    lost: _Lost
+    runs: ScopeRuns
+    part: IdentityRange
+
+
+Item = TypeVar("Item")
+Done = TypeVar("Done")
+
+
+def _in_order(work: Callable[[Item], Done], items: Iterator[Item], workers: int) -> Iterator[Done]:
+    """``work`` of each item, in the items' order, ``workers`` at a time; at most ``workers``
+    items are taken ahead (each is a range in memory)."""
+    if workers <= 1:
+        yield from map(work, items)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="range-check") as pool:
+        pending: deque[Future[Done]] = deque()
+        for item in items:
+            pending.append(pool.submit(work, item))
+            if len(pending) >= workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _unclear_deliveries(ranges: Ranges, unclear: list[str]) -> list[tuple[str, I64, I64, I64]]:
@@ -137,20 +179,23 @@ def check_ranges(  # noqa: PLR0917 - check_all's arguments plus the ranges'
     *,
     exactly_once: bool = False,
     on_range: Callable[[IdentityRange, HistoryIndex], None] | None = None,
+    workers: int = 1,
 ) -> list[Verdict]:
     """``check_all``'s verdicts, range by range. ``read_up_to``: ``max_offsets_read`` of the
     whole run's receives; ``ranges``: makes a pass over the identity ranges; ``lag``: the lag
     samples, or what makes them once the pass is over (a backlog derived in the same pass);
-    ``on_range``: called with each range and its index (figures gathered in the same pass)."""
+    ``on_range``: called with each range and its index (figures gathered in the same pass;
+    from ``workers`` threads at once, so it must be thread-safe). ``workers`` ranges are
+    checked at a time (numpy and Arrow release the GIL in their sorts and joins); verdicts are
+    merged in range order whatever order they finish in."""
     failed_acks = failed_acks_of(events)
     promised = ordering is not OrderingScope.NONE
     per_checker: list[list[Verdict]] = [[] for _ in range(6)]
     lost, runs = _Lost(read_up_to), ScopeRuns()
     sends = receives = 0
-    for part in ranges():
+
+    def check_one(part: IdentityRange) -> _Checked:
         history = HistoryIndex(part.sends, part.receives)
-        sends += part.sends.num_rows
-        receives += part.receives.num_rows
         found = (
             check_lost(history),
             check_unknown_outcomes(history),
@@ -159,15 +204,22 @@ def check_ranges(  # noqa: PLR0917 - check_all's arguments plus the ranges'
             check_duplicates(history, exactly_once=exactly_once, failed_acks=failed_acks),
             check_ordering(history, ordering),
         )
-        for verdicts, verdict in zip(per_checker, found, strict=True):
-            verdicts.append(verdict)
+        checked = _Checked(found, _Lost(read_up_to), ScopeRuns(), part)
         if found[0].counts.get("lost"):
-            lost.add(history)
+            checked.lost.add(history)
         if promised and part.receives.num_rows:
-            runs.add(part, history)
+            checked.runs.add(part, history)
         if on_range is not None:
             on_range(part, history)
-        del history, found
+        return checked
+
+    for checked in _in_order(check_one, ranges(), workers):
+        sends += checked.part.sends.num_rows
+        receives += checked.part.receives.num_rows
+        for verdicts, verdict in zip(per_checker, checked.verdicts, strict=True):
+            verdicts.append(verdict)
+        lost.absorb(checked.lost)
+        runs.extend(checked.runs)
 
     handoffs = merge_runs(runs)
     rebalance, rebalance_examples = handoffs.count, handoffs.examples

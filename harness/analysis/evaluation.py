@@ -5,6 +5,7 @@ ranges. Memory follows ``MESSAGES_PER_RANGE``, not the run (docs/architecture.md
 bounded memory").
 """
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,9 @@ from harness.history.schema import EVENTS, RECEIVES, SENDS
 from harness.history.store import parquet_path
 from harness.history.trusted import read_parquet
 from harness.run.figures import Window, not_sent
+
+WORKERS = 2
+"""Ranges checked at once (threads): memory grows with each, about one range's worth."""
 
 BOUNDED_ABOVE_MESSAGES = 2_000_000
 """Histories with more sends than this are evaluated range by range; smaller ones whole (the
@@ -73,10 +77,13 @@ def evaluate_in_ranges(
     figures = FigureAccumulator(window, message_size, origin)
     derived = DerivedBacklog() if lag is None else None
 
+    lock = threading.Lock()
+
     def on_range(part: IdentityRange, history: HistoryIndex) -> None:
-        figures.add(part)
-        if derived is not None:
-            derived.add(history)
+        with lock:
+            figures.add(part)
+            if derived is not None:
+                derived.add(history)
 
     per_range = MESSAGES_PER_RANGE if messages_per_range is None else messages_per_range
 
@@ -98,6 +105,7 @@ def evaluate_in_ranges(
         final_lag,
         exactly_once=exactly_once,
         on_range=on_range,
+        workers=WORKERS,
     )
 
     def receive_times() -> Iterator[pa.RecordBatch]:

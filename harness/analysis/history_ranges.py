@@ -11,8 +11,8 @@ from harness.history.schema import RECEIVES, SENDS
 from harness.history.shards import shard_paths
 from harness.history.store import parquet_path
 
-MESSAGES_PER_RANGE = 1_000_000
-"""Sends per identity range: about 250 MB of memory at the checkers' ~120 bytes per record."""
+MESSAGES_PER_RANGE = 500_000
+"""Sends per identity range: about 250 MB of memory per range being checked."""
 
 
 def is_compacted(run_dir: Path) -> bool:

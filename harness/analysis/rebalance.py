@@ -32,6 +32,15 @@ class ScopeRuns:
     end_row: list[I64] = field(default_factory=list)
     consumer: list[I64] = field(default_factory=list)
 
+    def extend(self, other: "ScopeRuns") -> None:
+        """Add another range's runs."""
+        self.scope.extend(other.scope)
+        self.start_ns.extend(other.start_ns)
+        self.start_row.extend(other.start_row)
+        self.end_ns.extend(other.end_ns)
+        self.end_row.extend(other.end_row)
+        self.consumer.extend(other.consumer)
+
     def add(self, part: IdentityRange, history: HistoryIndex) -> None:
         """Add the runs of ``part`` (its index already built as ``history``)."""
         rows, scope, time, consumer = first_deliveries(history)

@@ -2,12 +2,13 @@
 
 ``replicate_history`` writes ``sends.parquet``, ``receives.parquet`` and ``events.parquet`` into
 ``RUN_DIR/history/`` as ``compact`` would (same schemas, version metadata, sorted by identity),
-copy after copy, each copy's producers renumbered past the previous copy's: copy ``c`` of
-producer ``p`` is producer ``p + c * stride``. Only one copy is in memory at a time, so building
-100 M messages takes a couple of minutes and the base's memory, not 20 GB. Everything else
-(keys, seqs, times, partitions, offsets, consumers, scopes) is kept, so the copies are the
-base's traffic sent by more producers at once: the same anomalies, ``copies`` times over (a
-lost message stays unseen, since its partition's offsets repeat rather than grow).
+copy after copy, each copy's producers renumbered past the previous copy's (copy ``c`` of
+producer ``p`` is producer ``p + c * stride``) and its times moved after the previous copy's
+(by the base's span plus a second), so the run gets longer at the base's rate, as a soak does.
+Only one copy is in memory at a time, so building 100 M messages takes a couple of minutes and
+the base's memory, not 20 GB. Keys, seqs, partitions, offsets, consumers and scopes are kept:
+the same anomalies, ``copies`` times over (a lost message stays unseen, since its partition's
+offsets repeat rather than grow), and each copy's partitions move between consumers again.
 
     .venv/bin/python -m tests.benchmarks.big_history RUN_DIR --messages 100000000
 
@@ -35,10 +36,27 @@ def _sorted(table: pa.Table, name: str) -> pa.Table:
     return table.sort_by([(column, "ascending") for column in SORT_KEYS[name]])
 
 
-def _renumbered(table: pa.Table, shift: int) -> pa.Table:
+_TIMES = ("intended_ns", "invoke_ns", "complete_ns", "receive_ns")
+
+
+def _renumbered(table: pa.Table, shift: int, later_ns: int) -> pa.Table:
+    """``table`` with its producers ``shift`` higher and its times ``later_ns`` later."""
     at = table.schema.get_field_index("producer_id")
     producers = pc.add(table.column(at), pa.scalar(shift, pa.uint32()))
-    return table.set_column(at, table.schema.field(at), producers)
+    table = table.set_column(at, table.schema.field(at), producers)
+    for name in _TIMES:
+        if name in table.column_names:
+            at = table.schema.get_field_index(name)
+            later = pc.add(table.column(at), pa.scalar(later_ns, pa.int64()))
+            table = table.set_column(at, table.schema.field(at), later)
+    return table
+
+
+def _span_ns(sends: pa.Table, receives: pa.Table) -> int:
+    """From the first intended send to the last receive, plus a second."""
+    first = pc.min(sends["intended_ns"]).as_py()
+    last = max(pc.max(sends["intended_ns"]).as_py(), pc.max(receives["receive_ns"]).as_py() or 0)
+    return int(last - first) + 1_000_000_000
 
 
 def replicate_history(base: History, run_dir: Path, messages: int) -> int:
@@ -48,6 +66,7 @@ def replicate_history(base: History, run_dir: Path, messages: int) -> int:
     if not sends.num_rows:
         raise ValueError("the base history has no sends")
     stride = max(int(pc.max(t["producer_id"]).as_py() or 0) for t in (sends, receives)) + 1
+    span = _span_ns(sends, receives)
     copies = -(-messages // sends.num_rows)
     if (copies * stride) >= 1 << 32:
         raise ValueError(f"{copies} copies of {stride} producers overflow producer_id")
@@ -59,7 +78,7 @@ def replicate_history(base: History, run_dir: Path, messages: int) -> int:
             parquet_path(run_dir, name), schema, compression="zstd", compression_level=1
         ) as writer:
             for copy in range(copies):
-                renumbered = _renumbered(table, copy * stride).cast(schema)
+                renumbered = _renumbered(table, copy * stride, copy * span).cast(schema)
                 writer.write_table(renumbered, row_group_size=ROW_GROUP_ROWS)
     return copies * sends.num_rows
 
