@@ -22,12 +22,12 @@ from harness.analysis.history_ranges import (
     is_compacted,
     message_count,
 )
-from harness.analysis.ranges import IdentityRange, parquet_batches
+from harness.analysis.ranges import IdentityRange, NotSortedError, parquet_batches
 from harness.checkers import HistoryIndex, Verdict
 from harness.drivers.base import OrderingScope
 from harness.history.schema import EVENTS, RECEIVES, SENDS
-from harness.history.store import parquet_path
-from harness.history.trusted import read_parquet
+from harness.history.store import history_dir, parquet_path
+from harness.history.trusted import DAMAGED_FIX, UntrustedTableError, read_parquet
 from harness.run.figures import Window, not_sent
 
 WORKERS = 2
@@ -97,16 +97,22 @@ def evaluate_in_ranges(
             lag_table.append(derived.table())
         return lag_table[0]
 
-    verdicts = check_ranges(
-        ranges,
-        read_up_to,
-        events,
-        ordering,
-        final_lag,
-        exactly_once=exactly_once,
-        on_range=on_range,
-        workers=WORKERS,
-    )
+    try:
+        verdicts = check_ranges(
+            ranges,
+            read_up_to,
+            events,
+            ordering,
+            final_lag,
+            exactly_once=exactly_once,
+            on_range=on_range,
+            workers=WORKERS,
+        )
+    except NotSortedError as exc:
+        raise UntrustedTableError(
+            f"{history_dir(run_dir)}: {exc}, as compaction writes them (rewritten by another "
+            f"tool?): {DAMAGED_FIX}"
+        ) from exc
 
     def receive_times() -> Iterator[pa.RecordBatch]:
         return parquet_batches(receives_path, RECEIVES, ["receive_ns", "intended_ns"])

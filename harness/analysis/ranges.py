@@ -144,7 +144,8 @@ def parquet_batches(
     """A history Parquet file as trusted batches of ``schema`` (``columns`` only, if given):
     the checks of ``harness.history.trusted``, batch by batch."""
     try:
-        parquet = pq.ParquetFile(path)
+        # pre_buffer would keep every column chunk read so far: memory growing with the file.
+        parquet = pq.ParquetFile(path, pre_buffer=False)
     except (pa.ArrowException, OSError, ValueError, EOFError) as exc:
         raise UntrustedTableError(
             f"{path}: unreadable, truncated or not Parquet: {DAMAGED_FIX}"

@@ -10,6 +10,7 @@ reading one scope at once from different ranges).
 import itertools
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -20,6 +21,7 @@ from harness.analysis.bounded_checks import check_ranges, max_offsets_read
 from harness.analysis.ranges import NotSortedError, identity_ranges, table_batches
 from harness.checkers import Verdict, check_all
 from harness.drivers.base import OrderingScope
+from harness.errors import UserError
 from harness.history.schema import EVENTS, RECEIVES, SENDS
 from harness.history.store import SORT_KEYS
 from harness.run.figures import Window
@@ -263,3 +265,17 @@ def test_flow_checks_and_scenarios_keep_the_whole_history_path(
     assert evaluation.applies(run_dir, has_flow_checks=False, has_scenario=False)
     assert not evaluation.applies(run_dir, has_flow_checks=True, has_scenario=False)
     assert not evaluation.applies(run_dir, has_flow_checks=False, has_scenario=True)
+
+
+def test_a_history_out_of_identity_order_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_dir = tmp_path / "run"
+    replicate_history(synthetic_base(0), run_dir, 1)
+    path = run_dir / "history" / "sends.parquet"
+    shuffled = pq.read_table(path)
+    pq.write_table(shuffled.take(pa.array(np.arange(shuffled.num_rows)[::-1])), path)
+    monkeypatch.setattr(evaluation, "BOUNDED_ABOVE_MESSAGES", 0)
+    window = Window(START_NS + SECOND, START_NS + 2 * SECOND)
+    with pytest.raises(UserError, match="not sorted by producer_id, key_id, as compaction"):
+        evaluate(run_dir, OrderingScope.PARTITION, window, 200, broker_lag=True)
