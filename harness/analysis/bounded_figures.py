@@ -2,10 +2,8 @@
 ``harness.run.figures``, accumulated range by range.
 
 Latency histograms (HdrHistograms) add up; throughput buckets and per-second counts add up; the
-per-second e2e percentiles of the time series are exact ranks, found in two steps that keep
-memory bounded: each range counts its e2e latencies per second in coarse, order-preserving bins
-(``_bin``); then one pass over the receives' two time columns gathers only the values in the bin
-that holds each second's wanted rank, and picks the rank among them.
+per-second e2e percentiles of the time series are exact ranks: each range counts its e2e
+latencies per second in coarse bins, then ``harness.analysis.exact_ranks`` narrows them down.
 """
 
 from collections.abc import Callable, Iterable, Iterator
@@ -16,6 +14,7 @@ import numpy.typing as npt
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.compute as pc  # type: ignore[import-untyped, unused-ignore]
 
+from harness.analysis.exact_ranks import BINS, bin_of, exact_ranks
 from harness.analysis.ranges import IdentityRange
 from harness.collectors.latency import LatencyKind, LatencyRecorder
 from harness.collectors.summary import latency_summaries
@@ -25,23 +24,10 @@ from harness.run.figures import IDENTITY, Window
 
 I64 = npt.NDArray[np.int64]
 QUANTILES = (0.5, 0.99)
-_SUB_BINS = 16
-_TOP_EXPONENT = 46  # e2e latencies above 2**46 ns (19 hours) share the last bin
-BINS = (_TOP_EXPONENT + 2) * _SUB_BINS
-"""Bins per second: 0 for latencies <= 0, then ``_SUB_BINS`` per power of two."""
 
 
 def _ns(column: pa.ChunkedArray | pa.Array) -> I64:
     return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.int64)
-
-
-def _bin(latency_ns: I64) -> I64:
-    """An order-preserving bin for each latency (a larger latency never gets a smaller bin)."""
-    clipped = np.clip(latency_ns, 1, 1 << _TOP_EXPONENT).astype(np.float64)
-    mantissa, exponent = np.frexp(clipped)  # mantissa in [0.5, 1)
-    sub = np.minimum(((mantissa - 0.5) * 2 * _SUB_BINS).astype(np.int64), _SUB_BINS - 1)
-    bins = exponent.astype(np.int64) * _SUB_BINS + sub
-    return np.where(latency_ns <= 0, 0, bins)
 
 
 def min_intended_ns(sends: Iterable[pa.RecordBatch]) -> int | None:
@@ -121,7 +107,7 @@ class FigureAccumulator:
         self.received_per_second[: self.last_second + 1] += np.bincount(
             received[inside], minlength=self.last_second + 1
         )
-        cells = received[inside] * BINS + _bin(received_ns[inside] - intended_ns[inside])
+        cells = received[inside] * BINS + bin_of(received_ns[inside] - intended_ns[inside])
         flat = self.e2e_bins.reshape(-1)
         flat[: (self.last_second + 1) * BINS] += np.bincount(
             cells, minlength=(self.last_second + 1) * BINS
@@ -157,9 +143,7 @@ class FigureAccumulator:
                     "e2e_p50_ms": [], "e2e_p99_ms": []}  # fmt: skip
         length = self.last_second + 1
         self._grow(length)
-        percentiles = _exact_percentiles(
-            self.e2e_bins[:length], self.origin, receive_times, QUANTILES
-        )
+        percentiles = exact_ranks(self.e2e_bins[:length], self.origin, receive_times, QUANTILES)
         return {
             "origin_ns": self.origin,
             "t": list(range(length)),
@@ -168,51 +152,6 @@ class FigureAccumulator:
             "e2e_p50_ms": percentiles[0],
             "e2e_p99_ms": percentiles[1],
         }
-
-
-def _exact_percentiles(
-    bins: npt.NDArray[np.int64],
-    origin: int,
-    receive_times: Callable[[], Iterator[pa.RecordBatch]],
-    quantiles: tuple[float, ...],
-) -> list[list[float | None]]:
-    """Per second and quantile ``q``: the e2e latency of nearest rank ``int(q * (n - 1))`` in
-    ms (rounded to 3 places, None where the second is empty), as ``figures.time_series``."""
-    seconds = bins.shape[0]
-    totals = bins.sum(axis=1)
-    cumulative = np.cumsum(bins, axis=1)
-    targets: list[tuple[I64, I64]] = []  # per quantile: the bin holding the rank, rank in it
-    for q in quantiles:
-        rank = (q * (totals - 1)).astype(np.int64)
-        rank[totals == 0] = 0
-        chosen = np.argmax(cumulative > rank[:, None], axis=1).astype(np.int64)
-        before = np.where(chosen > 0, cumulative[np.arange(seconds), np.maximum(chosen - 1, 0)], 0)
-        targets.append((chosen, rank - before))
-    gathered: list[list[tuple[I64, I64]]] = [[] for _ in quantiles]
-    for batch in receive_times():
-        received_ns = _ns(batch.column("receive_ns"))
-        second = (received_ns - origin) // NS_PER_S
-        inside = (second >= 0) & (second < seconds)
-        second = second[inside]
-        latency = received_ns[inside] - _ns(batch.column("intended_ns"))[inside]
-        binned = _bin(latency)
-        for index, (chosen, _) in enumerate(targets):
-            hit = binned == chosen[second]
-            gathered[index].append((second[hit], latency[hit]))
-    found: list[list[float | None]] = []
-    for index, (_, within) in enumerate(targets):
-        parts = gathered[index]
-        second = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
-        latency = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
-        if not latency.size:
-            found.append([None] * seconds)
-            continue
-        order = np.lexsort((latency, second))
-        second, latency = second[order], latency[order]
-        starts = np.searchsorted(second, np.arange(seconds))
-        picked_ms = latency[np.minimum(starts + within, latency.size - 1)] / 1e6
-        found.append([round(float(picked_ms[s]), 3) if totals[s] else None for s in range(seconds)])
-    return found
 
 
 def receive_time_batches(receives: pa.Table) -> Callable[[], Iterator[pa.RecordBatch]]:

@@ -3,7 +3,7 @@
 Counts add up; examples are kept in range order (ranges come in identity order, the order every
 identity-based checker picks its examples in) up to ``MAX_EXAMPLES`` per kind; ``valid`` and
 ``notes`` are worked out again from the merged counts by the checker's own rule, written out
-here (``tests/unit/test_bounded_checks.py`` holds both to the whole-history verdicts).
+here (``tests/unit/test_bounded_analysis.py`` holds both to the whole-history verdicts).
 """
 
 from collections.abc import Sequence

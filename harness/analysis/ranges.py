@@ -105,7 +105,9 @@ class _Buffered:
         self._held = [rest] if rest.num_rows else []
         self._pairs = [held[cut:]] if rest.num_rows else []
         self.rows = rest.num_rows
-        return taken
+        # One chunk per column (dictionaries unified): the checkers' takes and conversions
+        # on a table of many batches would otherwise unify and concatenate again each time.
+        return taken.combine_chunks()
 
 
 def identity_ranges(

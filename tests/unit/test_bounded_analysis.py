@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from harness.analysis import evaluation
+from harness.analysis import exact_ranks as exact_ranks_module
 from harness.analysis.bounded_checks import check_ranges, max_offsets_read
 from harness.analysis.ranges import NotSortedError, identity_ranges, table_batches
 from harness.checkers import Verdict, check_all
@@ -279,3 +280,35 @@ def test_a_history_out_of_identity_order_is_a_one_line_error(
     window = Window(START_NS + SECOND, START_NS + 2 * SECOND)
     with pytest.raises(UserError, match="not sorted by producer_id, key_id, as compaction"):
         evaluate(run_dir, OrderingScope.PARTITION, window, 200, broker_lag=True)
+
+
+@pytest.mark.parametrize("budget", [0, 50, 1_000_000])
+def test_exact_ranks_narrow_down_to_the_sorted_value(
+    monkeypatch: pytest.MonkeyPatch, budget: int
+) -> None:
+    # Budget 0: counting passes until one value is left; 50: some, then gathering; a million:
+    # gathering at once. Latencies: mostly near 3 ms (many equal), some <= 0, a few huge.
+    monkeypatch.setattr(exact_ranks_module, "GATHER_BUDGET", budget)
+    rng = np.random.default_rng(7)
+    n, seconds = 40_000, 5
+    received = START_NS + rng.integers(0, seconds * SECOND, n)
+    latency = np.where(
+        rng.random(n) < 0.5, 3_000_000, rng.integers(2_900_000, 3_100_000, n)
+    ).astype(np.int64)
+    latency[rng.random(n) < 0.02] = -rng.integers(0, 1_000, 1)[0]
+    latency[rng.random(n) < 0.01] = 1 << 50
+    receives = pa.table({"receive_ns": received, "intended_ns": received - latency})
+    second = (received - START_NS) // SECOND
+    bins = np.zeros((seconds + 1, exact_ranks_module.BINS), dtype=np.int64)
+    np.add.at(bins, (second, exact_ranks_module.bin_of(latency)), 1)
+    found = exact_ranks_module.exact_ranks(
+        bins, START_NS, lambda: iter(receives.to_batches(max_chunksize=4_096)), (0.5, 0.99)
+    )
+    for index, q in enumerate((0.5, 0.99)):
+        expected: list[float | None] = []
+        for s in range(seconds + 1):
+            values = np.sort(latency[second == s]) / 1e6
+            expected.append(
+                round(float(values[int(q * (values.size - 1))]), 3) if values.size else None
+            )
+        assert found[index] == expected
