@@ -312,3 +312,10 @@ def test_exact_ranks_narrow_down_to_the_sorted_value(
                 round(float(values[int(q * (values.size - 1))]), 3) if values.size else None
             )
         assert found[index] == expected
+
+
+def test_an_empty_history_is_judged_as_check_all_judges_it() -> None:
+    sends, receives = SENDS.empty_table(), RECEIVES.empty_table()
+    events = EVENTS.empty_table()
+    whole = check_all(sends, receives, events, OrderingScope.PARTITION)
+    _assert_same(whole, _in_ranges(sends, receives, events, OrderingScope.PARTITION, None, 10))
