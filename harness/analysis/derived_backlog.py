@@ -34,15 +34,13 @@ class DerivedBacklog:
         them (by ``receive_ns``), as ``derive_backlog`` takes them."""
         complete = column(history.sends, "complete_ns", np.int64)
         entered = complete[(history.send_outcome == Outcome.OK) & (complete >= 0)]
-        acked = np.flatnonzero(
-            column(history.receives, "disposition", np.uint8, 255) == Disposition.ACKED
-        )
-        codes = history.identities.receives[acked]
-        time = history.receive_time[acked]
-        order = np.argsort(codes)
-        codes = codes[order]
+        acked = column(history.receives, "disposition", np.uint8, 255) == Disposition.ACKED
+        # The acked receives in identity order: the checkers' sort, filtered (no sort again).
+        rows = history.receive_order[acked[history.receive_order]]
+        codes = history.identities.receives[rows]
+        time = history.receive_time[rows]
         starts = run_starts(codes)
-        first_acked = np.minimum.reduceat(time[order], starts) if starts.size else time[:0]
+        first_acked = np.minimum.reduceat(time, starts) if starts.size else time[:0]
         ok_keys = history.send_keys[history.send_key_outcome == Outcome.OK]
         consumed = first_acked[sorted_member(codes[starts], ok_keys)]
         for times in (entered, consumed):
