@@ -8,13 +8,16 @@ a history it cannot trust (``harness.history.trusted``).
 
 import contextlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from harness.atomic import create_temporary
+from harness.history import bounded_compaction
 from harness.history.schema import SCHEMAS
 from harness.history.shards import read_shard, shard_paths, shards_dir
 from harness.history.trusted import DAMAGED_FIX, UntrustedTableError, read_parquet
@@ -35,6 +38,8 @@ _PLAIN_COLUMNS = frozenset(
     {"seq", "intended_ns", "invoke_ns", "complete_ns", "receive_ns", "offset", "time_ns"}
 )
 _COMPRESSION_LEVEL = 9
+BOUNDED_TABLES = frozenset({"sends", "receives"})
+"""Tables that may be too large to sort in memory (``bounded_compaction``); events never are."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +75,16 @@ def compact(run_dir: Path) -> None:
     """
     for table in SCHEMAS:
         target = parquet_path(run_dir, table)
-        if not target.exists():
+        if (
+            not target.exists()
+            and table in BOUNDED_TABLES
+            and (
+                bounded_compaction.shard_bytes(run_dir, table)
+                > bounded_compaction.BOUNDED_ABOVE_BYTES
+            )
+        ):
+            _write_parquet_in_buckets(run_dir, table, target)
+        elif not target.exists():
             _write_parquet(read_shards(run_dir, table), target, SORT_KEYS[table])
     for table in SCHEMAS:
         for path in shard_paths(run_dir, table):
@@ -109,22 +123,51 @@ def load(run_dir: Path) -> History:
     return History(**tables)
 
 
+def _parquet_options(schema: pa.Schema, ordering: list[tuple[str, str]]) -> dict[str, Any]:
+    return {
+        "compression": "zstd",
+        "compression_level": _COMPRESSION_LEVEL,
+        "use_dictionary": [name for name in schema.names if name not in _PLAIN_COLUMNS],
+        "sorting_columns": pq.SortingColumn.from_ordering(schema, ordering),
+    }
+
+
 def _write_parquet(table: pa.Table, target: Path, sort_keys: list[str]) -> None:
     """Write ``table`` sorted by ``sort_keys`` to a temporary file next to ``target``, then
     rename it into place."""
     ordering = [(column, "ascending") for column in sort_keys]
     table = table.sort_by(ordering)
+    _write_atomically(
+        target,
+        lambda temporary: pq.write_table(
+            table, temporary, **_parquet_options(table.schema, ordering)
+        ),
+    )
+
+
+def _write_parquet_in_buckets(run_dir: Path, table: str, target: Path) -> None:
+    """``_write_parquet`` of a table too large to sort in memory (``bounded_compaction``)."""
+    schema = SCHEMAS[table]
+    ordering = [(column, "ascending") for column in SORT_KEYS[table]]
+    _write_atomically(
+        target,
+        lambda temporary: bounded_compaction.write_sorted(
+            run_dir,
+            table,
+            schema,
+            temporary,
+            ordering=ordering,
+            parquet_options=_parquet_options(schema, ordering),
+        ),
+    )
+
+
+def _write_atomically(target: Path, write: Callable[[str], None]) -> None:
+    """``write`` a temporary file next to ``target``, then rename it into place."""
     fd, temporary = create_temporary(target)
     os.close(fd)
     try:
-        pq.write_table(
-            table,
-            str(temporary),
-            compression="zstd",
-            compression_level=_COMPRESSION_LEVEL,
-            use_dictionary=[name for name in table.schema.names if name not in _PLAIN_COLUMNS],
-            sorting_columns=pq.SortingColumn.from_ordering(table.schema, ordering),
-        )
+        write(str(temporary))
         with Path(temporary).open("rb") as written:
             os.fsync(written.fileno())
         Path(temporary).replace(target)

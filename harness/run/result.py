@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pyarrow as pa  # type: ignore[import-untyped]
 
-from chaos.figures import scenario_section
+from chaos.figures import read_scenario, scenario_section
 from chaos.verdicts import adjust_for_faults
+from harness.analysis import evaluation as bounded
 from harness.checkers import HistoryIndex, all_valid, check_all, derive_backlog
 from harness.checkers.verdict import Verdict
 from harness.collectors.lag import LAG_SCHEMA
@@ -79,10 +80,32 @@ def evaluate(
     flow's invariant checks (``flow_checks``) join the log-level ones. Stages: the checkers,
     the flow's checks, the scenario's per-fault figures, then the verdicts adjusted for what
     those faults explain (``chaos.verdicts.adjust_for_faults``)."""
-    history: History = load(run_dir)
     lag_path = run_dir / LAG_FILE
-    if broker_lag and lag_path.exists():
-        lag = read_parquet(lag_path, LAG_SCHEMA, versioned=False)
+    broker_samples = (
+        read_parquet(lag_path, LAG_SCHEMA, versioned=False)
+        if broker_lag and lag_path.exists()
+        else None
+    )
+    if bounded.applies(
+        run_dir,
+        has_flow_checks=flow_checks is not None,
+        has_scenario=read_scenario(run_dir) is not None,
+    ):
+        found = bounded.evaluate_in_ranges(
+            run_dir, ordering, window, message_size, broker_samples, exactly_once=exactly_once
+        )
+        return _evaluation(
+            run_dir,
+            window,
+            found.verdicts,
+            {**found.figures, "lag": lag_series(found.lag)},
+            found.counts,
+            not_sent(found.events),
+            None,
+        )
+    history: History = load(run_dir)
+    if broker_samples is not None:
+        lag = broker_samples
     else:
         lag = derive_backlog(HistoryIndex(history.sends, history.receives))
     verdicts = check_all(
@@ -98,14 +121,27 @@ def evaluate(
     scenario = scenario_section(run_dir, history, lag, ordering)
     if scenario is not None:  # the fault-aware verdict stage (chaos/verdicts.py)
         verdicts = adjust_for_faults(verdicts, history, scenario["faults"])
-    figures = Figures.model_validate(
-        {
-            "throughput": throughput_figures(history, window, message_size),
-            "latency": latency_figures(history, window),
-            "lag": lag_series(lag),
-            "series": time_series(history),
-        }
+    figures = {
+        "throughput": throughput_figures(history, window, message_size),
+        "latency": latency_figures(history, window),
+        "lag": lag_series(lag),
+        "series": time_series(history),
+    }
+    return _evaluation(
+        run_dir, window, verdicts, figures, counts(history), not_sent(history.events), scenario
     )
+
+
+def _evaluation(  # noqa: PLR0917 - the parts both paths of evaluate find
+    run_dir: Path,
+    window: Window,
+    verdicts: list[Verdict],
+    found_figures: dict[str, object],
+    found_counts: dict[str, int],
+    unsent: int,
+    scenario: dict[str, object] | None,
+) -> Evaluation:
+    figures = Figures.model_validate(found_figures)
     saturation_path = run_dir / SATURATION_FILE
     saturation = (
         saturation_section(
@@ -113,13 +149,13 @@ def evaluate(
             window,
             figures.series.origin_ns,
             figures.latency.e2e.stats.p99,
-            not_sent(history.events),
+            unsent,
         )
         if saturation_path.exists()
         else None
     )
     return Evaluation(
-        counts=Counts.model_validate(counts(history)),
+        counts=Counts.model_validate(found_counts),
         figures=figures,
         valid=all_valid(verdicts),
         checks=[Check.model_validate(asdict(verdict)) for verdict in verdicts],

@@ -1,0 +1,267 @@
+"""``check_all`` on a history too large to hold: range by range, verdicts merged.
+
+Same verdicts as ``check_all`` on the whole history (``valid``, counts and notes; examples are
+real ones, ``MAX_EXAMPLES`` per kind, the same ones except for rebalances), with memory set by
+``messages_per_range`` instead of by the run. Two facts span ranges and are worked out apart:
+
+- *lost-write or unseen* depends on the highest offset read from a Kafka partition, by any key:
+  one pass over the receives' ``partition`` and ``offset`` columns (``max_offsets_read``) before
+  the ranges, and each range's lost sends are classified against it;
+- *rebalances* follow a scope across every key: see ``harness.analysis.rebalance``.
+"""
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
+import pyarrow.compute as pc  # type: ignore[import-untyped, unused-ignore]
+
+from harness.analysis import merge
+from harness.analysis.ranges import IdentityRange
+from harness.analysis.rebalance import ScopeRuns, exact_handoffs, first_deliveries, merge_runs
+from harness.checkers import (
+    MAX_EXAMPLES,
+    HistoryIndex,
+    Verdict,
+    check_all,
+    check_duplicates,
+    check_failed_but_delivered,
+    check_lag_recovery,
+    check_lost,
+    check_ordering,
+    check_phantoms,
+    check_unknown_outcomes,
+)
+from harness.checkers.columns import Outcome
+from harness.checkers.duplicates import failed_acks_of
+from harness.checkers.index import column_at
+from harness.drivers.base import OrderingScope
+from harness.history.schema import RECEIVES, SENDS
+
+I64 = npt.NDArray[np.int64]
+Ranges = Callable[[], Iterator[IdentityRange]]
+"""Makes a fresh pass over the history's identity ranges (a second pass is rarely needed)."""
+
+_LOST_KINDS = ("lost-write", "unseen", "lost")
+_DUPLICATE_KINDS = (
+    "duplicate-publish-by-client",
+    "duplicate-publish",
+    "redelivery",
+    "unclassified",
+)
+_ORDERING_KINDS = ("reorder", "skip", "inversion", "rebalance")
+
+
+def max_offsets_read(receives: Iterable[pa.RecordBatch]) -> I64:
+    """The highest offset delivered from each Kafka partition (-1: none), indexed by
+    partition, from batches holding at least ``partition`` and ``offset``."""
+    best = np.zeros(0, dtype=np.int64)
+    for batch in receives:
+        partition = np.asarray(batch.column("partition").to_numpy(), dtype=np.int64)
+        offset = np.asarray(batch.column("offset").to_numpy(), dtype=np.int64)
+        kafka = (partition >= 0) & (offset >= 0)
+        partition, offset = partition[kafka], offset[kafka]
+        if not partition.size:
+            continue
+        size = int(partition.max()) + 1
+        if size > best.size:
+            best = np.concatenate([best, np.full(size - best.size, -1, dtype=np.int64)])
+        np.maximum.at(best, partition, offset)
+    return best
+
+
+class _Lost:
+    """Lost sends of every range, classified against the whole run's offsets read."""
+
+    def __init__(self, read_up_to: I64) -> None:
+        self.read_up_to = read_up_to
+        self.lost_write = 0
+        self.unseen = 0
+        self.examples: dict[str, list[dict[str, object]]] = {kind: [] for kind in _LOST_KINDS}
+
+    def add(self, history: HistoryIndex) -> None:
+        acked = history.send_key_outcome == Outcome.OK
+        rows = history.send_rows[acked & ~history.send_received]
+        if not rows.size:
+            return
+        partition = column_at(history.sends, "partition", rows, np.int32).astype(np.int64)
+        offset = column_at(history.sends, "offset", rows, np.int64)
+        positioned = (partition >= 0) & (offset >= 0)
+        known = positioned & (partition < self.read_up_to.size)
+        read = np.full(rows.size, -1, dtype=np.int64)
+        read[known] = self.read_up_to[partition[known]]
+        lost_write = positioned & (offset < read)
+        unseen = positioned & ~lost_write
+        self.lost_write += int(lost_write.sum())
+        self.unseen += int(unseen.sum())
+        for kind, mask in zip(_LOST_KINDS, (lost_write, unseen, ~positioned), strict=True):
+            room = MAX_EXAMPLES - len(self.examples[kind])
+            picked = np.flatnonzero(mask)[:room]
+            for at, record in zip(picked, history.send_records(rows[picked]), strict=True):
+                example: dict[str, object] = {"kind": kind, **record}
+                if kind != "lost":
+                    example["max_offset_read"] = int(read[at])
+                self.examples[kind].append(example)
+
+    def absorb(self, other: "_Lost") -> None:
+        """Add a later range's lost sends (examples stay in identity order)."""
+        self.lost_write += other.lost_write
+        self.unseen += other.unseen
+        for kind, found in other.examples.items():
+            kept = self.examples[kind]
+            kept.extend(found[: MAX_EXAMPLES - len(kept)])
+
+    def verdict(self, verdicts: list[Verdict]) -> Verdict:
+        counts = merge.summed(verdicts)
+        counts["lost_write"], counts["unseen"] = self.lost_write, self.unseen
+        examples = [example for kind in _LOST_KINDS for example in self.examples[kind]]
+        return merge.lost(counts, examples)
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """What one range contributes to the merged verdicts."""
+
+    verdicts: tuple[Verdict, ...]
+    lost: _Lost
+    runs: ScopeRuns
+    part: IdentityRange
+
+
+Item = TypeVar("Item")
+Done = TypeVar("Done")
+
+
+def _in_order(work: Callable[[Item], Done], items: Iterator[Item], workers: int) -> Iterator[Done]:
+    """``work`` of each item, in the items' order, ``workers`` at a time; at most ``workers``
+    items are taken ahead (each is a range in memory)."""
+    if workers <= 1:
+        yield from map(work, items)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="range-check") as pool:
+        pending: deque[Future[Done]] = deque()
+        for item in items:
+            pending.append(pool.submit(work, item))
+            if len(pending) >= workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _unclear_deliveries(ranges: Ranges, unclear: list[str]) -> list[tuple[str, I64, I64, I64]]:
+    """Every first delivery of the ``unclear`` scopes: ``(scope, receive_ns, row, consumer)``."""
+    wanted = pa.array(unclear, pa.string())
+    found: list[tuple[str, I64, I64, I64]] = []
+    for part in ranges():
+        history = HistoryIndex(part.sends, part.receives)
+        rows, _, time, consumer = first_deliveries(history)
+        names = part.receives.column("scope").take(pa.array(rows)).cast(pa.string())
+        inside = np.asarray(pc.is_in(names, value_set=wanted).to_numpy(zero_copy_only=False))
+        names_inside = names.filter(pa.array(inside)).to_pylist()
+        for name in set(names_inside):
+            mine = np.flatnonzero(inside)[np.array(names_inside, dtype=object) == name]
+            found.append(
+                (str(name), time[mine], rows[mine] + part.first_receive_row, consumer[mine])
+            )
+    return found
+
+
+def check_ranges(  # noqa: PLR0917 - check_all's arguments plus the ranges'
+    ranges: Ranges,
+    read_up_to: I64,
+    events: pa.Table,
+    ordering: OrderingScope,
+    lag: pa.Table | Callable[[], pa.Table | None] | None = None,
+    lag_recovery_seconds: float = 30,
+    *,
+    exactly_once: bool = False,
+    on_range: Callable[[IdentityRange, HistoryIndex], None] | None = None,
+    workers: int = 1,
+) -> list[Verdict]:
+    """``check_all``'s verdicts, range by range. ``read_up_to``: ``max_offsets_read`` of the
+    whole run's receives; ``ranges``: makes a pass over the identity ranges; ``lag``: the lag
+    samples, or what makes them once the pass is over (a backlog derived in the same pass);
+    ``on_range``: called with each range and its index (figures gathered in the same pass;
+    from ``workers`` threads at once, so it must be thread-safe). ``workers`` ranges are
+    checked at a time (numpy and Arrow release the GIL in their sorts and joins); verdicts are
+    merged in range order whatever order they finish in."""
+    failed_acks = failed_acks_of(events)
+    promised = ordering is not OrderingScope.NONE
+    per_checker: list[list[Verdict]] = [[] for _ in range(6)]
+    lost, runs = _Lost(read_up_to), ScopeRuns()
+    sends = receives = 0
+
+    def check_one(part: IdentityRange) -> _Checked:
+        history = HistoryIndex(part.sends, part.receives)
+        found = (
+            check_lost(history),
+            check_unknown_outcomes(history),
+            check_failed_but_delivered(history),
+            check_phantoms(history),
+            check_duplicates(history, exactly_once=exactly_once, failed_acks=failed_acks),
+            check_ordering(history, ordering),
+        )
+        checked = _Checked(found, _Lost(read_up_to), ScopeRuns(), part)
+        if found[0].counts.get("lost"):
+            checked.lost.add(history)
+        if promised and part.receives.num_rows:
+            checked.runs.add(part, history)
+        if on_range is not None:
+            on_range(part, history)
+        return checked
+
+    for checked in _in_order(check_one, ranges(), workers):
+        sends += checked.part.sends.num_rows
+        receives += checked.part.receives.num_rows
+        for verdicts, verdict in zip(per_checker, checked.verdicts, strict=True):
+            verdicts.append(verdict)
+        lost.absorb(checked.lost)
+        runs.extend(checked.runs)
+
+    if not per_checker[0]:  # no range at all: an empty history, judged as check_all does
+        empty = check_all(SENDS.empty_table(), RECEIVES.empty_table(), events, ordering)
+        return [
+            *empty[:-1],
+            check_lag_recovery(lag() if callable(lag) else lag, events, lag_recovery_seconds),
+        ]
+
+    handoffs = merge_runs(runs)
+    rebalance, rebalance_examples = handoffs.count, handoffs.examples
+    if handoffs.unclear:
+        more, more_examples = exact_handoffs(_unclear_deliveries(ranges, handoffs.unclear))
+        rebalance += more
+        rebalance_examples = (rebalance_examples + more_examples)[:MAX_EXAMPLES]
+    ordering_verdicts = per_checker[5]
+    ordering_counts = merge.summed(ordering_verdicts)
+    ordering_counts["rebalance"] = rebalance
+    ordering_examples = merge.capped_examples(
+        ordering_verdicts, _ORDERING_KINDS, skip=frozenset({"rebalance"})
+    )
+    return [
+        lost.verdict(per_checker[0]),
+        merge.unknown_outcomes(merge.summed(per_checker[1]), sends),
+        merge.failed_but_delivered(
+            merge.summed(per_checker[2]),
+            merge.capped_examples(per_checker[2], ("failed-but-delivered",)),
+            receives,
+        ),
+        merge.phantoms(
+            merge.summed(per_checker[3]),
+            merge.capped_examples(per_checker[3], ("phantom",)),
+            receives,
+        ),
+        merge.duplicates(
+            merge.summed(per_checker[4]),
+            merge.capped_examples(per_checker[4], _DUPLICATE_KINDS),
+            receives,
+            exactly_once=exactly_once,
+            failed_acks=failed_acks,
+        ),
+        merge.ordering(ordering_counts, ordering_examples + rebalance_examples, receives, ordering),
+        check_lag_recovery(lag() if callable(lag) else lag, events, lag_recovery_seconds),
+    ]

@@ -1,0 +1,159 @@
+"""``result.json``'s figures from a history too large to hold: the same numbers as
+``harness.run.figures``, accumulated range by range.
+
+Latency histograms (HdrHistograms) add up; throughput buckets and per-second counts add up; the
+per-second e2e percentiles of the time series are exact ranks: each range counts its e2e
+latencies per second in coarse bins, then ``harness.analysis.exact_ranks`` narrows them down.
+"""
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
+import pyarrow.compute as pc  # type: ignore[import-untyped, unused-ignore]
+
+from harness.analysis.exact_ranks import BINS, bin_of, exact_ranks
+from harness.analysis.ranges import IdentityRange
+from harness.collectors.latency import LatencyKind, LatencyRecorder
+from harness.collectors.summary import latency_summaries
+from harness.collectors.throughput import NS_PER_S, ThroughputSeries, series_from_ns
+from harness.history.schema import SendOutcome
+from harness.run.figures import IDENTITY, Window
+
+I64 = npt.NDArray[np.int64]
+QUANTILES = (0.5, 0.99)
+
+
+def _ns(column: pa.ChunkedArray | pa.Array) -> I64:
+    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def min_intended_ns(sends: Iterable[pa.RecordBatch]) -> int | None:
+    """The first intended send of the run (the time series' origin), from batches holding
+    ``intended_ns``."""
+    found = [pc.min(batch.column("intended_ns")).as_py() for batch in sends if batch.num_rows]
+    return min(found) if found else None
+
+
+class FigureAccumulator:
+    """``latency_figures``, ``throughput_figures``, ``time_series`` and ``counts`` of
+    ``harness.run.figures``, fed one identity range at a time (``add``)."""
+
+    def __init__(self, window: Window, message_size: int, origin_ns: int | None) -> None:
+        self.window = window
+        self.message_size = message_size
+        self.origin = origin_ns
+        self.latency = LatencyRecorder()
+        self.sent, self.received = ThroughputSeries(), ThroughputSeries()
+        self.outcomes = np.zeros(3, dtype=np.int64)
+        self.sends = self.receives = 0
+        self.acked_per_second = np.zeros(0, dtype=np.int64)
+        self.received_per_second = np.zeros(0, dtype=np.int64)
+        self.e2e_bins = np.zeros((0, BINS), dtype=np.int64)
+        self.last_second = 0
+
+    def add(self, part: IdentityRange) -> None:
+        sends, receives = part.sends, part.receives
+        self.sends += sends.num_rows
+        self.receives += receives.num_rows
+        outcome = np.asarray(sends.column("outcome").to_numpy(), dtype=np.int64)
+        self.outcomes += np.bincount(outcome, minlength=3)[:3]
+        self._latencies(sends, receives)
+        ok = sends.filter(pc.equal(sends["outcome"], int(SendOutcome.OK)))
+        self.sent.merge(series_from_ns(_ns(ok["complete_ns"]), self.message_size).buckets())
+        received_ns = _ns(receives["receive_ns"])
+        self.received.merge(series_from_ns(received_ns, self.message_size).buckets())
+        if self.origin is not None:
+            self._per_second(_ns(ok["complete_ns"]), received_ns, _ns(receives["intended_ns"]))
+
+    def _latencies(self, sends: pa.Table, receives: pa.Table) -> None:
+        window = self.window
+        sends = sends.filter(window.mask(sends))
+        ok = sends.filter(pc.equal(sends["outcome"], int(SendOutcome.OK)))
+        receives = receives.filter(window.mask(receives))
+        record = self.latency.record_many
+        record(LatencyKind.PUBLISH, _ns(ok["complete_ns"]) - _ns(ok["invoke_ns"]))
+        record(LatencyKind.PUBLISH_DELAY, _ns(sends["invoke_ns"]) - _ns(sends["intended_ns"]))
+        record(LatencyKind.E2E, _ns(receives["receive_ns"]) - _ns(receives["intended_ns"]))
+        joined = receives.select([*IDENTITY, "receive_ns"]).join(
+            sends.select([*IDENTITY, "invoke_ns"]), keys=IDENTITY, join_type="inner"
+        )
+        record(LatencyKind.E2E_UNCORRECTED, _ns(joined["receive_ns"]) - _ns(joined["invoke_ns"]))
+
+    def _grow(self, seconds: int) -> None:
+        if seconds <= self.acked_per_second.size:
+            return
+        size = max(seconds, 2 * self.acked_per_second.size)
+        extra = size - self.acked_per_second.size
+        zeros = np.zeros(extra, dtype=np.int64)
+        self.acked_per_second = np.concatenate([self.acked_per_second, zeros])
+        self.received_per_second = np.concatenate([self.received_per_second, zeros])
+        self.e2e_bins = np.concatenate([self.e2e_bins, np.zeros((extra, BINS), np.int64)])
+
+    def _per_second(self, acked_ns: I64, received_ns: I64, intended_ns: I64) -> None:
+        origin = int(self.origin or 0)
+        acked = (acked_ns - origin) // NS_PER_S
+        received = (received_ns - origin) // NS_PER_S
+        self.last_second = max(
+            self.last_second, int(acked.max(initial=0)), int(received.max(initial=0))
+        )
+        self._grow(self.last_second + 1)
+        acked, inside = acked[acked >= 0], received >= 0
+        self.acked_per_second[: self.last_second + 1] += np.bincount(
+            acked, minlength=self.last_second + 1
+        )
+        self.received_per_second[: self.last_second + 1] += np.bincount(
+            received[inside], minlength=self.last_second + 1
+        )
+        cells = received[inside] * BINS + bin_of(received_ns[inside] - intended_ns[inside])
+        flat = self.e2e_bins.reshape(-1)
+        flat[: (self.last_second + 1) * BINS] += np.bincount(
+            cells, minlength=(self.last_second + 1) * BINS
+        )
+
+    def latency_figures(self) -> dict[str, Any]:
+        return {kind: s.to_dict() for kind, s in latency_summaries(self.latency).items()}
+
+    def throughput_figures(self) -> dict[str, Any]:
+        window = self.window
+        return {
+            "sent": self.sent.summary(start_ns=window.start_ns, end_ns=window.end_ns).to_dict(),
+            "received": self.received.summary(
+                start_ns=window.start_ns, end_ns=window.end_ns
+            ).to_dict(),
+        }
+
+    def counts(self, not_sent: int) -> dict[str, int]:
+        return {
+            "sent": self.sends,
+            "ok": int(self.outcomes[SendOutcome.OK]),
+            "failed": int(self.outcomes[SendOutcome.FAIL]),
+            "unknown": int(self.outcomes[SendOutcome.UNKNOWN]),
+            "received": self.receives,
+            "not_sent": not_sent,
+        }
+
+    def time_series(self, receive_times: Callable[[], Iterator[pa.RecordBatch]]) -> dict[str, Any]:
+        """``harness.run.figures.time_series``; ``receive_times`` makes a pass over the
+        receives' ``receive_ns`` and ``intended_ns`` (only the percentiles need it)."""
+        if self.origin is None:
+            return {"origin_ns": None, "t": [], "sent": [], "received": [],
+                    "e2e_p50_ms": [], "e2e_p99_ms": []}  # fmt: skip
+        length = self.last_second + 1
+        self._grow(length)
+        percentiles = exact_ranks(self.e2e_bins[:length], self.origin, receive_times, QUANTILES)
+        return {
+            "origin_ns": self.origin,
+            "t": list(range(length)),
+            "sent": self.acked_per_second[:length].tolist(),
+            "received": self.received_per_second[:length].tolist(),
+            "e2e_p50_ms": percentiles[0],
+            "e2e_p99_ms": percentiles[1],
+        }
+
+
+def receive_time_batches(receives: pa.Table) -> Callable[[], Iterator[pa.RecordBatch]]:
+    """Passes over an in-memory receives table's two time columns."""
+    return lambda: iter(receives.select(["receive_ns", "intended_ns"]).to_batches())

@@ -1,0 +1,170 @@
+"""Exact per-second e2e latency ranks in bounded memory, for the time series' p50 / p99.
+
+``harness.run.figures.time_series`` sorts each second's e2e latencies and takes the one of
+nearest rank ``int(q * (n - 1))``. Without holding the latencies: the range pass counts them per
+second in coarse, order-preserving bins (``bin_of``, a sixteenth of an octave each); the bin
+holding each second's rank is then narrowed by counting passes over the receives' two time
+columns (``SUB_BINS`` equal slices of the remaining interval at a time) until its values are few
+enough to gather (``GATHER_BUDGET``) or the interval is one value wide. A concentrated
+distribution (many equal latencies) costs passes, never memory.
+"""
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
+
+from harness.collectors.throughput import NS_PER_S
+
+I64 = npt.NDArray[np.int64]
+Bool = npt.NDArray[np.bool_]
+Batches = Callable[[], Iterator[pa.RecordBatch]]
+
+PER_OCTAVE = 16
+_TOP = 46  # latencies above 2**46 ns (19 hours) share the last bin
+BINS = (_TOP + 2) * PER_OCTAVE
+"""Coarse bins per second: 0 for latencies <= 0, then ``PER_OCTAVE`` per power of two."""
+SUB_BINS = 256
+GATHER_BUDGET = 1_000_000
+"""Latencies gathered at most (16 bytes each) once the wanted ones are narrowed down."""
+_HUGE = 1 << 62
+
+
+def bin_of(latency_ns: I64) -> I64:
+    """An order-preserving coarse bin for each latency (a larger one never gets a smaller
+    bin)."""
+    clipped = np.clip(latency_ns, 1, 1 << _TOP).astype(np.float64)
+    mantissa, exponent = np.frexp(clipped)  # mantissa in [0.5, 1)
+    sub = np.minimum(((mantissa - 0.5) * 2 * PER_OCTAVE).astype(np.int64), PER_OCTAVE - 1)
+    bins = exponent.astype(np.int64) * PER_OCTAVE + sub
+    return np.where(latency_ns <= 0, 0, bins)
+
+
+def _interval(chosen: I64) -> tuple[I64, I64]:
+    """An interval of latencies holding every value of each coarse bin (a little wider)."""
+    exponent = (chosen // PER_OCTAVE).astype(np.float64)
+    sub = (chosen % PER_OCTAVE).astype(np.float64)
+    scale = np.exp2(exponent) / (2 * PER_OCTAVE)
+    lo = np.floor((PER_OCTAVE + sub) * scale).astype(np.int64) - 2
+    hi = np.ceil((PER_OCTAVE + sub + 1) * scale).astype(np.int64) + 2
+    lo = np.where(chosen == 0, -_HUGE, lo)
+    hi = np.where(chosen == 0, 0, np.where(chosen >= (_TOP + 1) * PER_OCTAVE, _HUGE, hi))
+    return lo, hi
+
+
+@dataclass
+class _Wanted:
+    """One quantile's narrowing, per second."""
+
+    chosen: I64
+    """The coarse bin holding the rank."""
+    within: I64
+    """The rank among the values still in play."""
+    lo: I64
+    hi: I64
+    """The values still in play are the coarse bin's within ``[lo, hi]``."""
+    members: I64
+    """How many values are still in play."""
+
+
+def _members(wanted: _Wanted, open_: Bool, second: I64, latency: I64, binned: I64) -> Bool:
+    hit: Bool = (
+        open_[second]
+        & (binned == wanted.chosen[second])
+        & (latency >= wanted.lo[second])
+        & (latency <= wanted.hi[second])
+    )
+    return hit
+
+
+def _batches(batches: Batches, origin: int, seconds: int) -> Iterator[tuple[I64, I64, I64]]:
+    """``(second, latency, coarse bin)`` of every receive in the series' seconds."""
+    for batch in batches():
+        received = np.asarray(batch.column("receive_ns").to_numpy(), dtype=np.int64)
+        intended = np.asarray(batch.column("intended_ns").to_numpy(), dtype=np.int64)
+        second = (received - origin) // NS_PER_S
+        inside = (second >= 0) & (second < seconds)
+        latency = received[inside] - intended[inside]
+        yield second[inside], latency, bin_of(latency)
+
+
+def _narrow(wanted: list[_Wanted], opened: list[Bool], batches: Batches, origin: int) -> None:
+    """One counting pass: each open second's interval becomes the slice holding its rank."""
+    seconds = wanted[0].lo.size
+    steps = [np.maximum(-(-(w.hi - w.lo + 1) // SUB_BINS), 1) for w in wanted]
+    slots = [np.cumsum(o) - 1 for o in opened]
+    counts = [np.zeros(int(o.sum()) * SUB_BINS, dtype=np.int64) for o in opened]
+    for second, latency, binned in _batches(batches, origin, seconds):
+        for w, o, step, slot, count in zip(wanted, opened, steps, slots, counts, strict=True):
+            hit = _members(w, o, second, latency, binned)
+            at = second[hit]
+            sub = np.minimum((latency[hit] - w.lo[at]) // step[at], SUB_BINS - 1)
+            np.add(count, np.bincount(slot[at] * SUB_BINS + sub, minlength=count.size), out=count)
+    for w, o, step, count in zip(wanted, opened, steps, counts, strict=True):
+        table = count.reshape(-1, SUB_BINS)
+        cumulative = np.cumsum(table, axis=1)
+        at = np.flatnonzero(o)
+        within = w.within[at]
+        sub = np.argmax(cumulative > within[:, None], axis=1)
+        rows = np.arange(at.size)
+        before = np.where(sub > 0, cumulative[rows, np.maximum(sub - 1, 0)], 0)
+        w.within[at] = within - before
+        w.members[at] = table[rows, sub]
+        w.lo[at] = w.lo[at] + sub * step[at]
+        w.hi[at] = np.minimum(w.lo[at] + step[at] - 1, w.hi[at])
+
+
+def _gather(wanted: list[_Wanted], opened: list[Bool], batches: Batches, origin: int) -> None:
+    """One gathering pass: each open second's value of its rank (``lo = hi = value``)."""
+    seconds = wanted[0].lo.size
+    found: list[list[tuple[I64, I64]]] = [[] for _ in wanted]
+    for second, latency, binned in _batches(batches, origin, seconds):
+        for w, o, parts in zip(wanted, opened, found, strict=True):
+            hit = _members(w, o, second, latency, binned)
+            parts.append((second[hit], latency[hit]))
+    for w, o, parts in zip(wanted, opened, found, strict=True):
+        second = np.concatenate([p[0] for p in parts])
+        latency = np.concatenate([p[1] for p in parts])
+        order = np.lexsort((latency, second))
+        second, latency = second[order], latency[order]
+        at = np.flatnonzero(o)
+        value = latency[np.searchsorted(second, at) + w.within[at]]
+        w.lo[at] = value
+        w.hi[at] = value
+
+
+def exact_ranks(
+    bins: npt.NDArray[np.int64], origin: int, batches: Batches, quantiles: tuple[float, ...]
+) -> list[list[float | None]]:
+    """Per quantile, per second: the e2e latency of nearest rank in ms (3 places; None for an
+    empty second). ``bins``: the coarse counts, one row per second; ``batches``: makes a pass
+    over the receives' ``receive_ns`` and ``intended_ns``."""
+    totals = bins.sum(axis=1)
+    cumulative = np.cumsum(bins, axis=1)
+    rows = np.arange(bins.shape[0])
+    wanted: list[_Wanted] = []
+    for q in quantiles:
+        rank = np.where(totals > 0, (q * (totals - 1)).astype(np.int64), 0)
+        chosen = np.argmax(cumulative > rank[:, None], axis=1).astype(np.int64)
+        before = np.where(chosen > 0, cumulative[rows, np.maximum(chosen - 1, 0)], 0)
+        lo, hi = _interval(chosen)
+        wanted.append(_Wanted(chosen, rank - before, lo, hi, bins[rows, chosen]))
+    while True:
+        opened = [(totals > 0) & (w.hi > w.lo) for w in wanted]
+        if not any(o.any() for o in opened):
+            break
+        if sum(int(w.members[o].sum()) for w, o in zip(wanted, opened, strict=True)) <= (
+            GATHER_BUDGET
+        ):
+            _gather(wanted, opened, batches, origin)
+            break
+        _narrow(wanted, opened, batches, origin)
+    return [
+        [
+            round(float(np.float64(value) / 1e6), 3) if total else None
+            for value, total in zip(w.lo.tolist(), totals.tolist(), strict=True)
+        ]
+        for w in wanted
+    ]
