@@ -40,6 +40,7 @@ from harness.checkers import (
 from harness.checkers.columns import Outcome
 from harness.checkers.duplicates import failed_acks_of
 from harness.checkers.index import column_at
+from harness.checkers.undecodable import check_undecodable
 from harness.drivers.base import OrderingScope
 from harness.history.schema import RECEIVES, SENDS
 
@@ -226,8 +227,9 @@ def check_ranges(  # noqa: PLR0917 - check_all's arguments plus the ranges'
     if not per_checker[0]:  # no range at all: an empty history, judged as check_all does
         empty = check_all(SENDS.empty_table(), RECEIVES.empty_table(), events, ordering)
         return [
-            *empty[:-1],
+            *empty[:6],  # lost .. ordering: the per-message checks
             check_lag_recovery(lag() if callable(lag) else lag, events, lag_recovery_seconds),
+            *_from_events_only(events),
         ]
 
     handoffs = merge_runs(runs)
@@ -264,4 +266,13 @@ def check_ranges(  # noqa: PLR0917 - check_all's arguments plus the ranges'
         ),
         merge.ordering(ordering_counts, ordering_examples + rebalance_examples, receives, ordering),
         check_lag_recovery(lag() if callable(lag) else lag, events, lag_recovery_seconds),
+        *_from_events_only(events),
     ]
+
+
+def _from_events_only(events: pa.Table) -> list[Verdict]:
+    """The checks ``check_all`` adds that read the events alone (so once, not per range):
+    ``undecodable`` in a run with schema bodies. (``subscribers`` needs every subscriber's
+    deliveries at once; fan-out happens only in flows, which this path never takes.)"""
+    undecodable = check_undecodable(events)
+    return [] if undecodable is None else [undecodable]

@@ -75,6 +75,7 @@ class FigureAccumulator:
         receives = receives.filter(window.mask(receives))
         record = self.latency.record_many
         record(LatencyKind.PUBLISH, _ns(ok["complete_ns"]) - _ns(ok["invoke_ns"]))
+        record(LatencyKind.PUBLISH_CORRECTED, _ns(ok["complete_ns"]) - _ns(ok["intended_ns"]))
         record(LatencyKind.PUBLISH_DELAY, _ns(sends["invoke_ns"]) - _ns(sends["intended_ns"]))
         record(LatencyKind.E2E, _ns(receives["receive_ns"]) - _ns(receives["intended_ns"]))
         joined = receives.select([*IDENTITY, "receive_ns"]).join(

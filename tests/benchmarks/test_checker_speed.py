@@ -204,6 +204,7 @@ def make_history(messages: int, seed: int = 0) -> tuple[pa.Table, pa.Table, pa.T
             "scope": pa.DictionaryArray.from_arrays(
                 receive_partition, [f"p{p}" for p in range(PARTITIONS)]
             ),
+            "subscriber": pa.nulls(everything.size, _DICTIONARY),
         }
     )
     receives = _lay_out(receives, rng)

@@ -155,6 +155,7 @@ def _tables(
             "delivery_attempt": pa.array([1] * m, pa.int16()),
             "disposition": pa.array([0] * m, pa.uint8()),
             "scope": pa.array(columns[7], pa.string()),
+            "subscriber": pa.nulls(m, pa.string()),
         }
     ).cast(RECEIVES)
     return _sorted(sent, "sends"), _sorted(received, "receives")
