@@ -49,7 +49,7 @@ def history(*, lose_in_window: int = 0, non_durable: bool = False) -> History:
             "partition": np.full(m, -1, np.int32), "offset": np.full(m, -1, np.int64),
             "message_id": [f"m{i}" for i in delivered],
             "delivery_attempt": np.ones(m, np.int16), "disposition": np.zeros(m, np.uint8),
-            "scope": [None] * m,
+            "scope": [None] * m, "subscriber": [None] * m,
         },
         schema=RECEIVES,
     )  # fmt: skip

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Connection, delete, insert, select, update
 
 from harness.checkers.verdict import Verdict
-from harness.flows.api import Event, Flow, FlowState, event_id, event_rng
+from harness.flows.api import Event, Flow, FlowState, Service, event_id, event_rng
 from harness.flows.database import create_tables, open_engine
 from workloads.saga.flow import OrchestratedSagaFlow, SagaFlow
 from workloads.saga.messages import SagaConfig
@@ -24,9 +24,15 @@ NAMES = ("saga-terminal", "saga-steps", "saga-conservation", "saga-idempotence")
 
 
 def drive(flow: type[Flow], config: SagaConfig, databases: dict[str, Connection]) -> None:
-    """Every entry event through the flow's services until no message is left; each emitted
-    message delivered once (and every fifth one twice: a redelivery)."""
-    services = {service.topics[0]: service(config) for service in flow.services}
+    """Every entry event through the flow's services until no message is left, each emitted
+    message delivered once to every service subscribed to its topic (a fan-out topic, such as
+    the choreography's ``shipments``, reaches several), and every fifth one twice (a
+    redelivery)."""
+    subscribed: dict[str, list[Service]] = {}
+    for service_class in flow.services:
+        service = service_class(config)
+        for topic in service.topics:
+            subscribed.setdefault(topic, []).append(service)
     queue: deque[Event] = deque()
     now = time.time_ns()
     for seq in range(ORDERS):
@@ -36,15 +42,15 @@ def drive(flow: type[Flow], config: SagaConfig, databases: dict[str, Connection]
     emitted = 0
     while queue:
         event = queue.popleft()
-        service = services[event.topic]
-        for delivery in range(2 if emitted % 5 == 0 else 1):
-            db = databases[service.name]
-            with db.begin():
-                emits = service.handle(db, event)
-            if delivery == 0:
-                for emit in emits:
-                    emitted += 1
-                    queue.append(Event(emit.topic, emit.key, f"e-{emitted}", emit.body, 1, 0))
+        for service in subscribed[event.topic]:
+            for delivery in range(2 if emitted % 5 == 0 else 1):
+                db = databases[service.name]
+                with db.begin():
+                    emits = service.handle(db, event)
+                if delivery == 0:
+                    for emit in emits:
+                        emitted += 1
+                        queue.append(Event(emit.topic, emit.key, f"e-{emitted}", emit.body, 1, 0))
 
 
 @pytest.fixture(params=[SagaFlow, OrchestratedSagaFlow], ids=["choreography", "orchestration"])

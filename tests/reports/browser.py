@@ -111,3 +111,4 @@ def render(html: Path, screenshots: list[Path], first_screen: Path | None = None
         )
     finally:
         driver.quit()
+

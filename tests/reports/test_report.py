@@ -101,7 +101,7 @@ def test_untrusted_strings_are_escaped_everywhere(rendered: dict[str, Path]) -> 
 
 def test_markdown_junit_and_csv_hold_every_run_and_check(rendered: dict[str, Path]) -> None:
     markdown = rendered["md"].read_text()
-    summary = markdown.split("<details>")[0]  # every check follows, folded
+    summary = markdown.split("<details>")[0].split("### Faults")[0]  # then faults, checks
     table = [line for line in summary.splitlines() if line.startswith("| ")]
     assert len(table) == 1 + 3  # header + one row per broker x workload x scenario
     assert "| gated (test double) | keyed-200 | latency-100ms |" in markdown

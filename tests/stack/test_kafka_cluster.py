@@ -226,10 +226,10 @@ proxy: none
 scenarios: [leader-isolated]
 workloads:
   - name: safe
-    params: {rate: 100, duration: 20, warmup: 1, partitions: 3, keys: 16, drain_timeout: 12,
+    params: {rate: 100, duration: 30, warmup: 1, partitions: 3, keys: 16, drain_timeout: 12,
              replication: {factor: 3, min_insync_replicas: 2, acks: all}}
   - name: unsafe
-    params: {rate: 100, duration: 20, warmup: 1, partitions: 3, keys: 16, drain_timeout: 12,
+    params: {rate: 100, duration: 30, warmup: 1, partitions: 3, keys: 16, drain_timeout: 12,
              replication: {factor: 3, min_insync_replicas: 1, acks: 1,
                            unclean_leader_election: true}}
 """
@@ -260,15 +260,22 @@ def test_acks_1_loses_acknowledged_writes_when_the_leader_is_isolated_acks_all_n
         [fault] = result["scenario"]["faults"]
         assert (fault["action"], fault["healed"]) == ("isolate-node", True)
         print(
-            f"\n{workload}: lost {lost['counts']['lost']} of {lost['counts']['acked']} acked; "
+            f"\n{workload}: lost {lost['counts']['lost']} of {lost['counts']['acked']} acked "
+            f"({lost['counts']['lost_write']} lost-write); "
             f"unavailable {fault['unavailable_seconds']} s, recovery {fault['recovery']}"
         )
         if workload == "safe":
             assert lost["valid"] is True, lost
             assert lost["counts"]["lost"] == 0
         else:
-            assert lost["valid"] is False, lost
-            assert lost["counts"]["lost"] > 0
+            # Lost writes: a later offset of the partition was read (the new leader's), so
+            # the write was overwritten (invalid); unseen: nothing later was read (lost or
+            # late: unknown). 12 s of writes after the heal usually pass the truncated
+            # offsets, so some are lost-write, but the split depends on when the leader was
+            # fenced: the test holds only that acknowledged writes went missing.
+            counts = lost["counts"]
+            assert lost["valid"] is not True, lost
+            assert counts["lost"] == counts["lost_write"] + counts["unseen"] > 0, counts
             assert fault["anomalies"]["lost"] > 0
             example = lost["examples"][0]
             assert example["kind"] in {"lost-write", "unseen"}
