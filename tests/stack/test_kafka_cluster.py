@@ -50,7 +50,8 @@ from harness.stack import cluster_network, processes
 from harness.stack.kafka_cluster import configured_nodes
 from tests.stack.cli import brokerbench
 
-pytestmark = pytest.mark.broker
+# alone: three more JVMs starting on 2 cores starve the shared brokers other tests measure
+pytestmark = [pytest.mark.broker, pytest.mark.alone]
 
 ROOT = Path(tempfile.gettempdir()) / "brokerbench-tests-kafka-cluster"
 CLUSTER_SUBNET = "10.214.250.0/24"
