@@ -111,4 +111,3 @@ def render(html: Path, screenshots: list[Path], first_screen: Path | None = None
         )
     finally:
         driver.quit()
-
