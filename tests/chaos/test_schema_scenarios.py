@@ -23,7 +23,9 @@ from tests.stack.cli import isolated_home
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(300)]
 
 ROOT = Path(__file__).parents[2]
-RATE, DURATION = 40, 6
+RATE, DURATION = 40, 10
+"""Long enough after the roll (at 2 s) for producers to write v2 even when the registry, on a
+busy 2-core machine, takes seconds to answer (6 s once left none: CI, 3 test workers)."""
 SUITE = {
     "name": "schemas",
     "brokers": ["kafka"],
@@ -92,7 +94,7 @@ def test_a_compatible_roll_keeps_every_check_valid_and_both_readers_decode_both(
     counts = verdict["counts"]
     assert verdict["valid"] is True
     assert counts["rolled"] == 1
-    assert counts["sent_v1"] > 0 and counts["sent_v2"] > 0
+    assert counts["sent_v1"] > 0 and counts.get("sent_v2", 0) > 0, counts
     assert counts["undecodable"] == counts["dead_lettered"] == 0
     for reader in ("v1", "v2"):  # consumer-0 reads with v1, consumer-1 with v2
         for written in ("v1", "v2"):
