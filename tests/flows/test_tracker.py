@@ -89,9 +89,14 @@ def assert_fan_out(result: dict[str, Any], broker: str) -> None:
     archive = check(result, "tracker-archive")
     assert archive["valid"] is True, archive["examples"]
     assert archive["counts"]["archived"] == ok
-    # The aggregator's nacked poison pills are its own redeliveries, not the archive's.
-    duplicates = check(result, "duplicates")["counts"]
-    assert duplicates["extra_deliveries"] == duplicates["redelivery_after_nack"]
+    # The aggregator's nacked poison pills come back to it; a consumer group's rebalance may
+    # redeliver more (allowed at-least-once: CI once saw 19 beside 72 after nacks).
+    duplicates = check(result, "duplicates")
+    assert duplicates["valid"] is True
+    counts = duplicates["counts"]
+    assert counts["redelivery_after_nack"] <= counts["extra_deliveries"]
+        <= duplicates["counts"]["extra_deliveries"]
+    )
     assert subscribers["counts"]["clicks/archive:extra_deliveries"] == 0
 
 
