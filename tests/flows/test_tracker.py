@@ -95,9 +95,9 @@ def assert_fan_out(result: dict[str, Any], broker: str) -> None:
     assert duplicates["valid"] is True
     counts = duplicates["counts"]
     assert counts["redelivery_after_nack"] <= counts["extra_deliveries"]
-        <= duplicates["counts"]["extra_deliveries"]
-    )
-    assert subscribers["counts"]["clicks/archive:extra_deliveries"] == 0
+    # The archive never nacks: whatever it got twice came from a rebalance, not a nack.
+    unrequested = counts["extra_deliveries"] - counts["redelivery_after_nack"]
+    assert subscribers["counts"]["clicks/archive:extra_deliveries"] <= unrequested
 
 
 def test_real_redeliveries_change_nothing_when_the_aggregator_dedups(
