@@ -22,7 +22,13 @@ from harness.errors import UserError
 from harness.settings import KafkaStack, Settings
 from harness.setup import artifacts
 from harness.stack import cluster_network
-from harness.stack.services import _KAFKA_LOG4J, PROBE_TIMEOUT, Service, _java, _kafka_cluster_id
+from harness.stack.services import (
+    _KAFKA_LOG4J,
+    PROBE_TIMEOUT,
+    Service,
+    _kafka_cluster_id,
+    kafka_java,
+)
 
 NODE_NAME = re.compile(r"kafka-(\d+)")
 FORMAT_JVM_OPTIONS = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC")
@@ -151,17 +157,8 @@ class KafkaNode(Service):
         lib = artifacts.require(artifacts.kafka())
         config = str(self.directory / "server.properties")
         return [
-            *self._java(lib, *FORMAT_JVM_OPTIONS),
+            *kafka_java(self.directory, lib, *FORMAT_JVM_OPTIONS),
             *("kafka.tools.StorageTool", "format", "-t", identity, "-c", config),
-        ]
-
-    def _java(self, lib: Path, *jvm_options: str) -> list[str]:
-        return [
-            _java(),
-            *jvm_options,
-            f"-Dlog4j2.configurationFile={self.directory / 'log4j2.properties'}",
-            "-cp",
-            f"{lib}/*",
         ]
 
     def command(self) -> list[str]:
@@ -170,7 +167,7 @@ class KafkaNode(Service):
         heap = f"{self.cluster.heap_mb}m"
         return [
             *cluster_network.exec_prefix(self.node),
-            *self._java(lib, f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC"),
+            *kafka_java(self.directory, lib, f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC"),
             "kafka.Kafka",
             str(self.directory / "server.properties"),
         ]

@@ -71,6 +71,18 @@ class Service(ABC):
     def version(self) -> str: ...
 
 
+def kafka_java(directory: Path, lib: Path, *jvm_options: str) -> list[str]:
+    """``java [options]`` with Kafka's jars and the log4j2 config in ``directory`` (a Kafka
+    service's or a cluster node's), before the main class."""
+    return [
+        _java(),
+        *jvm_options,
+        f"-Dlog4j2.configurationFile={directory / 'log4j2.properties'}",
+        "-cp",
+        f"{lib}/*",
+    ]
+
+
 def _java() -> str:
     return JAVA.require()
 
@@ -145,14 +157,7 @@ class Kafka(Service):
             raise UserError(f"formatting Kafka storage failed: {' '.join(last)}")
 
     def _java(self, lib: Path, *jvm_options: str) -> list[str]:
-        """``java [options]`` with Kafka's jars and our log4j2 config, before the main class."""
-        return [
-            _java(),
-            *jvm_options,
-            f"-Dlog4j2.configurationFile={self.directory / 'log4j2.properties'}",
-            "-cp",
-            f"{lib}/*",
-        ]
+        return kafka_java(self.directory, lib, *jvm_options)
 
     def command(self) -> list[str]:
         lib = artifacts.require(artifacts.kafka())
