@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from chaos.faults.base import Fault, require_local_broker
 from chaos.node_cut import cut_rules, fault_table, nft_in, remove_fault_table
-from chaos.service_control import continue_service, start_again
+from chaos.service_control import continue_service, pause_group, start_again
 from chaos.state import Entry
 from harness.errors import UserError
 from harness.models import FrozenModel
@@ -273,7 +273,7 @@ class PauseNode(NodeFault):
         return [{"id": self.fault_id, "kind": "paused", "service": self.node().name}]
 
     def apply(self) -> None:
-        os.killpg(_running_group(self.node()), signal.SIGSTOP)
+        pause_group(_running_group(self.node()))
 
     def heal(self) -> None:
         continue_service(self.context.settings, self.node().name)

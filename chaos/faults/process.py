@@ -10,7 +10,7 @@ import os
 import signal
 
 from chaos.faults.base import Fault, require_local_broker
-from chaos.service_control import continue_service, start_again
+from chaos.service_control import continue_service, pause_group, start_again
 from chaos.state import Entry
 from harness.stack import processes
 from harness.stack.manager import Stack
@@ -40,7 +40,7 @@ class Pause(ServiceFault):
         return [{"id": self.fault_id, "kind": "paused", "service": self.target}]
 
     def apply(self) -> None:
-        os.killpg(self._group(), signal.SIGSTOP)
+        pause_group(self._group())
 
     def heal(self) -> None:
         continue_service(self.context.settings, self.target)
