@@ -11,6 +11,9 @@ Every second, on its own thread, it records with psutil:
   it appears, one that exited is dropped), the local broker and toxiproxy (from the stack's
   pid files; a broker restarted by a fault is followed to its new pid);
 - its own CPU (this thread's time; it is also part of the orchestrator's);
+- the resident memory (RSS, ``memory_info().rss``: one read of ``/proc/<pid>/statm``) of each
+  of those processes, from its first sample on (a soak's question: does a process's memory stay
+  flat once it has warmed up?);
 - what the load processes' progress lines (``on_line``) say about keeping up: ``late_ms_max``,
   ``late_ms_p99``, ``not_sent`` (producers), ``poll_gap_ms_max`` (consumers). A field a load
   process does not report is not recorded; a value that is not a number is ignored.
@@ -68,6 +71,9 @@ HARNESS_ROLES = ("orchestrator", "producer", "consumer", "proxy")
 """The roles whose CPU is the harness's cost (the sampler is inside the orchestrator)."""
 CPU_PERCENT = "cpu_percent"
 """Machine: % of all cores busy. Processes: % of one core."""
+RSS_BYTES = "rss_bytes"
+"""A process's resident memory at the sample (not over the interval); files written before
+it existed have no such rows."""
 LATE_MS_MAX, LATE_MS_P99, NOT_SENT, POLL_GAP_MS_MAX = (
     "late_ms_max",
     "late_ms_p99",
@@ -119,6 +125,14 @@ class _Cpu:
     process: psutil.Process
     used_s: float
     """User + system seconds at the previous sample."""
+
+
+class _Reading(NamedTuple):
+    used_s: float
+    """CPU seconds now."""
+    before_s: float | None
+    """At the previous sample; None when primed now."""
+    rss_bytes: int
 
 
 def role_of(label: str) -> Role:
@@ -270,13 +284,13 @@ class SaturationSampler:
             if key in self._gone:
                 continue
             seen.add(key)
-            used_s = self._cpu_seconds(key, watched)
-            if used_s is None:
+            reading = self._read(key, watched)
+            if reading is None:
                 continue
-            before = used_s[1]
-            if before is not None and interval_ns > 0:
-                percent = 100 * (used_s[0] - before) / (interval_ns / 1e9)
+            if reading.before_s is not None and interval_ns > 0:
+                percent = 100 * (reading.used_s - reading.before_s) / (interval_ns / 1e9)
                 add(watched.subject, watched.role, watched.pid, CPU_PERCENT, round(percent, 2))
+            add(watched.subject, watched.role, watched.pid, RSS_BYTES, float(reading.rss_bytes))
         for key in self._tracked.keys() - seen:
             del self._tracked[key]
 
@@ -295,11 +309,8 @@ class SaturationSampler:
             self._samples.extend(rows)
         return rows
 
-    def _cpu_seconds(
-        self, key: tuple[str, int], watched: Watched
-    ) -> tuple[float, float | None] | None:
-        """(CPU seconds now, at the previous sample or None when primed now); None when the
-        process is gone."""
+    def _read(self, key: tuple[str, int], watched: Watched) -> _Reading | None:
+        """The process's CPU seconds and memory now; None when it is gone."""
         tracked = self._tracked.get(key)
         try:
             if tracked is None:
@@ -307,6 +318,7 @@ class SaturationSampler:
                 tracked = _Cpu(process, 0.0 if watched.started_during_run else math.nan)
                 self._tracked[key] = tracked
             times = tracked.process.cpu_times()
+            rss_bytes = tracked.process.memory_info().rss
         except psutil.Error:
             self._tracked.pop(key, None)
             self._gone.add(key)
@@ -314,7 +326,7 @@ class SaturationSampler:
         used_s = times.user + times.system
         before = None if math.isnan(tracked.used_s) else tracked.used_s
         tracked.used_s = used_s
-        return used_s, before
+        return _Reading(used_s, before, rss_bytes)
 
     def _safe_processes(self) -> list[Watched]:
         try:

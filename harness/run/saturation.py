@@ -16,6 +16,7 @@ from harness.collectors.saturation import (
     LATE_MS_P99,
     NOT_SENT,
     POLL_GAP_MS_MAX,
+    RSS_BYTES,
     SaturationSampler,
     StoredSamples,
     Watched,
@@ -26,6 +27,7 @@ from harness.load.progress_line import ProgressLine
 from harness.run.children import Child, Children
 from harness.run.figures import Window
 from harness.run.harness_bound import HARNESS_PROCESS_ROLES, THRESHOLDS, Measured, verdict
+from harness.run.memory_growth import RssSample, memory_section
 from harness.settings import Settings
 
 ROLES = ("orchestrator", "producer", "consumer", "proxy", "broker", "sampler")
@@ -110,6 +112,8 @@ class _Samples:
     """Metric -> second -> the worst load process's value."""
     not_sent: dict[str, float] = field(default_factory=dict)
     """Producer -> the highest count it reported."""
+    rss: dict[str, list[RssSample]] = field(default_factory=lambda: defaultdict(list))
+    rss_role_of: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, stored: StoredSamples) -> "_Samples":
@@ -118,7 +122,10 @@ class _Samples:
             time_ns, subject, role = row["time_ns"], row["subject"], row["role"]
             metric, value = row["metric"], row["value"]
             found.interval_ns[time_ns] = row["interval_ns"]
-            if metric == CPU_PERCENT and role == "machine":
+            if metric == RSS_BYTES:
+                found.rss[subject].append(RssSample(time_ns, row["pid"], value))
+                found.rss_role_of[subject] = role
+            elif metric == CPU_PERCENT and role == "machine":
                 found.machine[time_ns] = value
             elif metric == CPU_PERCENT:
                 by_second = found.roles[role]
@@ -205,6 +212,7 @@ def saturation_section(
     notes = list(stored.notes)
     if not facts.late_ms_p99 and inside:
         notes.append("producers reported no lateness (late_ms_p99): that rule was not applied")
+    memory = memory_section(samples.rss, samples.rss_role_of)
     return {
         "cpu_count": stored.cpu_count,
         "interval_s": stored.interval_s,
@@ -235,4 +243,5 @@ def saturation_section(
         },
         "harness_bound": verdict(facts, e2e_p99_ms),
         "thresholds": THRESHOLDS.to_dict(),
+        **({"memory": memory} if memory is not None else {}),
     }

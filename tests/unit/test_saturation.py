@@ -6,10 +6,13 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
 from harness.collectors.saturation import (
+    CPU_PERCENT,
+    RSS_BYTES,
     SATURATION_SCHEMA,
     Sample,
     SaturationSampler,
@@ -44,17 +47,26 @@ def test_a_load_process_counts_from_its_start_and_one_running_before_is_primed()
         assert child.stdout is not None and child.stdout.readline() == "burnt\n"
         watched: list[Watched] = []
         sampler = SaturationSampler(None, processes=lambda: watched, interval=1e-9)
-        assert sampler.sample_once() == []  # the first sample only primes
+        first = sampler.sample_once()  # only primes the CPU: memory only, the orchestrator's
+        assert [(row.subject, row.metric) for row in first] == [("orchestrator", RSS_BYTES)]
         watched += [
             Watched("consumer-0", "consumer", child.pid),
             Watched("broker:x", "broker", child.pid, started_during_run=False),
         ]
         time.sleep(0.1)  # the machine's CPU times advance in 10 ms ticks
-        rows = {row.subject: row for row in sampler.sample_once()}
+        sampled = sampler.sample_once()
+        rows = {row.subject: row for row in sampled if row.metric == CPU_PERCENT}
         assert {"machine", "orchestrator", "consumer-0", "sampler"} <= set(rows)
         assert "broker:x" not in rows  # primed
+        # Memory is a value at the sample, not over an interval: read from the first one, for
+        # every process (the sampler runs inside the orchestrator: not twice).
+        memory = {row.subject: row for row in sampled if row.metric == RSS_BYTES}
+        assert set(memory) == {"orchestrator", "consumer-0", "broker:x"}
+        assert memory["consumer-0"].pid == child.pid and memory["consumer-0"].role == "consumer"
+        assert memory["consumer-0"].value == psutil.Process(child.pid).memory_info().rss
+        assert 5e6 < memory["orchestrator"].value < 1e11
         time.sleep(0.1)
-        later = {row.subject: row for row in sampler.sample_once()}
+        later = {row.subject: row for row in sampler.sample_once() if row.metric == CPU_PERCENT}
         assert rows["consumer-0"].role == "consumer"
         assert rows["consumer-0"].pid == child.pid
 
@@ -112,12 +124,20 @@ def test_a_service_is_followed_through_its_pid_file_and_its_restarts(tmp_path: P
         first = processes.start(service, [sys.executable, "-c", "import time; time.sleep(60)"])
         sampler.sample_once()
         time.sleep(0.1)
-        rows = [row for row in sampler.sample_once() if row.subject == "broker:kafka"]
+        rows = [
+            row
+            for row in sampler.sample_once()
+            if row.subject == "broker:kafka" and row.metric == CPU_PERCENT
+        ]
         assert [(row.role, row.pid) for row in rows] == [("broker", first.pid)]
         processes.stop(service)
         second = processes.start(service, [sys.executable, "-c", "import time; time.sleep(60)"])
         time.sleep(0.1)
-        rows = [row for row in sampler.sample_once() if row.subject == "broker:kafka"]
+        rows = [
+            row
+            for row in sampler.sample_once()
+            if row.subject == "broker:kafka" and row.metric == CPU_PERCENT
+        ]
         # a new pid in the file is a restart: counted from its start, so a value at once
         # (a process seen for the first time otherwise only primes)
         assert [row.pid for row in rows] == [second.pid]
