@@ -330,3 +330,26 @@ def test_what_a_run_watches_depends_on_where_the_broker_runs(
     (tmp_path / "state" / "provider.json").write_text('{"provider": "containers"}')
     services, notes = watched_services("kafka", "all", settings)
     assert services == [] and "containers" in notes[0]
+
+
+def test_the_kept_samples_are_compact_columns_that_give_the_rows_back() -> None:
+    """An hour of samples must not be the orchestrator's own memory growth: about 40 bytes a
+    row, not a tuple of Python objects each."""
+    import tracemalloc
+
+    from harness.collectors.saturation import _SampleColumns
+
+    rows = [
+        Sample(T0 + i * S, S, f"producer-{i % 4}", "producer", None if i % 3 else i, metric, i / 3)
+        for i in range(20_000)
+        for metric in ("cpu_percent", "rss_bytes")
+    ]
+    tracemalloc.start()
+    try:
+        columns = _SampleColumns()
+        columns.extend(rows)
+        kept = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert columns.rows() == rows
+    assert kept / len(rows) < 60
