@@ -215,6 +215,10 @@ class SaturationSampler:
         self.notes = list(notes)
         self._processes = processes
         self._services = list(services)
+        self.listeners: list[Callable[[list[Sample]], None]] = []
+        """Called with each sample's rows, on the sampler's thread (e.g. live metrics); an
+        error there is logged once and ignored."""
+        self._listener_failed = False
         self._service_pids: dict[str, int] = {}
         """Each service's first pid: a later one is a restart."""
         self._samples = _SampleColumns()
@@ -332,7 +336,8 @@ class SaturationSampler:
             if reading.before_s is not None and interval_ns > 0:
                 percent = 100 * (reading.used_s - reading.before_s) / (interval_ns / 1e9)
                 add(watched.subject, watched.role, watched.pid, CPU_PERCENT, round(percent, 2))
-            add(watched.subject, watched.role, watched.pid, RSS_BYTES, float(reading.rss_bytes))
+            if reading.rss_bytes > 0:  # 0: a process that exited, not reaped yet (a zombie)
+                add(watched.subject, watched.role, watched.pid, RSS_BYTES, float(reading.rss_bytes))
         for key in self._tracked.keys() - seen:
             del self._tracked[key]
 
@@ -349,7 +354,17 @@ class SaturationSampler:
         self._previous_ns = now_ns
         with self._lock:
             self._samples.extend(rows)
+        self._notify(rows)
         return rows
+
+    def _notify(self, rows: list[Sample]) -> None:
+        for listener in self.listeners:
+            try:
+                listener(rows)
+            except Exception as exc:  # a view of the samples must not stop them
+                if not self._listener_failed:
+                    logging.getLogger(__name__).warning("saturation listener failed: %r", exc)
+                self._listener_failed = True
 
     def _read(self, key: tuple[str, int], watched: Watched) -> _Reading | None:
         """The process's CPU seconds and memory now; None when it is gone."""

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import paths
+from harness.collectors.live import LiveMetrics
 from harness.collectors.saturation import (
     CPU_PERCENT,
     HARNESS_ROLES,
@@ -17,6 +18,7 @@ from harness.collectors.saturation import (
     NOT_SENT,
     POLL_GAP_MS_MAX,
     RSS_BYTES,
+    Sample,
     SaturationSampler,
     StoredSamples,
     Watched,
@@ -56,10 +58,17 @@ def watched_services(
 
 
 def sampler_for_run(
-    run_dir: Path, children: Children, target: str, proxy: str, settings: Settings
+    run_dir: Path,
+    children: Children,
+    target: str,
+    proxy: str,
+    settings: Settings,
+    *,
+    metrics: LiveMetrics | None = None,
 ) -> SaturationSampler:
     """A sampler of the orchestrator, the run's load processes, the local broker (and
-    toxiproxy when the run goes through it), fed by the load processes' progress lines."""
+    toxiproxy when the run goes through it), fed by the load processes' progress lines; each
+    sample's memory also goes to the live ``metrics`` when given."""
     services, notes = watched_services(target, proxy, settings)
 
     def load_processes() -> list[Watched]:
@@ -75,6 +84,15 @@ def sampler_for_run(
         sampler.on_line(child.label, progress_fields(line), role=child.role.saturation_role)
 
     children.listeners.append(on_line)
+    if metrics is not None:
+        live = metrics
+
+        def show_memory(rows: list[Sample]) -> None:
+            live.set_resident_memory(
+                (row.subject, row.role, row.value) for row in rows if row.metric == RSS_BYTES
+            )
+
+        sampler.listeners.append(show_memory)
     return sampler
 
 

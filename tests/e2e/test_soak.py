@@ -37,15 +37,21 @@ class Watched:
     """(sent, received) of each live metrics page that answered."""
     parts: dict[tuple[str, str], set[int]] = field(default_factory=lambda: defaultdict(set))
     """(table, process label) -> the shard parts seen."""
+    resident: set[str] = field(default_factory=set)
+    """Processes whose resident memory the live metrics showed."""
 
 
-def counters(port: int) -> tuple[float, float] | None:
-    """(messages sent, messages received) on the live metrics page; None when it is down."""
+RESIDENT = re.compile(r'brokerbench_process_resident_bytes\{.*process="(?P<process>[^"]+)".*\} \d')
+
+
+def scrape(port: int, watched: Watched) -> None:
+    """Note the live metrics page's (messages sent, messages received) and the processes whose
+    memory it shows; nothing when it is down."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as page:
             text = page.read().decode()
     except OSError:
-        return None
+        return
 
     def total(name: str) -> float:
         return sum(
@@ -54,7 +60,10 @@ def counters(port: int) -> tuple[float, float] | None:
             if line.startswith(f"{name}_total")
         )
 
-    return total("brokerbench_messages_sent"), total("brokerbench_messages_received")
+    watched.scrapes.append(
+        (total("brokerbench_messages_sent"), total("brokerbench_messages_received"))
+    )
+    watched.resident.update(found["process"] for found in RESIDENT.finditer(text))
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +80,7 @@ def soak(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, 
         )  # fmt: skip
         deadline = time.monotonic() + 300  # a bound for a stuck run, not a measurement
         while harness.poll() is None and time.monotonic() < deadline:
-            scraped = counters(port)
-            if scraped is not None:
-                watched.scrapes.append(scraped)
+            scrape(port, watched)
             for path in (output / "runs").glob("*/*/*/*/r0/history/shards/*.arrow"):
                 if found := PART.fullmatch(path.name):
                     watched.parts[found["table"], found["label"]].add(int(found["part"]))
@@ -129,6 +136,7 @@ def test_the_live_metrics_answer_from_the_start_to_the_end_of_the_run(
     assert first_sent < 0.5 * sent  # scraped early in the run
     assert last_sent >= 0.9 * sent  # and still answering once the producers were done
     assert last_received > first_received
+    assert {"orchestrator", "broker:kafka", "producer-0", "consumer-0"} <= watched.resident
 
 
 def test_result_json_holds_each_processes_memory_with_growth_not_judged(

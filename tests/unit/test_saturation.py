@@ -353,3 +353,49 @@ def test_the_kept_samples_are_compact_columns_that_give_the_rows_back() -> None:
         tracemalloc.stop()
     assert columns.rows() == rows
     assert kept / len(rows) < 60
+
+
+def test_each_samples_memory_is_shown_live_and_a_process_gone_is_dropped(tmp_path: Path) -> None:
+    from harness.collectors.live import LiveMetrics
+    from harness.run.children import Children
+    from harness.run.saturation import sampler_for_run
+    from harness.settings import Settings
+
+    metrics = LiveMetrics("00000000000000aa", "kafka-external", "w")
+    children = Children(tmp_path)
+    settings = Settings.model_validate({"targets": {"kafka-external": {"driver": "kafka"}}})
+    sampler = sampler_for_run(
+        tmp_path, children, "kafka-external", "none", settings, metrics=metrics
+    )
+    labels = {"run_id": "00000000000000aa", "broker": "kafka-external", "workload": "w"}
+
+    def shown(process: str, role: str) -> float | None:
+        value: float | None = metrics.registry.get_sample_value(
+            "brokerbench_process_resident_bytes", {**labels, "process": process, "role": role}
+        )
+        return value
+
+    sampler.sample_once()
+    assert (shown("orchestrator", "orchestrator") or 0) > 5e6  # this process, read just now
+    metrics.set_resident_memory([("consumer-0", "consumer", 1e8)])  # a later sample without it
+    assert shown("orchestrator", "orchestrator") is None
+    assert shown("consumer-0", "consumer") == 1e8
+
+
+def test_a_process_that_exited_but_is_not_reaped_has_no_memory_sample() -> None:
+    """A zombie reads 0 bytes resident: not its memory, the end of it (CI saw a producer's
+    last memory sample at 0)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 30  # a bound for a stuck start, not a measurement
+        while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        sampler = SaturationSampler(
+            None, processes=lambda: [Watched("producer-0", "producer", child.pid)], interval=1e-9
+        )
+        rows = sampler.sample_once()
+        assert ("producer-0", RSS_BYTES) not in {(row.subject, row.metric) for row in rows}
+        assert ("orchestrator", RSS_BYTES) in {(row.subject, row.metric) for row in rows}
+    finally:
+        child.wait()
