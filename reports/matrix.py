@@ -247,9 +247,26 @@ def verdict_reasons(row: Row) -> str:
     return "; ".join(parts)
 
 
+def memory_part(run: StoredRun) -> str:
+    """Each role's largest resident memory at the end of the run and its largest growth after
+    the first minute ('' when the run has no memory samples)."""
+    memory = None if run.saturation is None else run.saturation.memory
+    if memory is None or not memory.roles:
+        return ""
+    shares = []
+    for role, found in memory.roles.items():
+        growth = (
+            "growth not judged"
+            if found.growth_percent is None
+            else f"{found.growth_percent:+.1f}% after the first minute"
+        )
+        shares.append(f"{role} {fmt((found.rss_end_bytes or 0) / 1e6, 0)} MB ({growth})")
+    return "memory by role, largest RSS at the end: " + ", ".join(shares)
+
+
 def saturation_line(run: StoredRun) -> str:
     """The saturation summary in one line: machine CPU and each role's CPU over the measured
-    window ('' when the run has none)."""
+    window, and each role's memory ('' when the run has none)."""
     if run.saturation is None or not run.saturation.summary.document():
         return ""
     summary = run.saturation.summary
@@ -265,4 +282,6 @@ def saturation_line(run: StoredRun) -> str:
             for role, found in summary.roles.items()
         ]
         parts.append("CPU by role, mean % of one core (CPU seconds): " + ", ".join(shares))
+    if memory := memory_part(run):
+        parts.append(memory)
     return "; ".join(parts)

@@ -9,10 +9,14 @@ object's own registry, so several runs (or tests) in one process never collide:
 - ``brokerbench_backlog_messages``: the latest lag sample (NaN when unknown)
 - ``brokerbench_e2e_latency_seconds``: end-to-end latency from the intended send time
 - ``brokerbench_e2e_latency_clamped_total``: e2e latencies <= 0 (clock skew) recorded as 1 us
+- ``brokerbench_process_resident_bytes{process, role}``: each sampled process's resident memory
+  at the saturation sampler's latest sample (a process no longer sampled is dropped): a soak's
+  memory, watched live
 """
 
 import errno
 import threading
+from collections.abc import Iterable
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -90,6 +94,14 @@ class LiveMetrics:
             _LABELS,
             registry=self.registry,
         ).labels(*labels)
+        self._resident = Gauge(
+            "brokerbench_process_resident_bytes",
+            "Resident memory of each sampled process (RSS), at the latest saturation sample.",
+            (*_LABELS, "process", "role"),
+            registry=self.registry,
+        )
+        self._resident_shown: set[tuple[str, str]] = set()
+        self._resident_lock = threading.Lock()
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -114,6 +126,18 @@ class LiveMetrics:
 
     def set_backlog(self, messages: int | None) -> None:
         self._backlog.set(float("nan") if messages is None else messages)
+
+    def set_resident_memory(self, processes: Iterable[tuple[str, str, float]]) -> None:
+        """One sample's (process, role, RSS bytes) of every sampled process: the gauge shows
+        these and no other process."""
+        with self._resident_lock:
+            shown = set()
+            for process, role, rss_bytes in processes:
+                self._resident.labels(*self._labels, process, role).set(rss_bytes)
+                shown.add((process, role))
+            for process, role in self._resident_shown - shown:
+                self._resident.remove(*self._labels, process, role)
+            self._resident_shown = shown
 
     def serve(self, port: int = 0) -> int:
         """Serve /metrics on 127.0.0.1:``port`` (0: any free port) in a daemon thread; returns

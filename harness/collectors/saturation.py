@@ -11,6 +11,9 @@ Every second, on its own thread, it records with psutil:
   it appears, one that exited is dropped), the local broker and toxiproxy (from the stack's
   pid files; a broker restarted by a fault is followed to its new pid);
 - its own CPU (this thread's time; it is also part of the orchestrator's);
+- the resident memory (RSS, ``memory_info().rss``: one read of ``/proc/<pid>/statm``) of each
+  of those processes, from its first sample on (a soak's question: does a process's memory stay
+  flat once it has warmed up?);
 - what the load processes' progress lines (``on_line``) say about keeping up: ``late_ms_max``,
   ``late_ms_p99``, ``not_sent`` (producers), ``poll_gap_ms_max`` (consumers). A field a load
   process does not report is not recorded; a value that is not a number is ignored.
@@ -27,6 +30,7 @@ exits between two samples loses its last partial second; one that vanishes is dr
 without error.
 """
 
+import array
 import json
 import logging
 import math
@@ -68,6 +72,9 @@ HARNESS_ROLES = ("orchestrator", "producer", "consumer", "proxy")
 """The roles whose CPU is the harness's cost (the sampler is inside the orchestrator)."""
 CPU_PERCENT = "cpu_percent"
 """Machine: % of all cores busy. Processes: % of one core."""
+RSS_BYTES = "rss_bytes"
+"""A process's resident memory at the sample (not over the interval); files written before
+it existed have no such rows."""
 LATE_MS_MAX, LATE_MS_P99, NOT_SENT, POLL_GAP_MS_MAX = (
     "late_ms_max",
     "late_ms_p99",
@@ -91,6 +98,47 @@ class Sample(NamedTuple):
     pid: int | None
     metric: str
     value: float
+
+
+class _SampleColumns:
+    """The samples kept until the sampler stops, as machine-typed columns: about 40 bytes a
+    row where a ``Sample`` tuple takes some 200, so that the samples of an hour-long run (70,000
+    rows and more) do not show as the orchestrator's own memory growth."""
+
+    _NO_PID = -1
+
+    def __init__(self) -> None:
+        self._integers = [array.array("q") for _ in range(3)]  # time_ns, interval_ns, pid
+        self._values = array.array("d")
+        self._names = [array.array("I") for _ in range(3)]  # subject, role, metric
+        self._codes: dict[str, int] = {}
+        self._strings: list[str] = []
+
+    def _code(self, name: str) -> int:
+        code = self._codes.get(name)
+        if code is None:
+            code = self._codes[name] = len(self._strings)
+            self._strings.append(name)
+        return code
+
+    def extend(self, rows: Iterable[Sample]) -> None:
+        times, intervals, pids = self._integers
+        subjects, roles, metrics = self._names
+        for row in rows:
+            times.append(row.time_ns)
+            intervals.append(row.interval_ns)
+            pids.append(self._NO_PID if row.pid is None else row.pid)
+            subjects.append(self._code(row.subject))
+            roles.append(self._code(row.role))
+            metrics.append(self._code(row.metric))
+            self._values.append(row.value)
+
+    def rows(self) -> list[Sample]:
+        strings = self._strings
+        return [
+            Sample(t, i, strings[s], strings[r], None if p == self._NO_PID else p, strings[m], v)
+            for t, i, p, s, r, m, v in zip(*self._integers, *self._names, self._values, strict=True)
+        ]
 
 
 @dataclass(frozen=True)
@@ -119,6 +167,14 @@ class _Cpu:
     process: psutil.Process
     used_s: float
     """User + system seconds at the previous sample."""
+
+
+class _Reading(NamedTuple):
+    used_s: float
+    """CPU seconds now."""
+    before_s: float | None
+    """At the previous sample; None when primed now."""
+    rss_bytes: int
 
 
 def role_of(label: str) -> Role:
@@ -159,9 +215,13 @@ class SaturationSampler:
         self.notes = list(notes)
         self._processes = processes
         self._services = list(services)
+        self.listeners: list[Callable[[list[Sample]], None]] = []
+        """Called with each sample's rows, on the sampler's thread (e.g. live metrics); an
+        error there is logged once and ignored."""
+        self._listener_failed = False
         self._service_pids: dict[str, int] = {}
         """Each service's first pid: a later one is a restart."""
-        self._samples: list[Sample] = []
+        self._samples = _SampleColumns()
         self._pending: dict[str, dict[str, float]] = {}
         self._roles: dict[str, Role] = {}
         self._lock = threading.Lock()
@@ -225,7 +285,7 @@ class SaturationSampler:
     @property
     def samples(self) -> list[Sample]:
         with self._lock:
-            return list(self._samples)
+            return self._samples.rows()
 
     def _run(self) -> None:
         self._thread_cpu_s = time.thread_time()  # this thread's, from now on
@@ -270,13 +330,14 @@ class SaturationSampler:
             if key in self._gone:
                 continue
             seen.add(key)
-            used_s = self._cpu_seconds(key, watched)
-            if used_s is None:
+            reading = self._read(key, watched)
+            if reading is None:
                 continue
-            before = used_s[1]
-            if before is not None and interval_ns > 0:
-                percent = 100 * (used_s[0] - before) / (interval_ns / 1e9)
+            if reading.before_s is not None and interval_ns > 0:
+                percent = 100 * (reading.used_s - reading.before_s) / (interval_ns / 1e9)
                 add(watched.subject, watched.role, watched.pid, CPU_PERCENT, round(percent, 2))
+            if reading.rss_bytes > 0:  # 0: a process that exited, not reaped yet (a zombie)
+                add(watched.subject, watched.role, watched.pid, RSS_BYTES, float(reading.rss_bytes))
         for key in self._tracked.keys() - seen:
             del self._tracked[key]
 
@@ -293,13 +354,20 @@ class SaturationSampler:
         self._previous_ns = now_ns
         with self._lock:
             self._samples.extend(rows)
+        self._notify(rows)
         return rows
 
-    def _cpu_seconds(
-        self, key: tuple[str, int], watched: Watched
-    ) -> tuple[float, float | None] | None:
-        """(CPU seconds now, at the previous sample or None when primed now); None when the
-        process is gone."""
+    def _notify(self, rows: list[Sample]) -> None:
+        for listener in self.listeners:
+            try:
+                listener(rows)
+            except Exception as exc:  # a view of the samples must not stop them
+                if not self._listener_failed:
+                    logging.getLogger(__name__).warning("saturation listener failed: %r", exc)
+                self._listener_failed = True
+
+    def _read(self, key: tuple[str, int], watched: Watched) -> _Reading | None:
+        """The process's CPU seconds and memory now; None when it is gone."""
         tracked = self._tracked.get(key)
         try:
             if tracked is None:
@@ -307,6 +375,7 @@ class SaturationSampler:
                 tracked = _Cpu(process, 0.0 if watched.started_during_run else math.nan)
                 self._tracked[key] = tracked
             times = tracked.process.cpu_times()
+            rss_bytes = tracked.process.memory_info().rss
         except psutil.Error:
             self._tracked.pop(key, None)
             self._gone.add(key)
@@ -314,7 +383,7 @@ class SaturationSampler:
         used_s = times.user + times.system
         before = None if math.isnan(tracked.used_s) else tracked.used_s
         tracked.used_s = used_s
-        return used_s, before
+        return _Reading(used_s, before, rss_bytes)
 
     def _safe_processes(self) -> list[Watched]:
         try:

@@ -27,7 +27,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 from harness.history.envelope import EnvelopeColumns
 from harness.history.schema import EVENTS, RECEIVES, SENDS, Disposition, EventKind, SendOutcome
 from harness.history.send_log import SendLog
-from harness.history.shards import BATCH_ROWS, ShardWriter, shard_path
+from harness.history.shards import BATCH_ROWS, ShardWriter
 
 __all__ = [
     "Recorder",
@@ -72,9 +72,10 @@ def partition_scopes(partitions: _IntColumn) -> pa.DictionaryArray:
 class Recorder:
     """Records one process's sends, receives and events; thread-safe.
 
-    Writes ``RUN_DIR/history/shards/{sends,receives,events}-<process_label>.arrow`` (created
-    empty at construction). Call ``close`` (or use it as a context manager) when the process is
-    done; a crash loses at most the rows not yet flushed, at most ``batch_rows`` per table.
+    Writes ``RUN_DIR/history/shards/{sends,receives,events}-<process_label>+<part>.arrow``
+    (the first parts created empty at construction; a new part each ``PART_BYTES``). Call
+    ``close`` (or use it as a context manager) when the process is done; a crash loses at most
+    the rows not yet flushed, at most ``batch_rows`` per table.
     """
 
     def __init__(self, run_dir: Path, process_label: str, *, batch_rows: int = BATCH_ROWS) -> None:
@@ -82,8 +83,11 @@ class Recorder:
         writers: list[ShardWriter] = []
         try:
             for table, schema in (("sends", SENDS), ("receives", RECEIVES), ("events", EVENTS)):
-                path = shard_path(run_dir, table, process_label)
-                writers.append(ShardWriter(path, schema, batch_rows=batch_rows))
+                writers.append(
+                    ShardWriter.for_process(
+                        run_dir, table, process_label, schema, batch_rows=batch_rows
+                    )
+                )
         except BaseException:
             for writer in writers:
                 writer.close()

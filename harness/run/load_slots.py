@@ -6,7 +6,7 @@ slot label, and the nemesis's handle on each kind (kill a slot's process, start 
 from collections.abc import Callable
 
 from harness.flows.api import Flow
-from harness.history.shards import read_shard, shard_path
+from harness.history.shards import process_shard_paths, read_shard
 from harness.load.plan import ProducerPlan, RunShared
 from harness.load.throughput import ThroughputConfig
 from harness.run.children import Children, Role
@@ -81,9 +81,11 @@ class LoadSlots:
         child = self.children.children[running]
         child.process.kill()
         child.process.wait()
-        shard = shard_path(self.children.run_dir, "receives", running)
-        if shard.exists():
-            self.final_received[running] = sum(batch.num_rows for batch in read_shard(shard))
+        parts = process_shard_paths(self.children.run_dir, "receives", running)
+        if parts:
+            self.final_received[running] = sum(
+                batch.num_rows for part in parts for batch in read_shard(part)
+            )
 
     def restart(self, label: str) -> None:
         if self._start is None:

@@ -382,6 +382,45 @@ class SaturationSummary(Section):
     not_sent: Number | None = None
 
 
+class ProcessMemory(Section):
+    """One sampled process's resident memory over the run (``harness/run/memory_growth.py``)."""
+
+    role: str | None = None
+    pid: int | None = None
+    samples: int | None = None
+    sampled_s: Number | None = None
+    rss_first_minute_bytes: int | None = None
+    rss_end_bytes: int | None = None
+    rss_peak_bytes: int | None = None
+    growth_percent: Number | None = None
+    """After the first minute; None: not judged (``growth_not_judged`` says why)."""
+    growth_not_judged: str | None = None
+
+
+class RoleMemory(Section):
+    """The largest of each figure over a role's processes."""
+
+    processes: int | None = None
+    rss_first_minute_bytes: int | None = None
+    rss_end_bytes: int | None = None
+    rss_peak_bytes: int | None = None
+    growth_percent: Number | None = None
+
+
+class SaturationMemory(Section):
+    """Does each process's memory stay flat after its first minute? (docs/result.md)."""
+
+    metric: str | None = None
+    first_minute_s: Number | None = None
+    judged_from_s: Number | None = None
+    growth_limit_percent: Number | None = None
+    processes: dict[str, ProcessMemory] = Field(default_factory=dict)
+    roles: dict[str, RoleMemory] = Field(default_factory=dict)
+    harness_growth_percent_max: Number | None = None
+    harness_grew: list[str] | None = None
+    """Harness processes whose growth reached the limit; None: none was judged."""
+
+
 class Saturation(Section):
     """Was the harness, not the broker, the limit? (docs/result.md, ``saturation``)."""
 
@@ -392,6 +431,8 @@ class Saturation(Section):
     summary: SaturationSummary = Field(default_factory=SaturationSummary)
     harness_bound: HarnessBound = Field(default_factory=HarnessBound)
     thresholds: dict[str, Any] = Field(default_factory=dict)
+    memory: SaturationMemory | None = None
+    """None: samples stored before memory was sampled."""
 
 
 class Evaluation(Section):

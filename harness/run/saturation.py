@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import paths
+from harness.collectors.live import LiveMetrics
 from harness.collectors.saturation import (
     CPU_PERCENT,
     HARNESS_ROLES,
@@ -16,6 +17,8 @@ from harness.collectors.saturation import (
     LATE_MS_P99,
     NOT_SENT,
     POLL_GAP_MS_MAX,
+    RSS_BYTES,
+    Sample,
     SaturationSampler,
     StoredSamples,
     Watched,
@@ -26,6 +29,7 @@ from harness.load.progress_line import ProgressLine
 from harness.run.children import Child, Children
 from harness.run.figures import Window
 from harness.run.harness_bound import HARNESS_PROCESS_ROLES, THRESHOLDS, Measured, verdict
+from harness.run.memory_growth import RssSample, memory_section
 from harness.settings import Settings
 
 ROLES = ("orchestrator", "producer", "consumer", "proxy", "broker", "sampler")
@@ -54,10 +58,17 @@ def watched_services(
 
 
 def sampler_for_run(
-    run_dir: Path, children: Children, target: str, proxy: str, settings: Settings
+    run_dir: Path,
+    children: Children,
+    target: str,
+    proxy: str,
+    settings: Settings,
+    *,
+    metrics: LiveMetrics | None = None,
 ) -> SaturationSampler:
     """A sampler of the orchestrator, the run's load processes, the local broker (and
-    toxiproxy when the run goes through it), fed by the load processes' progress lines."""
+    toxiproxy when the run goes through it), fed by the load processes' progress lines; each
+    sample's memory also goes to the live ``metrics`` when given."""
     services, notes = watched_services(target, proxy, settings)
 
     def load_processes() -> list[Watched]:
@@ -73,6 +84,15 @@ def sampler_for_run(
         sampler.on_line(child.label, progress_fields(line), role=child.role.saturation_role)
 
     children.listeners.append(on_line)
+    if metrics is not None:
+        live = metrics
+
+        def show_memory(rows: list[Sample]) -> None:
+            live.set_resident_memory(
+                (row.subject, row.role, row.value) for row in rows if row.metric == RSS_BYTES
+            )
+
+        sampler.listeners.append(show_memory)
     return sampler
 
 
@@ -110,6 +130,8 @@ class _Samples:
     """Metric -> second -> the worst load process's value."""
     not_sent: dict[str, float] = field(default_factory=dict)
     """Producer -> the highest count it reported."""
+    rss: dict[str, list[RssSample]] = field(default_factory=lambda: defaultdict(list))
+    rss_role_of: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, stored: StoredSamples) -> "_Samples":
@@ -118,7 +140,10 @@ class _Samples:
             time_ns, subject, role = row["time_ns"], row["subject"], row["role"]
             metric, value = row["metric"], row["value"]
             found.interval_ns[time_ns] = row["interval_ns"]
-            if metric == CPU_PERCENT and role == "machine":
+            if metric == RSS_BYTES:
+                found.rss[subject].append(RssSample(time_ns, row["pid"], value))
+                found.rss_role_of[subject] = role
+            elif metric == CPU_PERCENT and role == "machine":
                 found.machine[time_ns] = value
             elif metric == CPU_PERCENT:
                 by_second = found.roles[role]
@@ -205,6 +230,7 @@ def saturation_section(
     notes = list(stored.notes)
     if not facts.late_ms_p99 and inside:
         notes.append("producers reported no lateness (late_ms_p99): that rule was not applied")
+    memory = memory_section(samples.rss, samples.rss_role_of)
     return {
         "cpu_count": stored.cpu_count,
         "interval_s": stored.interval_s,
@@ -235,4 +261,5 @@ def saturation_section(
         },
         "harness_bound": verdict(facts, e2e_p99_ms),
         "thresholds": THRESHOLDS.to_dict(),
+        **({"memory": memory} if memory is not None else {}),
     }

@@ -178,7 +178,12 @@ class RunSession:
         self.saturation = None
         if request.sample_saturation:
             self.saturation = sampler_for_run(
-                self.run_dir, self.children, request.target, request.proxy, request.settings
+                self.run_dir,
+                self.children,
+                request.target,
+                request.proxy,
+                request.settings,
+                metrics=self.metrics,
             )
             self.saturation.start()
             stack.callback(self.saturation.stop)

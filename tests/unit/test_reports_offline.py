@@ -160,6 +160,22 @@ def test_reports_mark_harness_bound_runs_and_leave_the_others_alone(tmp_path: Pa
     assert [line.split(",")[-2] for line in table[1:]] == ["unknown", "true", "false"]
 
 
+def test_the_run_page_shows_each_roles_memory_where_the_result_has_it(tmp_path: Path) -> None:
+    from reports.matrix import saturation_line
+
+    memory = {"roles": {
+        "producer": {"processes": 2, "rss_end_bytes": 95_400_000, "growth_percent": 2.14},
+        "broker": {"processes": 1, "rss_end_bytes": 900_000_000, "growth_percent": None},
+    }}  # fmt: skip
+    run = read_run(result(tmp_path, "m", 0, saturation={**BOUND, "memory": memory}) / "result.json")
+    assert saturation_line(run).endswith(
+        "; memory by role, largest RSS at the end: producer 95 MB (+2.1% after the first "
+        "minute), broker 900 MB (growth not judged)"
+    )
+    older = read_run(result(tmp_path, "o", 0, saturation=BOUND) / "result.json")
+    assert "memory" not in saturation_line(older)
+
+
 def gate_runs(tmp_path: Path, side: str, **extra: Any) -> list[Any]:
     return [read_run(result(tmp_path, side, i, **extra) / "result.json") for i in range(3)]
 

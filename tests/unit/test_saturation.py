@@ -6,10 +6,13 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
 from harness.collectors.saturation import (
+    CPU_PERCENT,
+    RSS_BYTES,
     SATURATION_SCHEMA,
     Sample,
     SaturationSampler,
@@ -44,17 +47,26 @@ def test_a_load_process_counts_from_its_start_and_one_running_before_is_primed()
         assert child.stdout is not None and child.stdout.readline() == "burnt\n"
         watched: list[Watched] = []
         sampler = SaturationSampler(None, processes=lambda: watched, interval=1e-9)
-        assert sampler.sample_once() == []  # the first sample only primes
+        first = sampler.sample_once()  # only primes the CPU: memory only, the orchestrator's
+        assert [(row.subject, row.metric) for row in first] == [("orchestrator", RSS_BYTES)]
         watched += [
             Watched("consumer-0", "consumer", child.pid),
             Watched("broker:x", "broker", child.pid, started_during_run=False),
         ]
         time.sleep(0.1)  # the machine's CPU times advance in 10 ms ticks
-        rows = {row.subject: row for row in sampler.sample_once()}
+        sampled = sampler.sample_once()
+        rows = {row.subject: row for row in sampled if row.metric == CPU_PERCENT}
         assert {"machine", "orchestrator", "consumer-0", "sampler"} <= set(rows)
         assert "broker:x" not in rows  # primed
+        # Memory is a value at the sample, not over an interval: read from the first one, for
+        # every process (the sampler runs inside the orchestrator: not twice).
+        memory = {row.subject: row for row in sampled if row.metric == RSS_BYTES}
+        assert set(memory) == {"orchestrator", "consumer-0", "broker:x"}
+        assert memory["consumer-0"].pid == child.pid and memory["consumer-0"].role == "consumer"
+        assert memory["consumer-0"].value == psutil.Process(child.pid).memory_info().rss
+        assert 5e6 < memory["orchestrator"].value < 1e11
         time.sleep(0.1)
-        later = {row.subject: row for row in sampler.sample_once()}
+        later = {row.subject: row for row in sampler.sample_once() if row.metric == CPU_PERCENT}
         assert rows["consumer-0"].role == "consumer"
         assert rows["consumer-0"].pid == child.pid
 
@@ -112,12 +124,20 @@ def test_a_service_is_followed_through_its_pid_file_and_its_restarts(tmp_path: P
         first = processes.start(service, [sys.executable, "-c", "import time; time.sleep(60)"])
         sampler.sample_once()
         time.sleep(0.1)
-        rows = [row for row in sampler.sample_once() if row.subject == "broker:kafka"]
+        rows = [
+            row
+            for row in sampler.sample_once()
+            if row.subject == "broker:kafka" and row.metric == CPU_PERCENT
+        ]
         assert [(row.role, row.pid) for row in rows] == [("broker", first.pid)]
         processes.stop(service)
         second = processes.start(service, [sys.executable, "-c", "import time; time.sleep(60)"])
         time.sleep(0.1)
-        rows = [row for row in sampler.sample_once() if row.subject == "broker:kafka"]
+        rows = [
+            row
+            for row in sampler.sample_once()
+            if row.subject == "broker:kafka" and row.metric == CPU_PERCENT
+        ]
         # a new pid in the file is a restart: counted from its start, so a value at once
         # (a process seen for the first time otherwise only primes)
         assert [row.pid for row in rows] == [second.pid]
@@ -310,3 +330,72 @@ def test_what_a_run_watches_depends_on_where_the_broker_runs(
     (tmp_path / "state" / "provider.json").write_text('{"provider": "containers"}')
     services, notes = watched_services("kafka", "all", settings)
     assert services == [] and "containers" in notes[0]
+
+
+def test_the_kept_samples_are_compact_columns_that_give_the_rows_back() -> None:
+    """An hour of samples must not be the orchestrator's own memory growth: about 40 bytes a
+    row, not a tuple of Python objects each."""
+    import tracemalloc
+
+    from harness.collectors.saturation import _SampleColumns
+
+    rows = [
+        Sample(T0 + i * S, S, f"producer-{i % 4}", "producer", None if i % 3 else i, metric, i / 3)
+        for i in range(20_000)
+        for metric in ("cpu_percent", "rss_bytes")
+    ]
+    tracemalloc.start()
+    try:
+        columns = _SampleColumns()
+        columns.extend(rows)
+        kept = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert columns.rows() == rows
+    assert kept / len(rows) < 60
+
+
+def test_each_samples_memory_is_shown_live_and_a_process_gone_is_dropped(tmp_path: Path) -> None:
+    from harness.collectors.live import LiveMetrics
+    from harness.run.children import Children
+    from harness.run.saturation import sampler_for_run
+    from harness.settings import Settings
+
+    metrics = LiveMetrics("00000000000000aa", "kafka-external", "w")
+    children = Children(tmp_path)
+    settings = Settings.model_validate({"targets": {"kafka-external": {"driver": "kafka"}}})
+    sampler = sampler_for_run(
+        tmp_path, children, "kafka-external", "none", settings, metrics=metrics
+    )
+    labels = {"run_id": "00000000000000aa", "broker": "kafka-external", "workload": "w"}
+
+    def shown(process: str, role: str) -> float | None:
+        value: float | None = metrics.registry.get_sample_value(
+            "brokerbench_process_resident_bytes", {**labels, "process": process, "role": role}
+        )
+        return value
+
+    sampler.sample_once()
+    assert (shown("orchestrator", "orchestrator") or 0) > 5e6  # this process, read just now
+    metrics.set_resident_memory([("consumer-0", "consumer", 1e8)])  # a later sample without it
+    assert shown("orchestrator", "orchestrator") is None
+    assert shown("consumer-0", "consumer") == 1e8
+
+
+def test_a_process_that_exited_but_is_not_reaped_has_no_memory_sample() -> None:
+    """A zombie reads 0 bytes resident: not its memory, the end of it (CI saw a producer's
+    last memory sample at 0)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 30  # a bound for a stuck start, not a measurement
+        while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        sampler = SaturationSampler(
+            None, processes=lambda: [Watched("producer-0", "producer", child.pid)], interval=1e-9
+        )
+        rows = sampler.sample_once()
+        assert ("producer-0", RSS_BYTES) not in {(row.subject, row.metric) for row in rows}
+        assert ("orchestrator", RSS_BYTES) in {(row.subject, row.metric) for row in rows}
+    finally:
+        child.wait()
