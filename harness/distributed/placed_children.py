@@ -31,6 +31,7 @@ from harness.distributed.placement import MASTER, Placement
 from harness.distributed.returned_files import log_of, worker_shards
 from harness.distributed.shard_offsets import correct_shards
 from harness.errors import RunFailedError
+from harness.history.shards import shard_path
 from harness.load.plan import ProducerPlan
 from harness.load.progress_line import parse
 from harness.run.children import Child, Children, Role
@@ -226,10 +227,14 @@ class PlacedChildren(Children):
             except RuntimeError as exc:
                 problems.append(str(exc))
         shard_machine = {
-            path: worker for worker in self.workers for path in worker_shards(self.run_dir, worker)
+            shard_path(self.run_dir, "receives", child.label): MASTER
+            for child in self.children.values()
+            if child.machine is None and child.role.consumes
         }
+        for worker in self.workers:
+            shard_machine |= dict.fromkeys(worker_shards(self.run_dir, worker), worker)
         offsets = {worker: clock.offset_ns for worker, clock in self.clocks.items()}
-        correct_shards(self.run_dir, shard_machine, offsets, self.producer_machine)
+        correct_shards(shard_machine, offsets, self.producer_machine)
         section = self.section(problems)
         write_text_atomically(
             self.run_dir / DISTRIBUTION_FILE, json.dumps(section.document(), indent=2) + "\n"

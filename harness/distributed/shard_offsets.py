@@ -11,7 +11,8 @@ that every time column of the run is on the master's clock:
   the machine that ran that ``producer_id``.
 
 The master's own ``sends`` and ``events`` shards are on its clock already and are not touched
-(its runner's events shard is still open then). Each rewritten shard replaces the old one
+(its runner's shards are still open then); of its shards only its load processes' ``receives``
+are, for their ``intended_ns``. Each rewritten shard replaces the old one
 atomically (written beside it, then renamed).
 """
 
@@ -22,7 +23,7 @@ import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pc  # type: ignore[import-untyped]
 
-from harness.history.shards import read_shard, shard_paths
+from harness.history.shards import read_shard
 
 OWN_CLOCK_COLUMNS = {
     "sends": ("intended_ns", "invoke_ns", "complete_ns"),
@@ -32,28 +33,26 @@ OWN_CLOCK_COLUMNS = {
 
 
 def correct_shards(
-    run_dir: Path,
     shard_machine: Mapping[Path, str],
     offsets: Mapping[str, int],
     producer_machine: Mapping[int, str],
 ) -> int:
-    """Rewrite the run's shards onto the master's clock; the number rewritten.
-    ``shard_machine``: the worker that wrote a returned shard (any other is the master's);
-    ``offsets``: worker -> offset (ns, worker minus master; the master's is 0);
+    """Rewrite shards onto the master's clock; the number rewritten. ``shard_machine``: each
+    shard to consider (a worker's returned shards, the master's own load processes' receives;
+    never a shard still open, like the runner's) -> the machine that wrote it; ``offsets``:
+    machine -> offset (ns, its clock minus the master's; absent: 0, the master);
     ``producer_machine``: producer id -> the machine that ran it."""
+    by_producer = {p: offsets.get(m, 0) for p, m in producer_machine.items()}
     rewritten = 0
-    for table, columns in OWN_CLOCK_COLUMNS.items():
-        for path in shard_paths(run_dir, table):
-            machine = shard_machine.get(path)
-            own = offsets.get(machine, 0) if machine is not None else 0
-            shifts = dict.fromkeys(columns, own)
-            by_producer = None
-            if table == "receives":
-                by_producer = {p: offsets.get(m, 0) for p, m in producer_machine.items()}
-            if not any(shifts.values()) and not any((by_producer or {}).values()):
-                continue
-            _rewrite(path, shifts, by_producer)
-            rewritten += 1
+    for path, machine in shard_machine.items():
+        table = path.name.split("-", 1)[0]
+        own = offsets.get(machine, 0)
+        shifts = dict.fromkeys(OWN_CLOCK_COLUMNS.get(table, ()), own)
+        producers = by_producer if table == "receives" else None
+        if not path.exists() or (not any(shifts.values()) and not any((producers or {}).values())):
+            continue
+        _rewrite(path, shifts, producers)
+        rewritten += 1
     return rewritten
 
 
