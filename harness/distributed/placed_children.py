@@ -12,6 +12,7 @@ the run folder, the time columns are put on the master's clock (``shard_offsets.
 """
 
 import json
+import logging
 import secrets
 import threading
 import time
@@ -212,7 +213,13 @@ class PlacedChildren(Children):
             super().__exit__(exc_type, exc, traceback)
         finally:
             self._unlisten()
-            self._bring_back()
+            try:
+                self._bring_back()
+            except Exception:
+                if exc is None:
+                    raise
+                # the run failed already: keep its reason, log this one
+                logging.getLogger(__name__).exception("bringing the workers' files back")
 
     def _bring_back(self) -> None:
         """Every used worker's files into the run folder, on the master's clock, recorded."""

@@ -58,6 +58,8 @@ def correct_shards(
 
 def _rewrite(path: Path, shifts: dict[str, int], by_producer: dict[int, int] | None) -> None:
     batches = read_shard(path)
+    if not batches:  # nothing recorded (or not even the schema): no time to shift
+        return
     with pa.OSFile(str(path)) as source:
         schema = pa.ipc.open_stream(source).schema
     fixed = [_shift(batch, shifts, by_producer) for batch in batches]
