@@ -14,6 +14,7 @@ import yaml
 
 from harness.distributed import messages as m
 from harness.distributed.clock import ClockOffset, ClockSample, estimate, measure
+from harness.distributed.placed_children import PlacedChildren
 from harness.distributed.placement import (
     DEFAULT_MASTER_PORT,
     MASTER,
@@ -21,7 +22,6 @@ from harness.distributed.placement import (
     Placement,
     parse_bind,
 )
-from harness.distributed.placed_children import PlacedChildren
 from harness.distributed.returned_files import returned_name
 from harness.distributed.shard_offsets import correct_shards
 from harness.errors import RunFailedError, UserError
@@ -133,7 +133,9 @@ def test_a_distribution_block_is_read(tmp_path: Path) -> None:
         (
             {
                 "distribution": {"workers": 1},
-                "workloads": [{"name": "t", "kind": "tracker", "params": {"rate": 5, "duration": 9}}],
+                "workloads": [
+                    {"name": "t", "kind": "tracker", "params": {"rate": 5, "duration": 9}}
+                ],
             },
             "only the throughput workload",
         ),
