@@ -138,5 +138,6 @@ def test_a_worker_killed_mid_run_fails_the_run_naming_it(stack: Stack, tmp_path:
     found = result(output)
     assert found["valid"] is None
     assert "worker w1 (127.0.0.1) lost mid-run" in found["error"]
+    assert found["distribution"]["lost"] == {"w1": "its heartbeats stopped"}
     _, alive = psutil.wait_procs(orphans, timeout=30)  # they die with their worker
     assert alive == []
