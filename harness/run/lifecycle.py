@@ -24,7 +24,13 @@ from harness.drivers.base import Driver, is_test_double
 from harness.errors import BrokerUnreachableError, RunFailedError, UserError
 from harness.run.fingerprint import fingerprint
 from harness.run.result import declared_capabilities
-from harness.run.result_model import SCHEMA, Environment, RunResult, write_result
+from harness.run.result_model import (
+    SCHEMA,
+    Environment,
+    RunResult,
+    read_distribution,
+    write_result,
+)
 from harness.run.run_state import RunState, mark_ended, mark_running
 
 ERROR_LOG = "logs/harness-error.log"
@@ -130,7 +136,11 @@ def record_failure(run_dir: Path, known: dict[str, Any], error: Exception) -> st
     log = run_dir / ERROR_LOG
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(redaction.scrub("".join(traceback.format_exception(error))), encoding="utf-8")
-    write_result(run_dir, failed_result(known, line))
+    failed = failed_result(known, line)
+    distribution = read_distribution(run_dir)  # a run across machines: its workers, who was lost
+    if distribution is not None:
+        failed = failed.model_copy(update={"distribution": distribution})
+    write_result(run_dir, failed)
     mark_ended(run_dir, RunState.FAILED, line)
     return line
 
