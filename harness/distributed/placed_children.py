@@ -32,7 +32,7 @@ from harness.distributed.placement import MASTER, Placement
 from harness.distributed.returned_files import log_of, worker_shards
 from harness.distributed.shard_offsets import correct_shards
 from harness.errors import RunFailedError
-from harness.history.shards import shard_path
+from harness.history.shards import process_shard_paths
 from harness.load.plan import ProducerPlan
 from harness.load.progress_line import parse
 from harness.run.children import Child, Children, Role
@@ -234,9 +234,10 @@ class PlacedChildren(Children):
             except RuntimeError as exc:
                 problems.append(str(exc))
         shard_machine = {
-            shard_path(self.run_dir, "receives", child.label): MASTER
+            path: MASTER
             for child in self.children.values()
             if child.machine is None and child.role.consumes
+            for path in process_shard_paths(self.run_dir, "receives", child.label)
         }
         for worker in self.workers:
             shard_machine |= dict.fromkeys(worker_shards(self.run_dir, worker), worker)
