@@ -74,14 +74,12 @@ def test_each_host_produces_and_consumes_through_its_own_loopback(
 ) -> None:
     bootstrap = f"127.0.0.1:{settings.ports.kafka}"  # what the broker advertises
     run = secrets.token_hex(4)
-    clients = {
-        host.name: host.run(
-            [sys.executable, "-c", CLIENT, bootstrap, f"bbt-{run}-{host.name}",
-             f"bbt-{run}-{host.name}", host.name, str(MESSAGES)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        for host in hosts.hosts
-    }
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    clients = {}
+    for host in hosts.hosts:
+        topic = group = f"bbt-{run}-{host.name}"
+        argv = [sys.executable, "-c", CLIENT, bootstrap, topic, group, host.name, str(MESSAGES)]
+        clients[host.name] = host.run(argv, **pipes)
     for host in hosts.hosts:
         out, err = clients[host.name].communicate(timeout=BOUND_SECONDS)
         assert clients[host.name].returncode == 0, err[-2000:]
