@@ -320,13 +320,16 @@ def _lock_path(tag: str) -> Path:
 def _held(tag: str) -> bool:
     """Whether a live process holds ``tag``'s lock (a lock in this process counts too: flock
     conflicts between open files, not processes)."""
-    with _lock_path(tag).open("a") as probe:
+    try:
+        probe = _lock_path(tag).open()
+    except FileNotFoundError:  # its maker has just finished
+        return False
+    with probe:
         try:
             fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return True
-        fcntl.flock(probe, fcntl.LOCK_UN)
-        return False
+        return False  # closing the probe releases the flock
 
 
 @contextlib.contextmanager
