@@ -3,8 +3,9 @@
 Each applied fault adds its entries (plain JSON, see ``chaos.heal``) *before* it is applied and
 removes them once healed; every write is atomic. One file per harness process (so runs in
 parallel never overwrite each other's): ``<home>/state/chaos/active-faults-<pid>.json``, holding
-``{"pid", "started_at", "entries"}``; ``chaos heal`` reads them all, and leaves alone the faults
-of a harness that still runs (same pid *and* start time: a reused pid is not mistaken for it).
+``{"pid", "started_at", "since_boot", "entries"}``; ``chaos heal`` reads them all, and leaves
+alone the faults of a harness that still runs (same pid *and* start time, counted from the boot
+so that a clock step changes nothing: a reused pid is not mistaken for it).
 """
 
 import json
@@ -64,13 +65,16 @@ class HarnessFaults:
     started_at: float | None
     """None in a file written before start times were recorded."""
     entries: list[Entry]
+    since_boot: float | None = None
+    """The harness's start in seconds after the boot (clock steps leave it alone); None in
+    older files."""
 
     def owner_runs(self) -> bool:
         """The harness that wrote the file still runs. Without a start time, a live process
         of that pid counts as the harness (leaving faults is safer than healing a live run's)."""
         if self.started_at is None:
             return self.pid > 1 and psutil.pid_exists(self.pid)
-        return processes.is_running(self.pid, self.started_at)
+        return processes.is_running(self.pid, self.started_at, self.since_boot)
 
 
 def read_harness_faults(path: Path) -> HarnessFaults:
@@ -87,11 +91,14 @@ def read_harness_faults(path: Path) -> HarnessFaults:
     pid = raw.get("pid") if isinstance(raw, dict) else None
     started_at = raw.get("started_at") if isinstance(raw, dict) else None
     entries = raw.get("entries") if isinstance(raw, dict) else None
+    since_boot = raw.get("since_boot") if isinstance(raw, dict) else None
     if (
         not isinstance(pid, int)
         or isinstance(pid, bool)
         or not isinstance(started_at, int | float | None)
         or isinstance(started_at, bool)
+        or not isinstance(since_boot, int | float | None)
+        or isinstance(since_boot, bool)
         or not isinstance(entries, list)
         or not all(isinstance(entry, dict) for entry in entries)
     ):
@@ -99,13 +106,24 @@ def read_harness_faults(path: Path) -> HarnessFaults:
             f"{path}: not a fault state file brokerbench wrote (needs a pid, a start time and "
             f"a list of entries): {fix}"
         )
-    return HarnessFaults(path, pid, None if started_at is None else float(started_at), entries)
+    return HarnessFaults(
+        path,
+        pid,
+        None if started_at is None else float(started_at),
+        entries,
+        None if since_boot is None else float(since_boot),
+    )
 
 
 def _write(entries: list[Entry], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     pid = os.getpid()
-    document = {"pid": pid, "started_at": processes.start_time(pid), "entries": entries}
+    document = {
+        "pid": pid,
+        "started_at": processes.start_time(pid),
+        "since_boot": processes.since_boot(pid),
+        "entries": entries,
+    }
     write_text_atomically(path, json.dumps(document, indent=2) + "\n")
 
 

@@ -1,11 +1,14 @@
 """The ``brokerbench`` command line. Errors a user can fix print one line and exit 2."""
 
 import json
+import os
+import re
 import signal
 import sys
 import time
 import traceback
 import uuid
+from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -241,7 +244,7 @@ def check(
 
 
 @app.command()
-def run(
+def run(  # noqa: PLR0917 - a typer command: its options are its parameters
     suite: Annotated[
         Path, typer.Argument(help="Suite file (YAML), e.g. workloads/suites/quick.yaml.")
     ],
@@ -266,6 +269,13 @@ def run(
             "--fail-fast", help="Stop at the first run that fails (by default the suite goes on)."
         ),
     ] = False,
+    master_bind: Annotated[
+        str,
+        typer.Option(
+            help="A suite with distribution: where workers reach this master, HOST:PORT "
+            "(docs/distributed.md; 0.0.0.0 for every interface)."
+        ),
+    ] = "127.0.0.1:5571",
 ) -> None:
     """Run a suite: every broker x workload x repeat, one folder with result.json each.
 
@@ -282,7 +292,7 @@ def run(
     from harness.run.suite_runner import PlannedRun, plan_suite, run_suite
 
     settings = load_settings()
-    plan_suite(suite, settings, output)  # validate everything before any broker I/O
+    suite_model, _ = plan_suite(suite, settings, output)  # validated before any broker I/O
     summary = Table(
         "broker",
         "workload",
@@ -349,7 +359,14 @@ def run(
 
     if metrics_port:
         console.print(f"live metrics: http://127.0.0.1:{metrics_port}/metrics")
-    with bars:
+    with ExitStack() as cluster_scope, bars:
+        cluster = None
+        if suite_model.distribution is not None:
+            from harness.distributed.cluster import open_cluster
+
+            cluster = cluster_scope.enter_context(
+                open_cluster(suite_model.distribution, master_bind, output, console.print)
+            )
         run_suite(
             suite,
             settings,
@@ -361,6 +378,7 @@ def run(
             on_warmup=on_warmup,
             on_failure=on_failure,
             fail_fast=fail_fast,
+            cluster=cluster,
         )
     console.print(summary)
     for line in bound:
@@ -368,6 +386,31 @@ def run(
     for line in failed:
         errors.print(line, style="red", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(run_exit_code(judged, failed=len(failed)))
+
+
+@app.command()
+def worker(
+    master: Annotated[
+        str, typer.Option(help="The master's HOST:PORT (its `brokerbench run --master-bind`).")
+    ],
+    name: Annotated[
+        str | None,
+        typer.Option(help="This worker's name in the run (default: host name and process id)."),
+    ] = None,
+) -> None:
+    """Serve a master's runs on this load machine (docs/distributed.md): start the load
+    processes it places here, with this machine's broker settings, and send their history
+    back. Ends when the master quits."""
+    from harness.distributed.placement import parse_bind
+    from harness.distributed.worker_agent import default_name
+
+    host, port = parse_bind(master)
+    label = name or default_name()
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}", label):
+        raise UserError(f"--name {label!r}: use letters, digits, '_' and '-' (up to 63)")
+    # A fresh interpreter: Locust's gevent must patch the process before anything is imported.
+    argv = [sys.executable, "-m", "harness.distributed.worker_agent", host, str(port), label]
+    os.execv(sys.executable, argv)
 
 
 RUN_ALL_VALID, RUN_SOME_INVALID, RUN_SOME_FAILED = 0, 1, 3

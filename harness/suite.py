@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from harness.distributed.placement import Distribution
 from harness.drivers.targets import target_names
 from harness.errors import UserError
 from harness.models import FrozenModel
@@ -70,6 +71,9 @@ class Suite(FrozenModel):
     """Fault scenarios, each run for every broker and workload: bundled names
     (``brokerbench chaos list``) or paths of scenario files, relative to the suite file."""
     broker_warmup: BrokerWarmup = BrokerWarmup()
+    distribution: Distribution | None = None
+    """Run the load processes across machines (docs/distributed.md): how many workers
+    (``brokerbench worker``) the master waits for, and where producers and consumers run."""
 
     @field_validator("scenarios")
     @classmethod

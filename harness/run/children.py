@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Self
+from typing import IO, Any, Literal, Protocol, Self
 
 from pydantic import BaseModel
 
@@ -44,14 +44,34 @@ class Role(Enum):
         return "producer" if self is Role.PRODUCER else "consumer"
 
 
+class ProcessHandle(Protocol):
+    """What the run uses of a load process: a ``subprocess.Popen`` here, or a process on a
+    worker (``harness/distributed/placed_children.py``)."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def returncode(self) -> int | Any: ...
+    @property
+    def stdin(self) -> IO[str] | None: ...
+    @property
+    def stdout(self) -> IO[str] | None: ...
+    def poll(self) -> int | None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+    def kill(self) -> None: ...
+    def send_signal(self, sig: int) -> None: ...
+
+
 @dataclass
 class Child:
     label: str
     role: Role
-    process: subprocess.Popen[str]
+    process: ProcessHandle
     log: Path
     last: ProgressLine = NOTHING_YET
     """The latest progress line."""
+    machine: str | None = None
+    """The worker that runs it (``brokerbench worker``); None: this machine."""
 
     @property
     def exited(self) -> bool:
@@ -64,6 +84,9 @@ Listener = Callable[[Child, ProgressLine], None]
 class Children:
     """Starts ``python -m MODULE PLAN.json`` processes; a reader thread per child keeps its
     latest progress line."""
+
+    preexec: Callable[[], None] | None = None
+    """Run in each child before it starts (a worker ties its children's life to its own)."""
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
@@ -89,6 +112,8 @@ class Children:
                 text=True,
                 start_new_session=True,
                 env=os.environ | secrets if secrets else None,
+                # Only a worker agent sets it: one OS thread (gevent), and prctl is safe there.
+                preexec_fn=self.preexec,  # noqa: PLW1509
             )
         child = Child(label, role, process, log)
         self.children[label] = child
@@ -132,6 +157,10 @@ class Children:
             except subprocess.TimeoutExpired:
                 child.process.kill()
                 child.process.wait(timeout=10)
+
+    def check(self) -> None:
+        """Raise ``RunFailedError`` when the run cannot go on for a reason outside any one
+        process (a lost worker); the monitor calls it while it waits."""
 
     def stop_all(self) -> None:
         self.stop(list(self.children), grace_seconds=10.0)

@@ -158,6 +158,7 @@ class Monitor:
         held_since: float | None = None
         while time.monotonic() < deadline:
             self.refresh()
+            self.children.check()
             self._check_consumers()
             if condition():
                 held_since = held_since or time.monotonic()

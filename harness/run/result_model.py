@@ -53,6 +53,9 @@ SCHEMA = "brokerbench.result/1"
 """The schema written; readers accept any minor of its major (``brokerbench.result/1.x``)."""
 RESULT_FILE = "result.json"
 ANALYSIS_FILE = "analysis.json"
+DISTRIBUTION_FILE = "distribution.json"
+"""A run across machines: its ``distribution`` section, written when its load processes stop
+(``harness/distributed/placed_children.py``), put into result.json by ``finish_run``."""
 """Where ``brokerbench analyze`` writes its re-check (a result of the same schema) unless told
 to replace ``result.json`` (``--write``)."""
 
@@ -410,6 +413,37 @@ class Evaluation(Section):
 # --- the document ----------------------------------------------------------------------------
 
 
+class WorkerClock(Section):
+    """One worker of a run across machines (``brokerbench worker``) and its clock."""
+
+    name: str
+    host: str | None = None
+    offset_ns: int | None = None
+    """Its clock minus the master's (NTP-style, the best of ``samples`` round trips); taken
+    out of its shards' time columns before compaction."""
+    uncertainty_ns: int | None = None
+    samples: int | None = None
+    producers: list[str] = Field(default_factory=list)
+    consumers: list[str] = Field(default_factory=list)
+
+
+class DistributionSection(Section):
+    """A run across machines (docs/distributed.md); absent for a run on one machine."""
+
+    workers: list[WorkerClock] = Field(default_factory=list)
+    master_producers: list[str] = Field(default_factory=list)
+    master_consumers: list[str] = Field(default_factory=list)
+    e2e_uncertainty_ns: int | None = None
+    """The most clock uncertainty an end-to-end latency carries (producer and consumer on
+    different machines: the sum of both machines' uncertainties; 0 when none crosses)."""
+    uncertainty_bound_ns: int | None = None
+    clock_uncertain: bool | None = None
+    """``e2e_uncertainty_ns`` is beyond ``uncertainty_bound_ns`` (a flag, not a failure)."""
+    lost: dict[str, str] = Field(default_factory=dict)
+    """Workers lost during the run, and why."""
+    notes: list[str] = Field(default_factory=list)
+
+
 class RunResult(Section):
     """One run's ``result.json`` (docs/result.md)."""
 
@@ -437,6 +471,8 @@ class RunResult(Section):
     """Unset (and not written) for results without a scenario: the baseline."""
     saturation: Saturation | None = None
     """None: a result from before the sampler, or one whose section does not parse: unknown."""
+    distribution: DistributionSection | None = None
+    """A run across machines (``brokerbench worker``); None: one machine."""
 
     def evaluated(self, evaluation: Evaluation) -> "RunResult":
         """This result with ``evaluation``'s sections in place of its own (a section the
@@ -560,3 +596,11 @@ def load_result(result_file: Path, model: type[ResultT], **located: Any) -> Resu
 
 def read_result(result_file: Path) -> RunResult:
     return load_result(result_file, RunResult)
+
+
+def read_distribution(run_dir: Path) -> DistributionSection | None:
+    """The run's ``distribution.json`` (a run across machines), else None."""
+    path = run_dir / DISTRIBUTION_FILE
+    if not path.exists():
+        return None
+    return DistributionSection.model_validate_json(path.read_text(encoding="utf-8"))

@@ -48,7 +48,10 @@ class RunStateRecord(FrozenModel):
     pid: int
     """The harness process running it."""
     pid_started: float
-    """That process's start time (seconds since the epoch): tells a reused pid apart."""
+    """That process's start time (seconds since the epoch)."""
+    pid_since_boot: float | None = None
+    """Its start in seconds after the machine booted: tells a reused pid apart even after a
+    step of the system clock (None in files written before it was recorded)."""
     host: str
     started_at: str
     ended_at: str | None = None
@@ -63,7 +66,7 @@ class RunStateRecord(FrozenModel):
         A run recorded on another host cannot be checked and stays ``running``."""
         if self.state is not RunState.RUNNING or self.host != platform.node():
             return self.state
-        if not processes.is_running(self.pid, self.pid_started):
+        if not processes.is_running(self.pid, self.pid_started, self.pid_since_boot):
             return RunState.INTERRUPTED
         return self.state
 
@@ -87,6 +90,7 @@ def mark_running(run_dir: Path, identity: dict[str, Any]) -> RunStateRecord:
         state=RunState.RUNNING,
         pid=os.getpid(),
         pid_started=processes.start_time(os.getpid()),
+        pid_since_boot=processes.since_boot(os.getpid()),
         host=platform.node(),
         started_at=_now(),
         identity=identity,

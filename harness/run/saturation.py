@@ -64,7 +64,7 @@ def sampler_for_run(
         return [
             Watched(label, child.role.saturation_role, child.process.pid)
             for label, child in list(children.children.items())
-            if child.process.returncode is None
+            if child.process.returncode is None and child.machine is None
         ]
 
     sampler = SaturationSampler(run_dir, processes=load_processes, services=services, notes=notes)

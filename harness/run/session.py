@@ -78,6 +78,9 @@ class RunRequest:
     """Sample the CPU of the run's processes (``saturation.parquet``)."""
     run_id: int | None = None
     """The run's id, when the caller recorded it before the run (``run-state.json``)."""
+    make_children: Callable[[Path], Children] = Children
+    """What starts the load processes: here (``Children``), or here and on workers
+    (``harness/distributed/placed_children.py``)."""
 
 
 class RunSession:
@@ -174,7 +177,7 @@ class RunSession:
         self.events = Recorder(self.run_dir, "runner")
         stack.callback(self.events.close)
 
-        self.children = Children(self.run_dir)
+        self.children = request.make_children(self.run_dir)
         self.saturation = None
         if request.sample_saturation:
             self.saturation = sampler_for_run(

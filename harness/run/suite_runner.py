@@ -14,6 +14,9 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 from chaos.scenario import Scenario, load_scenario
 from harness.atomic import write_text_atomically
 from harness.checkers.verdict import Verdict
+from harness.distributed.cluster import Cluster
+from harness.distributed.placed_children import cluster_children
+from harness.distributed.refusals import refuse_undistributable
 from harness.drivers.base import LagProbe, is_test_double
 from harness.drivers.targets import is_local_broker, target_driver
 from harness.errors import UserError
@@ -24,6 +27,7 @@ from harness.flows.registry import flow_class, workload_model
 from harness.history.store import History, compact
 from harness.load.throughput import SearchConfig, ThroughputConfig
 from harness.run.broker_warmup import WarmupProgress, shape_for, warm_up
+from harness.run.children import Children
 from harness.run.figures import Window
 from harness.run.fingerprint import fingerprint
 from harness.run.lifecycle import RunRecordedAsFailedError, identity, run_lifecycle
@@ -35,6 +39,7 @@ from harness.run.result_model import (
     Phases,
     RunResult,
     Workload,
+    read_distribution,
     write_result,
 )
 from harness.run.search import Probe, SearchResult, search_max_rate
@@ -74,6 +79,7 @@ def plan_suite(path: Path, settings: Settings, output: Path) -> tuple[Suite, lis
         for index, entry in enumerate(suite.workloads)
     }
     scenarios = _load_scenarios(path, suite, configs, settings)
+    refuse_undistributable(path, suite, configs, scenarios, settings)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     root = output / f"{suite.name}-{stamp}"
     runs = [
@@ -276,6 +282,9 @@ def finish_run(
             exactly_once=semantics == "exactly-once",
         )
     )
+    distribution = read_distribution(run_dir)
+    if distribution is not None:
+        result = result.model_copy(update={"distribution": distribution})
     write_result(run_dir, result)
     return result
 
@@ -292,12 +301,14 @@ def run_suite(
     on_warmup: Callable[[PlannedRun, Reason, WarmupProgress], None] = lambda *_: None,
     on_failure: Callable[[PlannedRun, str], None] = lambda *_: None,
     fail_fast: bool = False,
+    cluster: Cluster | None = None,
 ) -> list[PlannedRun]:
     """Every planned run in order (the plan is written first: ``suite-plan.json``).
     ``broker_warmup=False`` turns the suite's broker warm-up off (``--no-broker-warmup``);
     ``on_warmup`` hears of a warm-up's progress. A run that cannot execute is recorded as
     failed (``harness/run/lifecycle.py``), ``on_failure`` hears why, and the suite goes on,
-    unless ``fail_fast``."""
+    unless ``fail_fast``. ``cluster``: the master and workers of a suite with a
+    ``distribution:`` (``harness/distributed/``), where the load processes are placed."""
     suite, runs = plan_suite(path, settings, output)
     if runs:
         write_plan(runs[0].run_dir.parents[3], suite_plan(suite, runs))
@@ -333,6 +344,7 @@ def run_suite(
                     flow=planned.flow,
                     scenario=planned.scenario,
                     run_id=run_id,
+                    make_children=Children if cluster is None else cluster_children(cluster),
                 )
                 outcome = execute(request, _bind(on_progress, planned))
                 probe = replace(planned, config=config, run_dir=run_dir)

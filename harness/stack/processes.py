@@ -1,13 +1,15 @@
 """Start services as process-group leaders, remember them in pid files, stop exactly those.
 
 A pid file holds the pid and the process's start time, so a pid reused by an unrelated
-process is never mistaken for ours and never signalled. A start time is wall-clock time, which
-moves when the system clock is stepped (a virtual machine's clock synchronised after a pause):
-a process whose start time no longer matches its record is still ours when its command line is
-exactly the recorded one, since a stranger given the same pid does not run our service's
-command. Without that, a clock step made ``up`` take running services for crashed ones, drop
-their pid files and fail on their ports. A pid file that is not one brokerbench
-wrote is a one-line error naming it (never guessed at: a wrong pid would signal a stranger).
+process is never mistaken for ours and never signalled. The start time that identifies it is
+counted from the machine's boot (``since_boot``): a wall-clock start time moves when the system
+clock is stepped (a virtual machine's clock synchronised after a pause), and a clock step then
+made ``up`` take running services for crashed ones, drop their pid files and fail on their
+ports. A record written before ``since_boot`` existed has only the wall-clock time: a process
+whose start no longer matches it is still ours when its command line is exactly the recorded
+one, since a stranger given the same pid does not run our service's command. A pid file that
+is not one brokerbench wrote is a one-line error naming it (never guessed at: a wrong pid would
+signal a stranger).
 """
 
 import contextlib
@@ -33,6 +35,8 @@ class ProcessRecord:
     started_at: Annotated[float, Field(allow_inf_nan=False)]
     argv: list[str]
     log: str
+    since_boot: Annotated[float | None, Field(allow_inf_nan=False)] = None
+    """Its start in seconds after the machine booted (``since_boot``); None in older files."""
 
 
 _RECORD = TypeAdapter(ProcessRecord)
@@ -60,6 +64,7 @@ def start(service_dir: Path, argv: list[str], env: dict[str, str] | None = None)
         started_at=start_time(process.pid),
         argv=argv,
         log=str(log),
+        since_boot=since_boot(process.pid),
     )
     write_text_atomically(_pid_file(service_dir), json.dumps(asdict(record)))
     return record
@@ -86,15 +91,22 @@ def recorded(service_dir: Path) -> ProcessRecord | None:
         ) from exc
 
 
-def is_running(pid: int, started_at: float) -> bool:
-    """The process ``pid`` runs and is the one that started at ``started_at`` (not a stranger
-    that was given the same pid later)."""
-    return pid > 1 and is_alive(ProcessRecord(pid, started_at, [], ""))
+def is_running(pid: int, started_at: float, started_since_boot: float | None = None) -> bool:
+    """The process ``pid`` runs and is the one that started at ``started_at`` (or, when
+    given, ``started_since_boot`` seconds after the boot): not a stranger that was given the
+    same pid later."""
+    return pid > 1 and is_alive(ProcessRecord(pid, started_at, [], "", started_since_boot))
 
 
 def start_time(pid: int) -> float:
-    """When process ``pid`` started (the ``started_at`` of its records)."""
+    """When process ``pid`` started, wall-clock (the ``started_at`` of its records)."""
     return psutil.Process(pid).create_time()
+
+
+def since_boot(pid: int) -> float:
+    """When process ``pid`` started, in seconds after the machine booted: unlike the
+    wall-clock start time, unchanged by a step of the system clock (both terms move with it)."""
+    return psutil.Process(pid).create_time() - psutil.boot_time()
 
 
 START_TIME_TOLERANCE = 1.0
@@ -104,9 +116,7 @@ START_TIME_TOLERANCE = 1.0
 def _process(record: ProcessRecord) -> psutil.Process | None:
     try:
         process = psutil.Process(record.pid)
-        if abs(process.create_time() - record.started_at) > START_TIME_TOLERANCE and (
-            not record.argv or process.cmdline() != record.argv
-        ):
+        if not _same_start(process, record):
             return None
         if process.status() == psutil.STATUS_ZOMBIE:
             _reap(process)
@@ -114,6 +124,15 @@ def _process(record: ProcessRecord) -> psutil.Process | None:
     except psutil.Error:
         return None
     return process
+
+
+def _same_start(process: psutil.Process, record: ProcessRecord) -> bool:
+    if record.since_boot is not None:
+        started = process.create_time() - psutil.boot_time()
+        return abs(started - record.since_boot) <= START_TIME_TOLERANCE
+    if abs(process.create_time() - record.started_at) <= START_TIME_TOLERANCE:
+        return True
+    return bool(record.argv) and process.cmdline() == record.argv
 
 
 def _reap(process: psutil.Process) -> None:

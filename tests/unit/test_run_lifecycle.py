@@ -48,7 +48,13 @@ def test_running_whose_harness_is_gone_reads_as_interrupted(tmp_path: Path) -> N
     assert record is not None and record.effective is RunState.INTERRUPTED
     assert "stopped without recording an end" in record.reason
     # A live process with the recorded pid but another start time: the pid was reused.
-    rewrite_state(tmp_path, pid=os.getpid(), pid_started=psutil.Process().create_time() - 60)
+    since_boot = psutil.Process().create_time() - psutil.boot_time()
+    rewrite_state(tmp_path, pid=os.getpid(), pid_since_boot=since_boot - 60)
+    record = read_state(tmp_path)
+    assert record is not None and record.effective is RunState.INTERRUPTED
+    # The same in a file from before boot-relative start times: the wall-clock one decides.
+    started = psutil.Process().create_time()
+    rewrite_state(tmp_path, pid=os.getpid(), pid_started=started - 60, pid_since_boot=None)
     record = read_state(tmp_path)
     assert record is not None and record.effective is RunState.INTERRUPTED
 

@@ -12,6 +12,11 @@ Every process must get the same ``--bb-*`` options and ``--users`` must be a mul
 the workers. Each worker records its sends in ``<run dir>/history/shards``; run consumers with
 ``python -m harness.load.consumer_process`` and check the result with ``brokerbench analyze``
 -style tools (see tests/e2e/test_locust_distributed.py).
+
+To spread a whole ``brokerbench run`` over machines (consumers too, shards returned to one run
+folder, clock offsets measured and taken out), use a suite's ``distribution:`` block with
+``brokerbench run SUITE --master-bind HOST:PORT`` and ``brokerbench worker --master HOST:PORT``
+on each load machine instead (docs/distributed.md).
 """
 
 import time
