@@ -176,6 +176,6 @@ def test_a_killed_makers_objects_are_swept_and_a_live_ones_kept(hosts: Hosts) ->
     maker.wait(timeout=BOUND_SECONDS)
     left = objects_of(tag)
     assert len(left) == 4  # 1 namespace, bridge, 1 veth, root table: a kill runs no finally
-    assert sorted(sweep_stale()) == sorted(left)
+    assert set(left) <= set(sweep_stale())  # (and any other killed maker's)
     assert objects_of(tag) == []
     assert len(objects_of(hosts.tag)) == 6  # the module's live hosts were kept
