@@ -35,13 +35,17 @@ def cut_rules(table: str, drop_from: list[str], drop_to: list[str] | None = None
     return f"table inet {table} {{\n{''.join(chains)}}}\n"
 
 
-def nft_in(namespace: str, *args: str, rules: str | None = None) -> None:
-    command = [*cluster_network.exec_prefix_of(namespace), "nft", *args]
+def nft_in(namespace: str | None, *args: str, rules: str | None = None) -> str:
+    """Run ``nft ARGS`` (``rules`` on its stdin) in ``namespace``, or in the root namespace
+    when None; returns its output, raises RuntimeError when it fails."""
+    where = [] if namespace is None else cluster_network.exec_prefix_of(namespace)
     completed = subprocess.run(
-        command, input=rules, capture_output=True, text=True, timeout=10, check=False
+        [*where, "nft", *args], input=rules, capture_output=True, text=True, timeout=10, check=False
     )
     if completed.returncode != 0:
-        raise RuntimeError(f"nft {' '.join(args)} in {namespace}: {completed.stderr.strip()}")
+        place = namespace or "the root namespace"
+        raise RuntimeError(f"nft {' '.join(args)} in {place}: {completed.stderr.strip()}")
+    return completed.stdout
 
 
 def remove_fault_table(table: str) -> None:

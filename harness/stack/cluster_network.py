@@ -17,6 +17,7 @@ deletes its rules and its end of the veth pair (the other end goes with it).
 """
 
 import hashlib
+import ipaddress
 import os
 import shutil
 import subprocess
@@ -100,40 +101,77 @@ def require_namespaces() -> None:
 
 def namespaces() -> list[str]:
     """This home's network namespaces (none where iproute2 is missing)."""
-    if shutil.which("ip") is None:
-        return []
-    listed = _run("netns", "list", check=False).stdout.splitlines()
-    names = [line.split()[0] for line in listed if line.strip()]
-    return [name for name in names if name.startswith(prefix())]
+    return namespaces_named(prefix())
 
 
 def links() -> list[str]:
     """This home's interfaces in the root namespace (none where iproute2 is missing)."""
+    return links_named(prefix())
+
+
+def namespaces_named(start: str) -> list[str]:
+    """The network namespaces whose names begin with ``start`` (none where iproute2 is
+    missing)."""
+    if shutil.which("ip") is None:
+        return []
+    listed = _run("netns", "list", check=False).stdout.splitlines()
+    names = [line.split()[0] for line in listed if line.strip()]
+    return [name for name in names if name.startswith(start)]
+
+
+def links_named(start: str) -> list[str]:
+    """The root namespace's interfaces whose names begin with ``start`` (none where iproute2
+    is missing)."""
     if shutil.which("ip") is None:
         return []
     listed = _run("-o", "link", "show", check=False).stdout.splitlines()
     names = [line.split(":")[1].strip().split("@")[0] for line in listed if ":" in line]
-    return [name for name in names if name.startswith(prefix())]
+    return [name for name in names if name.startswith(start)]
+
+
+def overlapping_interface(subnet: ipaddress.IPv4Network, ignore: str) -> str | None:
+    """``"<network> on <interface>"`` for the first interface of the root namespace (its name
+    not beginning with ``ignore``) with an address in ``subnet``, else None."""
+    for line in _run("-o", "-4", "addr", "show", check=False).stdout.splitlines():
+        fields = line.split()
+        if len(fields) < 4 or fields[1].startswith(ignore):
+            continue
+        if ipaddress.IPv4Interface(fields[3]).network.overlaps(subnet):
+            return f"{fields[3]} on {fields[1]}"
+    return None
 
 
 def _require_subnet_free(cluster: KafkaStack) -> None:
     """UserError when an interface that is not ours already has an address in the subnet."""
-    for line in _run("-o", "-4", "addr", "show", check=False).stdout.splitlines():
-        fields = line.split()
-        if len(fields) < 4 or fields[1].startswith(prefix()):
-            continue
-        network = fields[3]
-        if _overlaps(network, cluster):
-            raise UserError(
-                f"stack.kafka.subnet {cluster.subnet} overlaps {network} on {fields[1]}: "
-                "choose another private subnet in brokerbench.yaml"
-            )
+    overlap = overlapping_interface(cluster.subnet, ignore=prefix())
+    if overlap is not None:
+        raise UserError(
+            f"stack.kafka.subnet {cluster.subnet} overlaps {overlap}: "
+            "choose another private subnet in brokerbench.yaml"
+        )
 
 
-def _overlaps(interface_network: str, cluster: KafkaStack) -> bool:
-    import ipaddress
+def add_bridge(name: str, address: ipaddress.IPv4Interface) -> None:
+    """Create the bridge ``name`` holding ``address`` (the root namespace's side), up."""
+    _run("link", "add", name, "type", "bridge")
+    _run("addr", "add", address.with_prefixlen, "dev", name)
+    _run("link", "set", name, "up")
 
-    return ipaddress.IPv4Interface(interface_network).network.overlaps(cluster.subnet)
+
+def add_namespace_host(
+    ns: str, bridge_name: str, outside: str, inside: str, address: ipaddress.IPv4Interface
+) -> None:
+    """Create the namespace ``ns`` wired to ``bridge_name`` by the veth pair ``outside``
+    (root namespace, on the bridge) / ``inside`` (in ``ns``, holding ``address``), with its
+    loopback up."""
+    _run("netns", "add", ns)
+    _run("link", "add", outside, "type", "veth", "peer", "name", inside)
+    _run("link", "set", inside, "netns", ns)
+    _run("link", "set", outside, "master", bridge_name)
+    _run("link", "set", outside, "up")
+    _run("-n", ns, "addr", "add", address.with_prefixlen, "dev", inside)
+    _run("-n", ns, "link", "set", inside, "up")
+    _run("-n", ns, "link", "set", "lo", "up")
 
 
 def ensure_bridge(cluster: KafkaStack) -> None:
@@ -143,9 +181,9 @@ def ensure_bridge(cluster: KafkaStack) -> None:
     if name in links():
         return
     _require_subnet_free(cluster)
-    _run("link", "add", name, "type", "bridge")
-    _run("addr", "add", f"{cluster.bridge_address()}/{cluster.subnet.prefixlen}", "dev", name)
-    _run("link", "set", name, "up")
+    add_bridge(
+        name, ipaddress.IPv4Interface(f"{cluster.bridge_address()}/{cluster.subnet.prefixlen}")
+    )
 
 
 def ensure_node(cluster: KafkaStack, node: int) -> None:
@@ -156,15 +194,8 @@ def ensure_node(cluster: KafkaStack, node: int) -> None:
     if ns in namespaces() and outside in links():
         return
     remove_node(node)
-    _run("netns", "add", ns)
-    _run("link", "add", outside, "type", "veth", "peer", "name", inside)
-    _run("link", "set", inside, "netns", ns)
-    _run("link", "set", outside, "master", bridge())
-    _run("link", "set", outside, "up")
-    address = f"{cluster.node_address(node)}/{cluster.subnet.prefixlen}"
-    _run("-n", ns, "addr", "add", address, "dev", inside)
-    _run("-n", ns, "link", "set", inside, "up")
-    _run("-n", ns, "link", "set", "lo", "up")
+    address = ipaddress.IPv4Interface(f"{cluster.node_address(node)}/{cluster.subnet.prefixlen}")
+    add_namespace_host(ns, bridge(), outside, inside, address)
 
 
 def exec_prefix(node: int) -> list[str]:
@@ -175,6 +206,12 @@ def exec_prefix(node: int) -> list[str]:
 def exec_prefix_of(name: str) -> list[str]:
     """The argv prefix that runs a command inside the namespace ``name``."""
     return [_ip(), "netns", "exec", name]
+
+
+def namespace_pids(ns: str) -> list[int]:
+    """The processes running in the namespace ``ns`` (none when it is not there)."""
+    listed = _run("netns", "pids", ns, check=False).stdout.split()
+    return [int(word) for word in listed if word.isdigit()]
 
 
 def remove_node(node: int) -> None:
@@ -189,11 +226,17 @@ def remove_node(node: int) -> None:
 
 def remove_all() -> list[str]:
     """Remove every namespace and interface of this home; returns what was removed."""
+    return remove_named(prefix())
+
+
+def remove_named(start: str) -> list[str]:
+    """Remove every namespace, then every root-namespace interface, whose name begins with
+    ``start``; returns what was removed."""
     removed = []
-    for ns in namespaces():
+    for ns in namespaces_named(start):
         _run("netns", "del", ns, check=False)
         removed.append(ns)
-    for link in links():
+    for link in links_named(start):
         _run("link", "del", link, check=False)
         removed.append(link)
     return removed
