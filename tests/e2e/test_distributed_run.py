@@ -100,7 +100,8 @@ def test_two_workers_run_the_load_and_their_shards_come_back(stack: Stack, tmp_p
     assert found["valid"] is True
     scheduled = RATE * SECONDS
     assert found["counts"]["sent"] == found["counts"]["ok"] == scheduled
-    assert found["counts"]["received"] == scheduled
+    # at-least-once: a consumer group's rebalance may deliver some twice (valid says none lost)
+    assert found["counts"]["received"] >= scheduled
     clocks = {worker["name"]: worker for worker in found["distribution"]["workers"]}
     assert set(clocks) == {"w1", "w2"}
     for clock in clocks.values():
