@@ -41,6 +41,8 @@ from harness.checkers.verdict import MAX_EXAMPLES, NOTHING_RECEIVED, Verdict
 from harness.drivers.base import OrderingScope
 
 NAME = "ordering"
+EXAMPLE_KINDS = ("reorder", "skip", "inversion", "rebalance")
+"""The kinds of ``check_ordering``'s examples, in the order it lists them."""
 
 
 def _delivered_after_later(group: I64, rank: U64, rank_bits: int) -> Bool:
@@ -171,29 +173,40 @@ def check_ordering(history: HistoryIndex, ordering: OrderingScope) -> Verdict:
     kinds = {"reorder": reorder, "skip": skip, "inversion": inversion}
     examples = _examples(history, streams, kinds, handoffs)
 
-    if not history.receives.num_rows:
+    return ordering_verdict(counts, examples, history.receives.num_rows, ordering)
+
+
+def ordering_verdict(
+    counts: dict[str, int],
+    examples: list[dict[str, object]],
+    receives: int,
+    ordering: OrderingScope,
+) -> Verdict:
+    """The verdict from ``check_ordering``'s counts over ``receives`` rows, for the promised
+    ``ordering`` scope: the one place its rule is written."""
+    if not receives:
         return Verdict(NAME, None, counts, notes=NOTHING_RECEIVED)
-    if not promised_run:
-        valid: bool | None = True
+    if ordering is OrderingScope.NONE:
         notes = (
             f"no order promised ({ordering.value}): {counts['inversions']} inversions among "
             f"{counts['unpromised']} first deliveries, counted, not judged"
         )
+        return Verdict(NAME, True, counts, examples, notes)
+    valid: bool | None
+    if counts["reorder"] or counts["skip"]:
+        valid = False
+    elif counts["judged"] == 0 and counts["unpromised"]:
+        valid = None
     else:
-        if counts["reorder"] or counts["skip"]:
-            valid = False
-        elif counts["judged"] == 0 and counts["unpromised"]:
-            valid = None
-        else:
-            valid = True
-        notes = (
-            f"{counts['judged']} first deliveries judged per {ordering.value}: "
-            f"{counts['reorder']} reorder, {counts['skip']} skip; {rebalance} rebalance "
-            f"(a scope moved to another consumer: expected); {counts['unpromised']} without a "
-            f"scope, {counts['inversions']} inversions among them (not judged)"
-        )
-        if valid is None:
-            notes += "; order is promised but no receive carries a scope"
+        valid = True
+    notes = (
+        f"{counts['judged']} first deliveries judged per {ordering.value}: "
+        f"{counts['reorder']} reorder, {counts['skip']} skip; {counts['rebalance']} rebalance "
+        f"(a scope moved to another consumer: expected); {counts['unpromised']} without a "
+        f"scope, {counts['inversions']} inversions among them (not judged)"
+    )
+    if valid is None:
+        notes += "; order is promised but no receive carries a scope"
     return Verdict(NAME, valid, counts, examples, notes)
 
 
