@@ -81,7 +81,7 @@ def evaluate_in_ranges(
 
     def on_range(part: IdentityRange, history: HistoryIndex) -> None:
         with lock:
-            figures.add(part)
+            figures.add(part, history)
             if derived is not None:
                 derived.add(history)
 
