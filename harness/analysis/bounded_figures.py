@@ -18,7 +18,13 @@ from harness.analysis.exact_ranks import BINS, bin_of, exact_ranks
 from harness.analysis.ranges import IdentityRange
 from harness.checkers import HistoryIndex
 from harness.checkers.index import Bool, column
-from harness.collectors.latency import LatencyKind, LatencyRecorder
+from harness.collectors.latency import (
+    LatencyKind,
+    LatencyRecorder,
+    OutOfRange,
+    bucket_counts,
+    new_histogram,
+)
 from harness.collectors.summary import latency_summaries
 from harness.collectors.throughput import NS_PER_S, ThroughputSeries, series_from_ns
 from harness.history.schema import SendOutcome
@@ -26,6 +32,8 @@ from harness.run.figures import Window
 
 I64 = npt.NDArray[np.int64]
 QUANTILES = (0.5, 0.99)
+_LAYOUT = new_histogram()
+"""Only read for its bucket layout (every latency histogram has the same)."""
 
 
 def _receive_minus_send(
@@ -70,7 +78,9 @@ class FigureAccumulator:
         self.window = window
         self.message_size = message_size
         self.origin = origin_ns
-        self.latency = LatencyRecorder()
+        self._latency_counts: dict[LatencyKind, tuple[I64, OutOfRange]] = {}
+        """Per kind, its latencies' bucket counts over the ranges so far: recorded into a
+        ``LatencyRecorder`` once, at the end (hdrh's per-bucket calls are Python)."""
         self.sent, self.received = ThroughputSeries(), ThroughputSeries()
         self.outcomes = np.zeros(3, dtype=np.int64)
         self.sends = self.receives = 0
@@ -109,7 +119,7 @@ class FigureAccumulator:
         sent_in = (intended >= window.start_ns) & (intended < window.end_ns)
         ok_in = sent_in & ok
         received_in = (received_intended >= window.start_ns) & (received_intended < window.end_ns)
-        record = self.latency.record_many
+        record = self._count
         record(LatencyKind.PUBLISH, complete[ok_in] - invoke[ok_in])
         record(LatencyKind.PUBLISH_CORRECTED, complete[ok_in] - intended[ok_in])
         record(LatencyKind.PUBLISH_DELAY, invoke[sent_in] - intended[sent_in])
@@ -150,8 +160,22 @@ class FigureAccumulator:
             cells, minlength=(self.last_second + 1) * BINS
         )
 
+    def _count(self, kind: LatencyKind, latencies_ns: I64) -> None:
+        bins, out = bucket_counts(_LAYOUT, latencies_ns)
+        if kind in self._latency_counts:
+            total, before = self._latency_counts[kind]
+            bins += total
+            out = OutOfRange(
+                clamped=before["clamped"] + out["clamped"],
+                saturated=before["saturated"] + out["saturated"],
+            )
+        self._latency_counts[kind] = bins, out
+
     def latency_figures(self) -> dict[str, Any]:
-        return {kind: s.to_dict() for kind, s in latency_summaries(self.latency).items()}
+        recorder = LatencyRecorder()
+        for kind, (bins, out) in self._latency_counts.items():
+            recorder[kind].record_counts(bins, out)
+        return {kind: s.to_dict() for kind, s in latency_summaries(recorder).items()}
 
     def throughput_figures(self) -> dict[str, Any]:
         window = self.window
