@@ -85,6 +85,14 @@ def run_starts(ordered: npt.NDArray[np.generic]) -> I64:
     return np.concatenate([np.zeros(1, dtype=np.int64), change.astype(np.int64)])
 
 
+def _argsort(codes: U64) -> I64:
+    """``np.argsort(codes)``, or the rows in order when they already are (a compacted
+    history's tables, and so its identity ranges, are sorted by identity)."""
+    if codes.size < 2 or bool(np.all(codes[1:] >= codes[:-1])):
+        return np.arange(codes.size, dtype=np.int64)
+    return np.argsort(codes).astype(np.int64)
+
+
 _OUTCOME_RANK = np.array([0, 2, 1], dtype=np.uint8)
 """Which outcome wins when one identity was sent more than once: ok, then unknown, then fail."""
 
@@ -140,7 +148,7 @@ class HistoryIndex:
     def _sends_by_identity(self) -> tuple[U64, I64, npt.NDArray[np.uint8], I64]:
         codes = self.identities.sends
         outcome = self.send_outcome
-        order = np.argsort(codes)
+        order = _argsort(codes)
         ordered = codes[order]
         starts = run_starts(ordered)
         if starts.size != ordered.size:
@@ -179,7 +187,7 @@ class HistoryIndex:
     @cached_property
     def receive_order(self) -> I64:
         """Receive rows sorted by identity (deliveries of one identity in no particular order)."""
-        return np.argsort(self.identities.receives).astype(np.int64)
+        return _argsort(self.identities.receives)
 
     @cached_property
     def _receive_groups(self) -> tuple[U64, I64, I64]:
