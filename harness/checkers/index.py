@@ -62,13 +62,26 @@ def dictionary_codes(table: pa.Table, name: str) -> tuple[npt.NDArray[np.int32],
 
 
 def sorted_member(needles: U64, haystack: U64) -> Bool:
-    """For sorted ``needles``, whether each occurs in the sorted ``haystack``."""
-    if not haystack.size:
-        return np.zeros(needles.size, dtype=np.bool_)
-    at = np.searchsorted(haystack, needles)
-    np.minimum(at, haystack.size - 1, out=at)
-    found: Bool = haystack[at] == needles
-    return found
+    """For sorted, distinct ``needles``, whether each occurs in the sorted, distinct
+    ``haystack``."""
+    return sorted_members(needles, haystack)[0]
+
+
+def sorted_members(left: U64, right: U64) -> tuple[Bool, Bool]:
+    """For two sorted arrays of distinct values: whether each of ``left`` is in ``right``, and
+    each of ``right`` in ``left``. One merge (a stable sort of the two runs, linear), about
+    twice as fast as a binary search of each value."""
+    found_left = np.zeros(left.size, dtype=np.bool_)
+    found_right = np.zeros(right.size, dtype=np.bool_)
+    if left.size and right.size:
+        both = np.concatenate([left, right])
+        order = np.argsort(both, kind="stable")
+        merged = both[order]
+        equal = np.flatnonzero(merged[1:] == merged[:-1])
+        # Stable: of two equal values, the one from ``left`` (lower position) comes first.
+        found_left[order[equal]] = True
+        found_right[order[equal + 1] - left.size] = True
+    return found_left, found_right
 
 
 def run_ids(starts: Bool) -> I64:
@@ -230,14 +243,18 @@ class HistoryIndex:
     # -- joins -----------------------------------------------------------------------------------
 
     @cached_property
+    def _sent_and_received(self) -> tuple[Bool, Bool]:
+        return sorted_members(self.send_keys, self.receive_keys)
+
+    @property
     def send_received(self) -> Bool:
         """For each of ``send_keys``, whether it was delivered at least once."""
-        return sorted_member(self.send_keys, self.receive_keys)
+        return self._sent_and_received[0]
 
-    @cached_property
+    @property
     def receive_sent(self) -> Bool:
         """For each of ``receive_keys``, whether some send carried it."""
-        return sorted_member(self.receive_keys, self.send_keys)
+        return self._sent_and_received[1]
 
     # -- receive order ---------------------------------------------------------------------------
 
