@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from harness.analysis import bounded_figures, evaluation
+from harness.analysis import allocation, bounded_figures, evaluation
 from harness.analysis import exact_ranks as exact_ranks_module
 from harness.analysis.bounded_checks import check_ranges, max_offsets_read
 from harness.analysis.ranges import NotSortedError, identity_ranges, table_batches
@@ -359,3 +359,13 @@ def test_e2e_uncorrected_pairs_as_the_join_on_identity_does() -> None:
     assert sorted(found.tolist()) == sorted(expected.tolist())
     # 11 messages in the window (not the early one); the resent one's 2 deliveries x 2 sends.
     assert found.size == 10 + 2 * 2
+
+
+def test_freed_memory_is_kept_only_inside_the_evaluation() -> None:
+    before = pa.default_memory_pool()
+    with allocation.freed_memory_kept():
+        inside = pa.default_memory_pool().backend_name
+        kept = pa.array(np.arange(1_000_000))  # allocated from the pool in use inside
+    assert pa.default_memory_pool().backend_name == before.backend_name
+    assert inside in {"jemalloc", before.backend_name}  # jemalloc where pyarrow has it
+    assert kept.sum().as_py() == 499_999_500_000  # still readable once the pool changed back
