@@ -59,6 +59,7 @@ class BoundedEvaluation:
     events: pa.Table
 
 
+@freed_memory_kept()  # for the whole call: a context manager from contextlib decorates too
 def evaluate_in_ranges(
     run_dir: Path,
     ordering: OrderingScope,
@@ -71,21 +72,6 @@ def evaluate_in_ranges(
 ) -> BoundedEvaluation:
     """The verdicts and figures ``evaluate`` derives from the whole history; ``lag``: the
     broker's samples, or None to derive the backlog from the history."""
-    with freed_memory_kept():
-        return _evaluate(
-            run_dir, ordering, window, message_size, lag, exactly_once, messages_per_range
-        )
-
-
-def _evaluate(  # noqa: PLR0917 - evaluate_in_ranges' arguments
-    run_dir: Path,
-    ordering: OrderingScope,
-    window: Window,
-    message_size: int,
-    lag: pa.Table | None,
-    exactly_once: bool,
-    messages_per_range: int | None,
-) -> BoundedEvaluation:
     events = read_parquet(parquet_path(run_dir, "events"), EVENTS, versioned=True)
     sends_path, receives_path = parquet_path(run_dir, "sends"), parquet_path(run_dir, "receives")
     read_up_to = max_offsets_read(parquet_batches(receives_path, RECEIVES, ["partition", "offset"]))
