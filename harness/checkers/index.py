@@ -292,6 +292,27 @@ class HistoryIndex:
         rank[self.time_order] = np.arange(size, dtype=np.uint64)
         return rank
 
+    @cached_property
+    def scoped_first_deliveries(self) -> I64:
+        """The first deliveries that carry a scope, by scope, then in receive order: where a
+        scope's handoffs between consumers show (ordering's rebalances, and their parts in
+        each identity range)."""
+        scope_codes, scopes = self.scope
+        rows = self.first_delivery
+        chosen = np.zeros(self.receives.num_rows, dtype=np.bool_)
+        chosen[rows[scope_codes[rows] >= 0]] = True
+        if self.time_sorted:
+            in_time = np.flatnonzero(chosen)
+        else:
+            in_time = self.time_order[chosen[self.time_order]]
+        del chosen
+        scope = scope_codes[in_time]
+        narrow = np.uint8 if scopes <= 1 << 8 else np.uint16 if scopes <= 1 << 16 else None
+        # A stable sort on 8 or 16 bits is a radix sort: linear time.
+        by_scope = np.argsort(scope.astype(narrow) if narrow else scope, kind="stable")
+        ordered: I64 = in_time[by_scope].astype(np.int64)
+        return ordered
+
     # -- examples --------------------------------------------------------------------------------
 
     def send_records(self, rows: npt.NDArray[np.integer]) -> list[dict[str, object]]:

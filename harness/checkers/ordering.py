@@ -115,27 +115,14 @@ class _Streams:
         return int(earlier[-1])
 
 
-def _rebalances(history: HistoryIndex, rows: I64) -> tuple[int, list[tuple[int, int]]]:
-    """Handoffs of a scope between consumers among the first deliveries ``rows``, with the
-    (from, to) rows of the first few."""
-    scope_codes, scopes = history.scope
-    chosen = np.zeros(history.receives.num_rows, dtype=np.bool_)
-    chosen[rows] = True
-    if history.time_sorted:
-        in_time = np.flatnonzero(chosen)
-    else:
-        in_time = history.time_order[chosen[history.time_order]]
-    del chosen
-    scope = scope_codes[in_time]
-    narrow = np.uint8 if scopes <= 1 << 8 else np.uint16 if scopes <= 1 << 16 else None
-    # A stable sort on 8 or 16 bits is a radix sort: linear time.
-    by_scope = np.argsort(scope.astype(narrow) if narrow else scope, kind="stable")
-    scope = scope[by_scope]
-    consumer = history.consumer[in_time][by_scope]
+def _rebalances(history: HistoryIndex) -> tuple[int, list[tuple[int, int]]]:
+    """Handoffs of a scope between consumers among the first deliveries, with the (from, to)
+    rows of the first few."""
+    rows = history.scoped_first_deliveries
+    scope = history.scope[0][rows]
+    consumer = history.consumer[rows]
     moved = np.flatnonzero((scope[1:] == scope[:-1]) & (consumer[1:] != consumer[:-1]))
-    pairs = [
-        (int(in_time[by_scope[i]]), int(in_time[by_scope[i + 1]])) for i in moved[:MAX_EXAMPLES]
-    ]
+    pairs = [(int(rows[i]), int(rows[i + 1])) for i in moved[:MAX_EXAMPLES]]
     return int(moved.size), pairs
 
 
@@ -160,7 +147,7 @@ def check_ordering(history: HistoryIndex, ordering: OrderingScope) -> Verdict:
     inversion = inverted & ~promised
     rebalance, handoffs = 0, list[tuple[int, int]]()
     if promised_run and promised.any():
-        rebalance, handoffs = _rebalances(history, streams.rows[promised])
+        rebalance, handoffs = _rebalances(history)
 
     counts = {
         "judged": int(promised.sum()),
