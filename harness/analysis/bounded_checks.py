@@ -2,11 +2,14 @@
 
 Same verdicts as ``check_all`` on the whole history (``valid``, counts and notes; examples are
 real ones, ``MAX_EXAMPLES`` per kind, the same ones except for rebalances), with memory set by
-``messages_per_range`` instead of by the run. Two facts span ranges and are worked out apart:
+``messages_per_range`` instead of by the run. Each checker runs unchanged on each range; its
+counts are summed and its examples capped (``merge.py``), and its own ``*_verdict`` function
+(the one ``check_*`` ends with) gives ``valid`` and ``notes`` from the merged counts. Two facts
+span ranges and are worked out apart:
 
 - *lost-write or unseen* depends on the highest offset read from a Kafka partition, by any key:
   one pass over the receives' ``partition`` and ``offset`` columns (``max_offsets_read``) before
-  the ranges, and each range's lost sends are classified against it;
+  the ranges, and each range's ``check_lost`` classifies its lost sends against it;
 - *rebalances* follow a scope across every key: see ``harness.analysis.rebalance``.
 """
 
@@ -37,9 +40,19 @@ from harness.checkers import (
     check_phantoms,
     check_unknown_outcomes,
 )
-from harness.checkers.columns import Outcome
-from harness.checkers.duplicates import failed_acks_of
-from harness.checkers.index import column_at
+from harness.checkers.duplicates import EXAMPLE_KINDS as DUPLICATE_KINDS
+from harness.checkers.duplicates import duplicates_verdict, failed_acks_of
+from harness.checkers.fates import (
+    FAILED_BUT_DELIVERED,
+    PHANTOM,
+    failed_but_delivered_verdict,
+    phantoms_verdict,
+    unknown_outcomes_verdict,
+)
+from harness.checkers.lost import EXAMPLE_KINDS as LOST_KINDS
+from harness.checkers.lost import highest_offsets, lost_verdict
+from harness.checkers.ordering import EXAMPLE_KINDS as ORDERING_KINDS
+from harness.checkers.ordering import ordering_verdict
 from harness.checkers.undecodable import check_undecodable
 from harness.drivers.base import OrderingScope
 from harness.history.schema import RECEIVES, SENDS
@@ -47,15 +60,6 @@ from harness.history.schema import RECEIVES, SENDS
 I64 = npt.NDArray[np.int64]
 Ranges = Callable[[], Iterator[IdentityRange]]
 """Makes a fresh pass over the history's identity ranges (a second pass is rarely needed)."""
-
-_LOST_KINDS = ("lost-write", "unseen", "lost")
-_DUPLICATE_KINDS = (
-    "duplicate-publish-by-client",
-    "duplicate-publish",
-    "redelivery",
-    "unclassified",
-)
-_ORDERING_KINDS = ("reorder", "skip", "inversion", "rebalance")
 
 
 def max_offsets_read(receives: Iterable[pa.RecordBatch]) -> I64:
@@ -65,63 +69,8 @@ def max_offsets_read(receives: Iterable[pa.RecordBatch]) -> I64:
     for batch in receives:
         partition = np.asarray(batch.column("partition").to_numpy(), dtype=np.int64)
         offset = np.asarray(batch.column("offset").to_numpy(), dtype=np.int64)
-        kafka = (partition >= 0) & (offset >= 0)
-        partition, offset = partition[kafka], offset[kafka]
-        if not partition.size:
-            continue
-        size = int(partition.max()) + 1
-        if size > best.size:
-            best = np.concatenate([best, np.full(size - best.size, -1, dtype=np.int64)])
-        np.maximum.at(best, partition, offset)
+        best = highest_offsets(partition, offset, best)
     return best
-
-
-class _Lost:
-    """Lost sends of every range, classified against the whole run's offsets read."""
-
-    def __init__(self, read_up_to: I64) -> None:
-        self.read_up_to = read_up_to
-        self.lost_write = 0
-        self.unseen = 0
-        self.examples: dict[str, list[dict[str, object]]] = {kind: [] for kind in _LOST_KINDS}
-
-    def add(self, history: HistoryIndex) -> None:
-        acked = history.send_key_outcome == Outcome.OK
-        rows = history.send_rows[acked & ~history.send_received]
-        if not rows.size:
-            return
-        partition = column_at(history.sends, "partition", rows, np.int32).astype(np.int64)
-        offset = column_at(history.sends, "offset", rows, np.int64)
-        positioned = (partition >= 0) & (offset >= 0)
-        known = positioned & (partition < self.read_up_to.size)
-        read = np.full(rows.size, -1, dtype=np.int64)
-        read[known] = self.read_up_to[partition[known]]
-        lost_write = positioned & (offset < read)
-        unseen = positioned & ~lost_write
-        self.lost_write += int(lost_write.sum())
-        self.unseen += int(unseen.sum())
-        for kind, mask in zip(_LOST_KINDS, (lost_write, unseen, ~positioned), strict=True):
-            room = MAX_EXAMPLES - len(self.examples[kind])
-            picked = np.flatnonzero(mask)[:room]
-            for at, record in zip(picked, history.send_records(rows[picked]), strict=True):
-                example: dict[str, object] = {"kind": kind, **record}
-                if kind != "lost":
-                    example["max_offset_read"] = int(read[at])
-                self.examples[kind].append(example)
-
-    def absorb(self, other: "_Lost") -> None:
-        """Add a later range's lost sends (examples stay in identity order)."""
-        self.lost_write += other.lost_write
-        self.unseen += other.unseen
-        for kind, found in other.examples.items():
-            kept = self.examples[kind]
-            kept.extend(found[: MAX_EXAMPLES - len(kept)])
-
-    def verdict(self, verdicts: list[Verdict]) -> Verdict:
-        counts = merge.summed(verdicts)
-        counts["lost_write"], counts["unseen"] = self.lost_write, self.unseen
-        examples = [example for kind in _LOST_KINDS for example in self.examples[kind]]
-        return merge.lost(counts, examples)
 
 
 @dataclass(frozen=True)
@@ -129,7 +78,6 @@ class _Checked:
     """What one range contributes to the merged verdicts."""
 
     verdicts: tuple[Verdict, ...]
-    lost: _Lost
     runs: ScopeRuns
     part: IdentityRange
 
@@ -194,22 +142,20 @@ def check_ranges(  # noqa: PLR0917 - check_all's arguments plus the ranges'
     failed_acks = failed_acks_of(events)
     promised = ordering is not OrderingScope.NONE
     per_checker: list[list[Verdict]] = [[] for _ in range(6)]
-    lost, runs = _Lost(read_up_to), ScopeRuns()
+    runs = ScopeRuns()
     sends = receives = 0
 
     def check_one(part: IdentityRange) -> _Checked:
         history = HistoryIndex(part.sends, part.receives)
         found = (
-            check_lost(history),
+            check_lost(history, read_up_to),
             check_unknown_outcomes(history),
             check_failed_but_delivered(history),
             check_phantoms(history),
-            check_duplicates(history, exactly_once=exactly_once, failed_acks=failed_acks),
+            check_duplicates(history, exactly_once=exactly_once),  # failed_acks: the run's
             check_ordering(history, ordering),
         )
-        checked = _Checked(found, _Lost(read_up_to), ScopeRuns(), part)
-        if found[0].counts.get("lost"):
-            checked.lost.add(history)
+        checked = _Checked(found, ScopeRuns(), part)
         if promised and part.receives.num_rows:
             checked.runs.add(part, history)
         if on_range is not None:
@@ -221,7 +167,6 @@ def check_ranges(  # noqa: PLR0917 - check_all's arguments plus the ranges'
         receives += checked.part.receives.num_rows
         for verdicts, verdict in zip(per_checker, checked.verdicts, strict=True):
             verdicts.append(verdict)
-        lost.absorb(checked.lost)
         runs.extend(checked.runs)
 
     if not per_checker[0]:  # no range at all: an empty history, judged as check_all does
@@ -238,33 +183,24 @@ def check_ranges(  # noqa: PLR0917 - check_all's arguments plus the ranges'
         more, more_examples = exact_handoffs(_unclear_deliveries(ranges, handoffs.unclear))
         rebalance += more
         rebalance_examples = (rebalance_examples + more_examples)[:MAX_EXAMPLES]
-    ordering_verdicts = per_checker[5]
-    ordering_counts = merge.summed(ordering_verdicts)
-    ordering_counts["rebalance"] = rebalance
-    ordering_examples = merge.capped_examples(
-        ordering_verdicts, _ORDERING_KINDS, skip=frozenset({"rebalance"})
+    lost, unknown, failed, phantom, duplicate, in_order = per_checker
+    duplicate_counts, duplicate_examples = merge.merged(duplicate, DUPLICATE_KINDS)
+    duplicate_counts["failed_acks"] = failed_acks
+    ordering_counts, ordering_examples = merge.merged(
+        in_order, ORDERING_KINDS, skip=frozenset({"rebalance"})
     )
+    ordering_counts["rebalance"] = rebalance
     return [
-        lost.verdict(per_checker[0]),
-        merge.unknown_outcomes(merge.summed(per_checker[1]), sends),
-        merge.failed_but_delivered(
-            merge.summed(per_checker[2]),
-            merge.capped_examples(per_checker[2], ("failed-but-delivered",)),
-            receives,
+        lost_verdict(*merge.merged(lost, LOST_KINDS)),
+        unknown_outcomes_verdict(merge.summed(unknown), sends),
+        failed_but_delivered_verdict(*merge.merged(failed, (FAILED_BUT_DELIVERED,)), receives),
+        phantoms_verdict(*merge.merged(phantom, (PHANTOM,)), receives),
+        duplicates_verdict(
+            duplicate_counts, duplicate_examples, receives, exactly_once=exactly_once
         ),
-        merge.phantoms(
-            merge.summed(per_checker[3]),
-            merge.capped_examples(per_checker[3], ("phantom",)),
-            receives,
+        ordering_verdict(
+            ordering_counts, ordering_examples + rebalance_examples, receives, ordering
         ),
-        merge.duplicates(
-            merge.summed(per_checker[4]),
-            merge.capped_examples(per_checker[4], _DUPLICATE_KINDS),
-            receives,
-            exactly_once=exactly_once,
-            failed_acks=failed_acks,
-        ),
-        merge.ordering(ordering_counts, ordering_examples + rebalance_examples, receives, ordering),
         check_lag_recovery(lag() if callable(lag) else lag, events, lag_recovery_seconds),
         *_from_events_only(events),
     ]

@@ -16,18 +16,51 @@ import pyarrow.compute as pc  # type: ignore[import-untyped, unused-ignore]
 
 from harness.analysis.exact_ranks import BINS, bin_of, exact_ranks
 from harness.analysis.ranges import IdentityRange
-from harness.collectors.latency import LatencyKind, LatencyRecorder
+from harness.checkers import HistoryIndex
+from harness.checkers.index import Bool, column
+from harness.collectors.latency import (
+    LatencyKind,
+    LatencyRecorder,
+    OutOfRange,
+    bucket_counts,
+    new_histogram,
+)
 from harness.collectors.summary import latency_summaries
 from harness.collectors.throughput import NS_PER_S, ThroughputSeries, series_from_ns
 from harness.history.schema import SendOutcome
-from harness.run.figures import IDENTITY, Window
+from harness.run.figures import Window
 
 I64 = npt.NDArray[np.int64]
 QUANTILES = (0.5, 0.99)
+_LAYOUT = new_histogram()
+"""Only read for its bucket layout (every latency histogram has the same)."""
 
 
-def _ns(column: pa.ChunkedArray | pa.Array) -> I64:
-    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.int64)
+def _receive_minus_send(
+    history: HistoryIndex, sent_in: Bool, received_in: Bool, invoke: I64, received_ns: I64
+) -> I64:
+    """``receive_ns - invoke_ns`` of every pair of a receive (``received_in``) and a send
+    (``sent_in``) of one identity: the inner join on identity ``harness.run.figures`` makes,
+    as a lookup of the index's identity codes (the same values in another order; the
+    histogram does not care)."""
+    codes = history.identities.sends[sent_in]
+    invoke = invoke[sent_in]
+    if codes.size > 1 and bool(np.any(codes[1:] < codes[:-1])):  # ranges come sorted
+        order = np.argsort(codes, kind="stable")
+        codes, invoke = codes[order], invoke[order]
+    wanted = history.identities.receives[received_in]
+    received = received_ns[received_in]
+    first = np.searchsorted(codes, wanted, "left")
+    matches = np.searchsorted(codes, wanted, "right") - first
+    if int(matches.max(initial=0)) <= 1:  # each identity sent once: one pair at most
+        found = matches == 1
+        paired: I64 = received[found] - invoke[first[found]]
+        return paired
+    # An identity sent more than once pairs each of its receives with each of its sends.
+    before = np.repeat(np.cumsum(matches) - matches, matches)
+    at = np.repeat(first, matches) + np.arange(int(matches.sum())) - before
+    every: I64 = np.repeat(received, matches) - invoke[at]
+    return every
 
 
 def min_intended_ns(sends: Iterable[pa.RecordBatch]) -> int | None:
@@ -45,7 +78,9 @@ class FigureAccumulator:
         self.window = window
         self.message_size = message_size
         self.origin = origin_ns
-        self.latency = LatencyRecorder()
+        self._latency_counts: dict[LatencyKind, tuple[I64, OutOfRange]] = {}
+        """Per kind, its latencies' bucket counts over the ranges so far: recorded into a
+        ``LatencyRecorder`` once, at the end (hdrh's per-bucket calls are Python)."""
         self.sent, self.received = ThroughputSeries(), ThroughputSeries()
         self.outcomes = np.zeros(3, dtype=np.int64)
         self.sends = self.receives = 0
@@ -54,34 +89,45 @@ class FigureAccumulator:
         self.e2e_bins = np.zeros((0, BINS), dtype=np.int64)
         self.last_second = 0
 
-    def add(self, part: IdentityRange) -> None:
+    def add(self, part: IdentityRange, history: HistoryIndex) -> None:
+        """Add one range (``history``: its index, whose identity codes the e2e latency's
+        pairing of sends and receives reuses)."""
         sends, receives = part.sends, part.receives
         self.sends += sends.num_rows
         self.receives += receives.num_rows
-        outcome = np.asarray(sends.column("outcome").to_numpy(), dtype=np.int64)
+        # Numpy columns and masks, no filtered copies of the tables (Arrow's filter copies
+        # every column, strings included).
+        outcome = column(sends, "outcome", np.int64)
         self.outcomes += np.bincount(outcome, minlength=3)[:3]
-        self._latencies(sends, receives)
-        ok = sends.filter(pc.equal(sends["outcome"], int(SendOutcome.OK)))
-        self.sent.merge(series_from_ns(_ns(ok["complete_ns"]), self.message_size).buckets())
-        received_ns = _ns(receives["receive_ns"])
+        ok = outcome == SendOutcome.OK
+        acked_ns = column(sends, "complete_ns", np.int64)[ok]
+        received_ns = column(receives, "receive_ns", np.int64)
+        received_intended = column(receives, "intended_ns", np.int64)
+        self._latencies(history, ok, received_ns, received_intended)
+        self.sent.merge(series_from_ns(acked_ns, self.message_size).buckets())
         self.received.merge(series_from_ns(received_ns, self.message_size).buckets())
         if self.origin is not None:
-            self._per_second(_ns(ok["complete_ns"]), received_ns, _ns(receives["intended_ns"]))
+            self._per_second(acked_ns, received_ns, received_intended)
 
-    def _latencies(self, sends: pa.Table, receives: pa.Table) -> None:
-        window = self.window
-        sends = sends.filter(window.mask(sends))
-        ok = sends.filter(pc.equal(sends["outcome"], int(SendOutcome.OK)))
-        receives = receives.filter(window.mask(receives))
-        record = self.latency.record_many
-        record(LatencyKind.PUBLISH, _ns(ok["complete_ns"]) - _ns(ok["invoke_ns"]))
-        record(LatencyKind.PUBLISH_CORRECTED, _ns(ok["complete_ns"]) - _ns(ok["intended_ns"]))
-        record(LatencyKind.PUBLISH_DELAY, _ns(sends["invoke_ns"]) - _ns(sends["intended_ns"]))
-        record(LatencyKind.E2E, _ns(receives["receive_ns"]) - _ns(receives["intended_ns"]))
-        joined = receives.select([*IDENTITY, "receive_ns"]).join(
-            sends.select([*IDENTITY, "invoke_ns"]), keys=IDENTITY, join_type="inner"
+    def _latencies(
+        self, history: HistoryIndex, ok: Bool, received_ns: I64, received_intended: I64
+    ) -> None:
+        sends, window = history.sends, self.window
+        intended = column(sends, "intended_ns", np.int64)
+        invoke = column(sends, "invoke_ns", np.int64)
+        complete = column(sends, "complete_ns", np.int64)
+        sent_in = (intended >= window.start_ns) & (intended < window.end_ns)
+        ok_in = sent_in & ok
+        received_in = (received_intended >= window.start_ns) & (received_intended < window.end_ns)
+        record = self._count
+        record(LatencyKind.PUBLISH, complete[ok_in] - invoke[ok_in])
+        record(LatencyKind.PUBLISH_CORRECTED, complete[ok_in] - intended[ok_in])
+        record(LatencyKind.PUBLISH_DELAY, invoke[sent_in] - intended[sent_in])
+        record(LatencyKind.E2E, received_ns[received_in] - received_intended[received_in])
+        record(
+            LatencyKind.E2E_UNCORRECTED,
+            _receive_minus_send(history, sent_in, received_in, invoke, received_ns),
         )
-        record(LatencyKind.E2E_UNCORRECTED, _ns(joined["receive_ns"]) - _ns(joined["invoke_ns"]))
 
     def _grow(self, seconds: int) -> None:
         if seconds <= self.acked_per_second.size:
@@ -114,8 +160,22 @@ class FigureAccumulator:
             cells, minlength=(self.last_second + 1) * BINS
         )
 
+    def _count(self, kind: LatencyKind, latencies_ns: I64) -> None:
+        bins, out = bucket_counts(_LAYOUT, latencies_ns)
+        if kind in self._latency_counts:
+            total, before = self._latency_counts[kind]
+            bins += total
+            out = OutOfRange(
+                clamped=before["clamped"] + out["clamped"],
+                saturated=before["saturated"] + out["saturated"],
+            )
+        self._latency_counts[kind] = bins, out
+
     def latency_figures(self) -> dict[str, Any]:
-        return {kind: s.to_dict() for kind, s in latency_summaries(self.latency).items()}
+        recorder = LatencyRecorder()
+        for kind, (bins, out) in self._latency_counts.items():
+            recorder[kind].record_counts(bins, out)
+        return {kind: s.to_dict() for kind, s in latency_summaries(recorder).items()}
 
     def throughput_figures(self) -> dict[str, Any]:
         window = self.window

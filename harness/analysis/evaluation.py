@@ -13,6 +13,7 @@ from typing import Any
 
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 
+from harness.analysis.allocation import freed_memory_kept
 from harness.analysis.bounded_checks import check_ranges, max_offsets_read
 from harness.analysis.bounded_figures import FigureAccumulator, min_intended_ns
 from harness.analysis.derived_backlog import DerivedBacklog
@@ -58,6 +59,7 @@ class BoundedEvaluation:
     events: pa.Table
 
 
+@freed_memory_kept()  # for the whole call: a context manager from contextlib decorates too
 def evaluate_in_ranges(
     run_dir: Path,
     ordering: OrderingScope,
@@ -81,7 +83,7 @@ def evaluate_in_ranges(
 
     def on_range(part: IdentityRange, history: HistoryIndex) -> None:
         with lock:
-            figures.add(part)
+            figures.add(part, history)
             if derived is not None:
                 derived.add(history)
 

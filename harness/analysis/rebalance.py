@@ -43,26 +43,18 @@ class ScopeRuns:
 
     def add(self, part: IdentityRange, history: HistoryIndex) -> None:
         """Add the runs of ``part`` (its index already built as ``history``)."""
-        rows, scope, time, consumer = first_deliveries(history)
+        rows = history.scoped_first_deliveries  # by scope, then in receive order
         if not rows.size:
             return
+        scope = history.scope[0][rows]
+        time = history.receive_time[rows]
+        consumer = history.consumer[rows].astype(np.int64)
         global_row = rows + part.first_receive_row
-        # The range's receive rank orders (receive_ns, row) as the global row does.
-        rank_bits = history.receives.num_rows.bit_length()
-        keyed = scope.astype(np.uint64) << np.uint64(rank_bits)
-        keyed |= history.time_rank[rows]
-        order = np.argsort(keyed)
-        scope, time, global_row, consumer = (
-            scope[order],
-            time[order],
-            global_row[order],
-            consumer[order],
-        )
         starts = np.ones(rows.size, dtype=np.bool_)
         starts[1:] = (scope[1:] != scope[:-1]) | (consumer[1:] != consumer[:-1])
         first = np.flatnonzero(starts)
         last = np.append(first[1:], rows.size) - 1
-        names = part.receives.column("scope").take(rows[order][first]).to_pylist()
+        names = part.receives.column("scope").take(rows[first]).to_pylist()
         self.scope.extend(str(name) for name in names)
         self.start_ns.append(time[first])
         self.start_row.append(global_row[first])

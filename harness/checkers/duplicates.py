@@ -48,6 +48,8 @@ from harness.checkers.verdict import MAX_EXAMPLES, NOTHING_RECEIVED, Verdict
 from harness.history.schema import EventKind
 
 NAME = "duplicates"
+EXAMPLE_KINDS = ("duplicate-publish-by-client", "duplicate-publish", "redelivery", "unclassified")
+"""The kinds of ``check_duplicates``' examples, in the order it lists them."""
 _DELIVERY_FIELDS = (
     "consumer_id",
     "receive_ns",
@@ -149,16 +151,9 @@ def check_duplicates(
         "unclassified": 0,
         "failed_acks": failed_acks,
     }
-    semantics = "exactly-once" if exactly_once else "at-least-once"
-    acks_note = (
-        f"; {failed_acks} acks failed for good (those messages came again)" if failed_acks else ""
-    )
-    if not history.receives.num_rows:
-        return Verdict(NAME, None, counts, notes=NOTHING_RECEIVED)
-    if not repeated.size:
-        return Verdict(
-            NAME, True, counts, notes=f"no message was delivered twice ({semantics}){acks_note}"
-        )
+    receives = history.receives.num_rows
+    if not receives or not repeated.size:
+        return duplicates_verdict(counts, [], receives, exactly_once=exactly_once)
 
     # Every delivery of every repeated identity; `local` numbers those identities 0..k-1.
     rows = history.receive_order[np.repeat(per_key > 1, per_key)]
@@ -173,16 +168,13 @@ def check_duplicates(
     counts["duplicate_publish_after_resend"] = int(publish[sends > 1].sum())
     counts["duplicate_publish_after_unknown"] = int(publish[outcome == Outcome.UNKNOWN].sum())
     counts["unclassified"] = int(unclassified.sum())
-    extra = counts["extra_deliveries"]
-    counts["unrequested"] = extra - counts["redelivery_after_nack"]
+    counts["unrequested"] = counts["extra_deliveries"] - counts["redelivery_after_nack"]
 
     starts = run_starts(local)
     examples: list[dict[str, object]] = []
-    for kind, per_identity in (
-        ("duplicate-publish-by-client", np.where(sends == 1, publish, 0)),
-        ("duplicate-publish", np.where(sends == 1, 0, publish)),
-        ("redelivery", redelivery),
-        ("unclassified", unclassified),
+    per_kind = (np.where(sends == 1, publish, 0), np.where(sends == 1, 0, publish))
+    for kind, per_identity in zip(
+        EXAMPLE_KINDS, (*per_kind, redelivery, unclassified), strict=True
     ):
         for at in np.flatnonzero(per_identity)[:MAX_EXAMPLES].tolist():
             group = rows[starts[at] : starts[at] + sizes[at]]
@@ -204,9 +196,34 @@ def check_duplicates(
                 }
             )
 
+    return duplicates_verdict(counts, examples, receives, exactly_once=exactly_once)
+
+
+def duplicates_verdict(
+    counts: dict[str, int],
+    examples: list[dict[str, object]],
+    receives: int,
+    *,
+    exactly_once: bool,
+) -> Verdict:
+    """The verdict from ``check_duplicates``' counts over ``receives`` rows (``failed_acks``
+    among them: the run's, not a sum) under the run's semantics: the one place its rule is
+    written."""
+    semantics = "exactly-once" if exactly_once else "at-least-once"
+    failed_acks = counts["failed_acks"]
+    acks_note = (
+        f"; {failed_acks} acks failed for good (those messages came again)" if failed_acks else ""
+    )
+    if not receives:
+        return Verdict(NAME, None, counts, notes=NOTHING_RECEIVED)
+    if not counts["duplicated"]:
+        return Verdict(
+            NAME, True, counts, notes=f"no message was delivered twice ({semantics}){acks_note}"
+        )
     valid = counts["unrequested"] == 0 if exactly_once else True
     notes = (
-        f"{counts['duplicated']} messages delivered more than once ({extra} extra deliveries): "
+        f"{counts['duplicated']} messages delivered more than once "
+        f"({counts['extra_deliveries']} extra deliveries): "
         f"{counts['redelivery']} redelivery ({counts['redelivery_after_nack']} after a nack), "
         f"{counts['duplicate_publish']} duplicate publish "
         f"({counts['duplicate_publish_by_client']} by the client library, "

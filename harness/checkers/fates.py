@@ -19,6 +19,10 @@ from harness.checkers.columns import Outcome
 from harness.checkers.index import HistoryIndex
 from harness.checkers.verdict import MAX_EXAMPLES, NOTHING_RECEIVED, NOTHING_SENT, Verdict
 
+UNKNOWN_OUTCOME = "unknown-outcome"
+FAILED_BUT_DELIVERED = "failed-but-delivered"
+PHANTOM = "phantom"
+
 
 def check_unknown_outcomes(history: HistoryIndex) -> Verdict:
     """Split the unknown-outcome sends into delivered and not delivered (informational)."""
@@ -26,13 +30,18 @@ def check_unknown_outcomes(history: HistoryIndex) -> Verdict:
     delivered = int((unknown & history.send_received).sum())
     total = int(unknown.sum())
     counts = {"unknown": total, "delivered": delivered, "not_delivered": total - delivered}
-    if not history.sends.num_rows:
-        return Verdict("unknown-outcome", None, counts, notes=NOTHING_SENT)
+    return unknown_outcomes_verdict(counts, history.sends.num_rows)
+
+
+def unknown_outcomes_verdict(counts: dict[str, int], sends: int) -> Verdict:
+    """The verdict from ``check_unknown_outcomes``' counts over ``sends`` send rows."""
+    if not sends:
+        return Verdict(UNKNOWN_OUTCOME, None, counts, notes=NOTHING_SENT)
     notes = (
-        f"{total} sends completed unknown: {delivered} delivered, {total - delivered} not"
-        " (both are legal)"
+        f"{counts['unknown']} sends completed unknown: {counts['delivered']} delivered, "
+        f"{counts['not_delivered']} not (both are legal)"
     )
-    return Verdict("unknown-outcome", True, counts, notes=notes)
+    return Verdict(UNKNOWN_OUTCOME, True, counts, notes=notes)
 
 
 def check_failed_but_delivered(history: HistoryIndex) -> Verdict:
@@ -50,16 +59,24 @@ def check_failed_but_delivered(history: HistoryIndex) -> Verdict:
         ):
             examples.append(
                 {
-                    "kind": "failed-but-delivered",
+                    "kind": FAILED_BUT_DELIVERED,
                     **send,
                     "consumer_id": receive["consumer_id"],
                     "receive_ns": receive["receive_ns"],
                 }
             )
-    if not history.receives.num_rows:
-        return Verdict("failed-but-delivered", None, counts, notes=NOTHING_RECEIVED)
-    notes = f"{offending.size} of {counts['failed']} failed sends were delivered"
-    return Verdict("failed-but-delivered", not offending.size, counts, examples, notes)
+    return failed_but_delivered_verdict(counts, examples, history.receives.num_rows)
+
+
+def failed_but_delivered_verdict(
+    counts: dict[str, int], examples: list[dict[str, object]], receives: int
+) -> Verdict:
+    """The verdict from ``check_failed_but_delivered``'s counts over ``receives`` rows."""
+    if not receives:
+        return Verdict(FAILED_BUT_DELIVERED, None, counts, notes=NOTHING_RECEIVED)
+    offending = counts["failed_but_delivered"]
+    notes = f"{offending} of {counts['failed']} failed sends were delivered"
+    return Verdict(FAILED_BUT_DELIVERED, not offending, counts, examples, notes)
 
 
 def check_phantoms(history: HistoryIndex) -> Verdict:
@@ -71,10 +88,17 @@ def check_phantoms(history: HistoryIndex) -> Verdict:
     }
     picked = np.flatnonzero(phantom)[:MAX_EXAMPLES]
     examples: list[dict[str, object]] = [
-        {"kind": "phantom", **record}
+        {"kind": PHANTOM, **record}
         for record in history.receive_records(history.first_delivery[picked])
     ]
-    if not history.receives.num_rows:
-        return Verdict("phantom", None, counts, notes=NOTHING_RECEIVED)
+    return phantoms_verdict(counts, examples, history.receives.num_rows)
+
+
+def phantoms_verdict(
+    counts: dict[str, int], examples: list[dict[str, object]], receives: int
+) -> Verdict:
+    """The verdict from ``check_phantoms``' counts over ``receives`` rows."""
+    if not receives:
+        return Verdict(PHANTOM, None, counts, notes=NOTHING_RECEIVED)
     notes = f"{counts['phantom']} received identities were never sent"
-    return Verdict("phantom", not picked.size, counts, examples, notes)
+    return Verdict(PHANTOM, not counts["phantom"], counts, examples, notes)

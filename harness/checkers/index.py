@@ -62,13 +62,26 @@ def dictionary_codes(table: pa.Table, name: str) -> tuple[npt.NDArray[np.int32],
 
 
 def sorted_member(needles: U64, haystack: U64) -> Bool:
-    """For sorted ``needles``, whether each occurs in the sorted ``haystack``."""
-    if not haystack.size:
-        return np.zeros(needles.size, dtype=np.bool_)
-    at = np.searchsorted(haystack, needles)
-    np.minimum(at, haystack.size - 1, out=at)
-    found: Bool = haystack[at] == needles
-    return found
+    """For sorted, distinct ``needles``, whether each occurs in the sorted, distinct
+    ``haystack``."""
+    return sorted_members(needles, haystack)[0]
+
+
+def sorted_members(left: U64, right: U64) -> tuple[Bool, Bool]:
+    """For two sorted arrays of distinct values: whether each of ``left`` is in ``right``, and
+    each of ``right`` in ``left``. One merge (a stable sort of the two runs, linear), about
+    twice as fast as a binary search of each value."""
+    found_left = np.zeros(left.size, dtype=np.bool_)
+    found_right = np.zeros(right.size, dtype=np.bool_)
+    if left.size and right.size:
+        both = np.concatenate([left, right])
+        order = np.argsort(both, kind="stable")
+        merged = both[order]
+        equal = np.flatnonzero(merged[1:] == merged[:-1])
+        # Stable: of two equal values, the one from ``left`` (lower position) comes first.
+        found_left[order[equal]] = True
+        found_right[order[equal + 1] - left.size] = True
+    return found_left, found_right
 
 
 def run_ids(starts: Bool) -> I64:
@@ -83,6 +96,14 @@ def run_starts(ordered: npt.NDArray[np.generic]) -> I64:
         return np.zeros(0, dtype=np.int64)
     change = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
     return np.concatenate([np.zeros(1, dtype=np.int64), change.astype(np.int64)])
+
+
+def _argsort(codes: U64) -> I64:
+    """``np.argsort(codes)``, or the rows in order when they already are (a compacted
+    history's tables, and so its identity ranges, are sorted by identity)."""
+    if codes.size < 2 or bool(np.all(codes[1:] >= codes[:-1])):
+        return np.arange(codes.size, dtype=np.int64)
+    return np.argsort(codes).astype(np.int64)
 
 
 _OUTCOME_RANK = np.array([0, 2, 1], dtype=np.uint8)
@@ -140,7 +161,7 @@ class HistoryIndex:
     def _sends_by_identity(self) -> tuple[U64, I64, npt.NDArray[np.uint8], I64]:
         codes = self.identities.sends
         outcome = self.send_outcome
-        order = np.argsort(codes)
+        order = _argsort(codes)
         ordered = codes[order]
         starts = run_starts(ordered)
         if starts.size != ordered.size:
@@ -179,7 +200,7 @@ class HistoryIndex:
     @cached_property
     def receive_order(self) -> I64:
         """Receive rows sorted by identity (deliveries of one identity in no particular order)."""
-        return np.argsort(self.identities.receives).astype(np.int64)
+        return _argsort(self.identities.receives)
 
     @cached_property
     def _receive_groups(self) -> tuple[U64, I64, I64]:
@@ -222,14 +243,18 @@ class HistoryIndex:
     # -- joins -----------------------------------------------------------------------------------
 
     @cached_property
+    def _sent_and_received(self) -> tuple[Bool, Bool]:
+        return sorted_members(self.send_keys, self.receive_keys)
+
+    @property
     def send_received(self) -> Bool:
         """For each of ``send_keys``, whether it was delivered at least once."""
-        return sorted_member(self.send_keys, self.receive_keys)
+        return self._sent_and_received[0]
 
-    @cached_property
+    @property
     def receive_sent(self) -> Bool:
         """For each of ``receive_keys``, whether some send carried it."""
-        return sorted_member(self.receive_keys, self.send_keys)
+        return self._sent_and_received[1]
 
     # -- receive order ---------------------------------------------------------------------------
 
@@ -266,6 +291,27 @@ class HistoryIndex:
         rank = np.empty(size, dtype=np.uint64)
         rank[self.time_order] = np.arange(size, dtype=np.uint64)
         return rank
+
+    @cached_property
+    def scoped_first_deliveries(self) -> I64:
+        """The first deliveries that carry a scope, by scope, then in receive order: where a
+        scope's handoffs between consumers show (ordering's rebalances, and their parts in
+        each identity range)."""
+        scope_codes, scopes = self.scope
+        rows = self.first_delivery
+        chosen = np.zeros(self.receives.num_rows, dtype=np.bool_)
+        chosen[rows[scope_codes[rows] >= 0]] = True
+        if self.time_sorted:
+            in_time = np.flatnonzero(chosen)
+        else:
+            in_time = self.time_order[chosen[self.time_order]]
+        del chosen
+        scope = scope_codes[in_time]
+        narrow = np.uint8 if scopes <= 1 << 8 else np.uint16 if scopes <= 1 << 16 else None
+        # A stable sort on 8 or 16 bits is a radix sort: linear time.
+        by_scope = np.argsort(scope.astype(narrow) if narrow else scope, kind="stable")
+        ordered: I64 = in_time[by_scope].astype(np.int64)
+        return ordered
 
     # -- examples --------------------------------------------------------------------------------
 

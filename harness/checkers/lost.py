@@ -25,23 +25,37 @@ from harness.checkers.index import I64, HistoryIndex, column, column_at
 from harness.checkers.verdict import MAX_EXAMPLES, NOTHING_ACKNOWLEDGED, Verdict
 
 NAME = "lost"
+EXAMPLE_KINDS = ("lost-write", "unseen", "lost")
+"""The kinds of ``check_lost``'s examples, in the order it lists them."""
 
 
-def _max_offset_read(history: HistoryIndex, partitions: I64) -> I64:
-    """The highest offset delivered from each of ``partitions`` (-1: none)."""
-    partition = column(history.receives, "partition", np.int32)
-    offset = column(history.receives, "offset", np.int64)
+def highest_offsets(partition: I64, offset: I64, best: I64 | None = None) -> I64:
+    """The highest offset delivered from each Kafka partition (-1: none), indexed by partition:
+    ``best`` (from earlier receives, or nothing) raised by these receives' ``partition`` and
+    ``offset`` (negative: not Kafka, ignored)."""
     kafka = (partition >= 0) & (offset >= 0)
     if not kafka.all():
         partition, offset = partition[kafka], offset[kafka]
-    size = max(int(partitions.max(initial=-1)), int(partition.max(initial=-1))) + 1
-    best = np.full(size, -1, dtype=np.int64)
-    np.maximum.at(best, partition, offset)
-    return np.where(partitions >= 0, best[np.maximum(partitions, 0)], -1)
+    found = np.zeros(0, dtype=np.int64) if best is None else best
+    size = int(partition.max(initial=-1)) + 1
+    if size > found.size:
+        found = np.concatenate([found, np.full(size - found.size, -1, dtype=np.int64)])
+    np.maximum.at(found, partition, offset)
+    return found
 
 
-def check_lost(history: HistoryIndex) -> Verdict:
-    """Ok sends never delivered: lost-write, unseen (Kafka) or lost (elsewhere)."""
+def _offsets_read(history: HistoryIndex) -> I64:
+    return highest_offsets(
+        column(history.receives, "partition", np.int64),
+        column(history.receives, "offset", np.int64),
+    )
+
+
+def check_lost(history: HistoryIndex, read_up_to: I64 | None = None) -> Verdict:
+    """Ok sends never delivered: lost-write, unseen (Kafka) or lost (elsewhere).
+    ``read_up_to``: the highest offset read per partition (``highest_offsets``), when the
+    receives of other keys are not in ``history`` (a history checked range by range); by
+    default the history's own receives'."""
     acked = history.send_key_outcome == Outcome.OK
     lost_rows = history.send_rows[acked & ~history.send_received]
     counts = {
@@ -51,37 +65,43 @@ def check_lost(history: HistoryIndex) -> Verdict:
         "unseen": 0,
         "lost_unpositioned": 0,
     }
-    if not counts["acked"]:
-        return Verdict(NAME, None, counts, notes=NOTHING_ACKNOWLEDGED)
     if not lost_rows.size:
-        return Verdict(NAME, True, counts, notes="every acknowledged send was delivered")
+        return lost_verdict(counts, [])
 
     partition = column_at(history.sends, "partition", lost_rows, np.int32).astype(np.int64)
     offset = column_at(history.sends, "offset", lost_rows, np.int64)
     positioned = (partition >= 0) & (offset >= 0)
-    read_up_to = np.full(lost_rows.size, -1, dtype=np.int64)
+    read = np.full(lost_rows.size, -1, dtype=np.int64)
     if positioned.any():
-        read_up_to = _max_offset_read(history, np.where(positioned, partition, -1))
-    lost_write = positioned & (offset < read_up_to)
+        highest = _offsets_read(history) if read_up_to is None else read_up_to
+        known = positioned & (partition < highest.size)
+        read[known] = highest[partition[known]]
+    lost_write = positioned & (offset < read)
     unseen = positioned & ~lost_write
-    kinds = {"lost-write": lost_write, "unseen": unseen, "lost": ~positioned}
+    masks = (lost_write, unseen, ~positioned)
     counts["lost_write"] = int(lost_write.sum())
     counts["unseen"] = int(unseen.sum())
     counts["lost_unpositioned"] = int((~positioned).sum())
 
     examples: list[dict[str, object]] = []
-    for kind, mask in kinds.items():
+    for kind, mask in zip(EXAMPLE_KINDS, masks, strict=True):
         picked = np.flatnonzero(mask)[:MAX_EXAMPLES]
         for at, record in zip(picked, history.send_records(lost_rows[picked]), strict=True):
             example: dict[str, object] = {"kind": kind, **record}
             if kind != "lost":
-                example["max_offset_read"] = int(read_up_to[at])
+                example["max_offset_read"] = int(read[at])
             examples.append(example)
+    return lost_verdict(counts, examples)
 
-    if counts["lost_write"] or counts["lost_unpositioned"]:
-        valid: bool | None = False
-    else:
-        valid = None
+
+def lost_verdict(counts: dict[str, int], examples: list[dict[str, object]]) -> Verdict:
+    """The verdict from ``check_lost``'s counts (of one history, or summed over identity
+    ranges) and its examples: the one place its rule is written."""
+    if not counts["acked"]:
+        return Verdict(NAME, None, counts, notes=NOTHING_ACKNOWLEDGED)
+    if not counts["lost"]:
+        return Verdict(NAME, True, counts, notes="every acknowledged send was delivered")
+    valid: bool | None = False if counts["lost_write"] or counts["lost_unpositioned"] else None
     notes = (
         f"{counts['lost']} of {counts['acked']} acknowledged sends never delivered: "
         f"{counts['lost_write']} lost-write (a later offset of the partition was read), "

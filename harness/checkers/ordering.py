@@ -41,6 +41,8 @@ from harness.checkers.verdict import MAX_EXAMPLES, NOTHING_RECEIVED, Verdict
 from harness.drivers.base import OrderingScope
 
 NAME = "ordering"
+EXAMPLE_KINDS = ("reorder", "skip", "inversion", "rebalance")
+"""The kinds of ``check_ordering``'s examples, in the order it lists them."""
 
 
 def _delivered_after_later(group: I64, rank: U64, rank_bits: int) -> Bool:
@@ -113,27 +115,14 @@ class _Streams:
         return int(earlier[-1])
 
 
-def _rebalances(history: HistoryIndex, rows: I64) -> tuple[int, list[tuple[int, int]]]:
-    """Handoffs of a scope between consumers among the first deliveries ``rows``, with the
-    (from, to) rows of the first few."""
-    scope_codes, scopes = history.scope
-    chosen = np.zeros(history.receives.num_rows, dtype=np.bool_)
-    chosen[rows] = True
-    if history.time_sorted:
-        in_time = np.flatnonzero(chosen)
-    else:
-        in_time = history.time_order[chosen[history.time_order]]
-    del chosen
-    scope = scope_codes[in_time]
-    narrow = np.uint8 if scopes <= 1 << 8 else np.uint16 if scopes <= 1 << 16 else None
-    # A stable sort on 8 or 16 bits is a radix sort: linear time.
-    by_scope = np.argsort(scope.astype(narrow) if narrow else scope, kind="stable")
-    scope = scope[by_scope]
-    consumer = history.consumer[in_time][by_scope]
+def _rebalances(history: HistoryIndex) -> tuple[int, list[tuple[int, int]]]:
+    """Handoffs of a scope between consumers among the first deliveries, with the (from, to)
+    rows of the first few."""
+    rows = history.scoped_first_deliveries
+    scope = history.scope[0][rows]
+    consumer = history.consumer[rows]
     moved = np.flatnonzero((scope[1:] == scope[:-1]) & (consumer[1:] != consumer[:-1]))
-    pairs = [
-        (int(in_time[by_scope[i]]), int(in_time[by_scope[i + 1]])) for i in moved[:MAX_EXAMPLES]
-    ]
+    pairs = [(int(rows[i]), int(rows[i + 1])) for i in moved[:MAX_EXAMPLES]]
     return int(moved.size), pairs
 
 
@@ -158,7 +147,7 @@ def check_ordering(history: HistoryIndex, ordering: OrderingScope) -> Verdict:
     inversion = inverted & ~promised
     rebalance, handoffs = 0, list[tuple[int, int]]()
     if promised_run and promised.any():
-        rebalance, handoffs = _rebalances(history, streams.rows[promised])
+        rebalance, handoffs = _rebalances(history)
 
     counts = {
         "judged": int(promised.sum()),
@@ -171,29 +160,40 @@ def check_ordering(history: HistoryIndex, ordering: OrderingScope) -> Verdict:
     kinds = {"reorder": reorder, "skip": skip, "inversion": inversion}
     examples = _examples(history, streams, kinds, handoffs)
 
-    if not history.receives.num_rows:
+    return ordering_verdict(counts, examples, history.receives.num_rows, ordering)
+
+
+def ordering_verdict(
+    counts: dict[str, int],
+    examples: list[dict[str, object]],
+    receives: int,
+    ordering: OrderingScope,
+) -> Verdict:
+    """The verdict from ``check_ordering``'s counts over ``receives`` rows, for the promised
+    ``ordering`` scope: the one place its rule is written."""
+    if not receives:
         return Verdict(NAME, None, counts, notes=NOTHING_RECEIVED)
-    if not promised_run:
-        valid: bool | None = True
+    if ordering is OrderingScope.NONE:
         notes = (
             f"no order promised ({ordering.value}): {counts['inversions']} inversions among "
             f"{counts['unpromised']} first deliveries, counted, not judged"
         )
+        return Verdict(NAME, True, counts, examples, notes)
+    valid: bool | None
+    if counts["reorder"] or counts["skip"]:
+        valid = False
+    elif counts["judged"] == 0 and counts["unpromised"]:
+        valid = None
     else:
-        if counts["reorder"] or counts["skip"]:
-            valid = False
-        elif counts["judged"] == 0 and counts["unpromised"]:
-            valid = None
-        else:
-            valid = True
-        notes = (
-            f"{counts['judged']} first deliveries judged per {ordering.value}: "
-            f"{counts['reorder']} reorder, {counts['skip']} skip; {rebalance} rebalance "
-            f"(a scope moved to another consumer: expected); {counts['unpromised']} without a "
-            f"scope, {counts['inversions']} inversions among them (not judged)"
-        )
-        if valid is None:
-            notes += "; order is promised but no receive carries a scope"
+        valid = True
+    notes = (
+        f"{counts['judged']} first deliveries judged per {ordering.value}: "
+        f"{counts['reorder']} reorder, {counts['skip']} skip; {counts['rebalance']} rebalance "
+        f"(a scope moved to another consumer: expected); {counts['unpromised']} without a "
+        f"scope, {counts['inversions']} inversions among them (not judged)"
+    )
+    if valid is None:
+        notes += "; order is promised but no receive carries a scope"
     return Verdict(NAME, valid, counts, examples, notes)
 
 

@@ -151,6 +151,17 @@ def add_ns(histogram: HdrHistogram, latencies_ns: npt.ArrayLike) -> OutOfRange:
     HdrHistogram bucket index and counts them with ``bincount``; hdrh is then called once per
     non-empty bucket (at most ~23,500), so the cost is a few numpy passes over the input.
     """
+    bins, out = bucket_counts(histogram, latencies_ns)
+    add_bucket_counts(histogram, bins)
+    return out
+
+
+def bucket_counts(
+    histogram: HdrHistogram, latencies_ns: npt.ArrayLike
+) -> tuple[npt.NDArray[np.int64], OutOfRange]:
+    """How many of the nanosecond latencies fall in each of ``histogram``'s buckets (by its
+    layout; nothing is recorded), and how many were out of range. Counts of many arrays add
+    up, to be recorded once (``add_bucket_counts``): what ``add_ns`` does in one go."""
     values = np.asarray(latencies_ns).ravel()
     if values.size and values.dtype.kind not in "iu":
         raise TypeError(f"latencies must be integer nanoseconds, not {values.dtype}")
@@ -185,9 +196,14 @@ def add_ns(histogram: HdrHistogram, latencies_ns: npt.ArrayLike) -> OutOfRange:
         u += (b + 1) << half_magnitude
         u -= half_count
         bins += np.bincount(u, minlength=bins.size)
+    return bins, OutOfRange(clamped=clamped, saturated=saturated)
+
+
+def add_bucket_counts(histogram: HdrHistogram, bins: npt.NDArray[np.int64]) -> None:
+    """Record ``bucket_counts``' counts into ``histogram`` (one hdrh call per non-empty
+    bucket)."""
     for index in np.flatnonzero(bins).tolist():
         histogram.record_value(histogram.get_value_from_index(index), int(bins[index]))
-    return OutOfRange(clamped=clamped, saturated=saturated)
 
 
 def histogram_from_ns(latencies_ns: npt.ArrayLike) -> HdrHistogram:
@@ -212,8 +228,12 @@ class LatencyHistogram:
 
     def record_many(self, latencies_ns: npt.ArrayLike) -> None:
         """Record an array of nanosecond latencies, vectorised (see ``add_ns``)."""
+        self.record_counts(*bucket_counts(self._histogram, latencies_ns))
+
+    def record_counts(self, bins: npt.NDArray[np.int64], out: OutOfRange) -> None:
+        """Record ``bucket_counts``' counts (of one array, or summed over many)."""
         batch = new_histogram()
-        out = add_ns(batch, latencies_ns)
+        add_bucket_counts(batch, bins)
         with self._lock:
             self._histogram.add(batch)
             self._clamped += out["clamped"]

@@ -11,24 +11,26 @@ import itertools
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from harness.analysis import evaluation
+from harness.analysis import allocation, bounded_figures, evaluation
 from harness.analysis import exact_ranks as exact_ranks_module
 from harness.analysis.bounded_checks import check_ranges, max_offsets_read
 from harness.analysis.ranges import NotSortedError, identity_ranges, table_batches
-from harness.checkers import Verdict, check_all
+from harness.checkers import HistoryIndex, Verdict, check_all
 from harness.drivers.base import OrderingScope
 from harness.errors import UserError
 from harness.history.schema import EVENTS, RECEIVES, SENDS
 from harness.history.store import SORT_KEYS
-from harness.run.figures import Window
+from harness.run.figures import IDENTITY, Window
 from harness.run.result import evaluate
 from tests.benchmarks.big_history import replicate_history, synthetic_base
 from tests.benchmarks.test_checker_speed import START_NS, make_history
+from tests.unit.test_checkers import CONSUMERS, build
 
 SECOND = 1_000_000_000
 
@@ -320,3 +322,50 @@ def test_an_empty_history_is_judged_as_check_all_judges_it() -> None:
     events = EVENTS.empty_table()
     whole = check_all(sends, receives, events, OrderingScope.PARTITION)
     _assert_same(whole, _in_ranges(sends, receives, events, OrderingScope.PARTITION, None, 10))
+
+
+def test_e2e_uncorrected_pairs_as_the_join_on_identity_does() -> None:
+    # Identity (0, 1, 2) sent twice (a resend) and delivered twice: four pairs, as the inner
+    # join of harness.run.figures makes; a send and a receive outside the window pair with
+    # nothing; a phantom pairs with nothing.
+    history = build("fifo", producers=1, keys=3, per_key=4)
+    resent = dict(history.sent(0, 1, 2))
+    history.sends.append(resent | {"invoke_ns": resent["invoke_ns"] + 777})
+    again = dict(history.receives[history.find(0, 1, 2)])
+    history.receives.append(again | {"receive_ns": again["receive_ns"] + 5_000})
+    history.sent(0, 2, 3)["intended_ns"] = 0  # before the window
+    history.receive(CONSUMERS[0], 5, 0, 0, SECOND * 3)  # a phantom
+    for row in history.receives[:-1]:  # the phantom's stays 0: outside the window
+        row["intended_ns"] = history.sent(0, row["key_id"], row["seq"])["intended_ns"]
+    history.receives[-1]["intended_ns"] = SECOND + 1  # inside: it must still pair with nothing
+    sends, receives, _ = history.tables()
+    window = Window(SECOND, 2 * SECOND)
+    index = HistoryIndex(sends, receives)
+
+    def inside(table: pa.Table) -> npt.NDArray[np.bool_]:
+        intended = np.asarray(table["intended_ns"].to_numpy(), dtype=np.int64)
+        return (intended >= window.start_ns) & (intended < window.end_ns)
+
+    found = bounded_figures._receive_minus_send(
+        index, inside(sends), inside(receives), sends["invoke_ns"].to_numpy(),
+        receives["receive_ns"].to_numpy(),
+    )  # fmt: skip
+    kept_sends = sends.filter(window.mask(sends))
+    kept_receives = receives.filter(window.mask(receives))
+    joined = kept_receives.select([*IDENTITY, "receive_ns"]).join(
+        kept_sends.select([*IDENTITY, "invoke_ns"]), keys=IDENTITY, join_type="inner"
+    )
+    expected = joined["receive_ns"].to_numpy() - joined["invoke_ns"].to_numpy()
+    assert sorted(found.tolist()) == sorted(expected.tolist())
+    # 11 messages in the window (not the early one); the resent one's 2 deliveries x 2 sends.
+    assert found.size == 10 + 2 * 2
+
+
+def test_freed_memory_is_kept_only_inside_the_evaluation() -> None:
+    before = pa.default_memory_pool()
+    with allocation.freed_memory_kept():
+        inside = pa.default_memory_pool().backend_name
+        kept = pa.array(np.arange(1_000_000))  # allocated from the pool in use inside
+    assert pa.default_memory_pool().backend_name == before.backend_name
+    assert inside in {"jemalloc", before.backend_name}  # jemalloc where pyarrow has it
+    assert kept.sum().as_py() == 499_999_500_000  # still readable once the pool changed back

@@ -19,6 +19,7 @@ from harness.checkers import (
     check_ordering,
     derive_backlog,
 )
+from harness.checkers.index import sorted_members
 from harness.drivers.base import OrderingScope
 
 # The schemas of docs/history.md, written out here so these tests do not depend on the recorder.
@@ -875,3 +876,13 @@ def test_derived_backlog_counts_acked_sends_not_yet_consumed() -> None:
     assert lag.column("source").to_pylist() == ["derived"] * 4
     assert lag.column("backlog").to_pylist() == [1, 2, 1, 2]
     assert lag.column("time_ns").to_pylist() == [SECOND // 2 + s * SECOND for s in range(1, 5)]
+
+
+def test_sorted_members_is_membership_both_ways() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        left = np.unique(rng.integers(0, 50, rng.integers(0, 30)).astype(np.uint64))
+        right = np.unique(rng.integers(0, 50, rng.integers(0, 30)).astype(np.uint64))
+        in_right, in_left = sorted_members(left, right)
+        assert in_right.tolist() == np.isin(left, right).tolist()
+        assert in_left.tolist() == np.isin(right, left).tolist()
