@@ -16,7 +16,7 @@ span ranges and are worked out apart:
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
@@ -79,7 +79,59 @@ class _Checked:
 
     verdicts: tuple[Verdict, ...]
     runs: ScopeRuns
-    part: IdentityRange
+    sends: int
+    receives: int
+
+
+def check_range(
+    part: IdentityRange,
+    history: HistoryIndex,
+    read_up_to: I64,
+    ordering: OrderingScope,
+    *,
+    exactly_once: bool,
+) -> "_Checked":
+    """The six per-message checkers on one range (``history``: its index), and its share of
+    each scope's runs of one consumer (for the rebalances, which span ranges)."""
+    found = (
+        check_lost(history, read_up_to),
+        check_unknown_outcomes(history),
+        check_failed_but_delivered(history),
+        check_phantoms(history),
+        check_duplicates(history, exactly_once=exactly_once),  # failed_acks: the run's
+        check_ordering(history, ordering),
+    )
+    runs = ScopeRuns()
+    if ordering is not OrderingScope.NONE and part.receives.num_rows:
+        runs.add(part, history)
+    return _Checked(found, runs, part.sends.num_rows, part.receives.num_rows)
+
+
+@dataclass
+class RangeChecks:
+    """The ranges' checker verdicts so far, in range order (``add``, ``extend``): what
+    ``merged_verdicts`` turns into the whole history's. Picklable, so a worker process can
+    hand back its ranges' share."""
+
+    per_checker: list[list[Verdict]] = field(default_factory=lambda: [[] for _ in range(6)])
+    runs: ScopeRuns = field(default_factory=ScopeRuns)
+    sends: int = 0
+    receives: int = 0
+
+    def add(self, checked: _Checked) -> None:
+        self.sends += checked.sends
+        self.receives += checked.receives
+        for verdicts, verdict in zip(self.per_checker, checked.verdicts, strict=True):
+            verdicts.append(verdict)
+        self.runs.extend(checked.runs)
+
+    def extend(self, later: "RangeChecks") -> None:
+        """Add the verdicts of ranges that come after these ones."""
+        self.sends += later.sends
+        self.receives += later.receives
+        for verdicts, more in zip(self.per_checker, later.per_checker, strict=True):
+            verdicts.extend(more)
+        self.runs.extend(later.runs)
 
 
 Item = TypeVar("Item")
@@ -139,37 +191,36 @@ def check_ranges(  # noqa: PLR0917 - check_all's arguments plus the ranges'
     from ``workers`` threads at once, so it must be thread-safe). ``workers`` ranges are
     checked at a time (numpy and Arrow release the GIL in their sorts and joins); verdicts are
     merged in range order whatever order they finish in."""
-    failed_acks = failed_acks_of(events)
-    promised = ordering is not OrderingScope.NONE
-    per_checker: list[list[Verdict]] = [[] for _ in range(6)]
-    runs = ScopeRuns()
-    sends = receives = 0
 
     def check_one(part: IdentityRange) -> _Checked:
         history = HistoryIndex(part.sends, part.receives)
-        found = (
-            check_lost(history, read_up_to),
-            check_unknown_outcomes(history),
-            check_failed_but_delivered(history),
-            check_phantoms(history),
-            check_duplicates(history, exactly_once=exactly_once),  # failed_acks: the run's
-            check_ordering(history, ordering),
-        )
-        checked = _Checked(found, ScopeRuns(), part)
-        if promised and part.receives.num_rows:
-            checked.runs.add(part, history)
+        checked = check_range(part, history, read_up_to, ordering, exactly_once=exactly_once)
         if on_range is not None:
             on_range(part, history)
         return checked
 
+    found = RangeChecks()
     for checked in _in_order(check_one, ranges(), workers):
-        sends += checked.part.sends.num_rows
-        receives += checked.part.receives.num_rows
-        for verdicts, verdict in zip(per_checker, checked.verdicts, strict=True):
-            verdicts.append(verdict)
-        runs.extend(checked.runs)
+        found.add(checked)
+    return merged_verdicts(
+        found, ranges, events, ordering, lag, lag_recovery_seconds, exactly_once=exactly_once
+    )
 
-    if not per_checker[0]:  # no range at all: an empty history, judged as check_all does
+
+def merged_verdicts(  # noqa: PLR0917 - check_all's arguments plus the ranges'
+    found: RangeChecks,
+    ranges: Ranges,
+    events: pa.Table,
+    ordering: OrderingScope,
+    lag: pa.Table | Callable[[], pa.Table | None] | None = None,
+    lag_recovery_seconds: float = 30,
+    *,
+    exactly_once: bool = False,
+) -> list[Verdict]:
+    """``check_all``'s verdicts from every range's (``found``, in range order); ``ranges``
+    makes a second pass, needed only for scopes whose consumers interleave."""
+    failed_acks = failed_acks_of(events)
+    if not found.per_checker[0]:  # no range at all: an empty history, judged as check_all does
         empty = check_all(SENDS.empty_table(), RECEIVES.empty_table(), events, ordering)
         return [
             *empty[:6],  # lost .. ordering: the per-message checks
@@ -177,13 +228,14 @@ def check_ranges(  # noqa: PLR0917 - check_all's arguments plus the ranges'
             *_from_events_only(events),
         ]
 
-    handoffs = merge_runs(runs)
+    handoffs = merge_runs(found.runs)
     rebalance, rebalance_examples = handoffs.count, handoffs.examples
     if handoffs.unclear:
         more, more_examples = exact_handoffs(_unclear_deliveries(ranges, handoffs.unclear))
         rebalance += more
         rebalance_examples = (rebalance_examples + more_examples)[:MAX_EXAMPLES]
-    lost, unknown, failed, phantom, duplicate, in_order = per_checker
+    lost, unknown, failed, phantom, duplicate, in_order = found.per_checker
+    sends, receives = found.sends, found.receives
     duplicate_counts, duplicate_examples = merge.merged(duplicate, DUPLICATE_KINDS)
     duplicate_counts["failed_acks"] = failed_acks
     ordering_counts, ordering_examples = merge.merged(

@@ -6,7 +6,7 @@ per-second e2e percentiles of the time series are exact ranks: each range counts
 latencies per second in coarse bins, then ``harness.analysis.exact_ranks`` narrows them down.
 """
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -14,7 +14,7 @@ import numpy.typing as npt
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.compute as pc  # type: ignore[import-untyped, unused-ignore]
 
-from harness.analysis.exact_ranks import BINS, bin_of, exact_ranks
+from harness.analysis.exact_ranks import BINS, Passes, bin_of, exact_ranks, in_one_part
 from harness.analysis.ranges import IdentityRange
 from harness.checkers import HistoryIndex
 from harness.checkers.index import Bool, column
@@ -109,6 +109,34 @@ class FigureAccumulator:
         if self.origin is not None:
             self._per_second(acked_ns, received_ns, received_intended)
 
+    def merge(self, other: "FigureAccumulator") -> None:
+        """Add what ``other`` (same window, size and origin) gathered from other ranges."""
+        self.sends += other.sends
+        self.receives += other.receives
+        self.outcomes += other.outcomes
+        self.sent.merge(other.sent)
+        self.received.merge(other.received)
+        for kind, (bins, out) in other._latency_counts.items():
+            self._count_bins(kind, bins.copy(), out)
+        self.last_second = max(self.last_second, other.last_second)
+        self._grow(other.acked_per_second.size)
+        size = other.acked_per_second.size
+        self.acked_per_second[:size] += other.acked_per_second
+        self.received_per_second[:size] += other.received_per_second
+        self.e2e_bins[:size] += other.e2e_bins
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A worker process's share comes back pickled; the series hold a lock.
+        state = dict(self.__dict__)
+        state["sent"], state["received"] = self.sent.buckets(), self.received.buckets()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        sent, received = ThroughputSeries(), ThroughputSeries()
+        sent.merge(state["sent"])
+        received.merge(state["received"])
+        self.__dict__.update({**state, "sent": sent, "received": received})
+
     def _latencies(
         self, history: HistoryIndex, ok: Bool, received_ns: I64, received_intended: I64
     ) -> None:
@@ -161,7 +189,9 @@ class FigureAccumulator:
         )
 
     def _count(self, kind: LatencyKind, latencies_ns: I64) -> None:
-        bins, out = bucket_counts(_LAYOUT, latencies_ns)
+        self._count_bins(kind, *bucket_counts(_LAYOUT, latencies_ns))
+
+    def _count_bins(self, kind: LatencyKind, bins: I64, out: OutOfRange) -> None:
         if kind in self._latency_counts:
             total, before = self._latency_counts[kind]
             bins += total
@@ -196,9 +226,9 @@ class FigureAccumulator:
             "not_sent": not_sent,
         }
 
-    def time_series(self, receive_times: Callable[[], Iterator[pa.RecordBatch]]) -> dict[str, Any]:
-        """``harness.run.figures.time_series``; ``receive_times`` makes a pass over the
-        receives' ``receive_ns`` and ``intended_ns`` (only the percentiles need it)."""
+    def time_series(self, receive_times: Passes) -> dict[str, Any]:
+        """``harness.run.figures.time_series``; ``receive_times`` runs scans over the
+        receives' ``receive_ns`` and ``intended_ns`` (only the percentiles need them)."""
         if self.origin is None:
             return {"origin_ns": None, "t": [], "sent": [], "received": [],
                     "e2e_p50_ms": [], "e2e_p99_ms": []}  # fmt: skip
@@ -215,6 +245,6 @@ class FigureAccumulator:
         }
 
 
-def receive_time_batches(receives: pa.Table) -> Callable[[], Iterator[pa.RecordBatch]]:
+def receive_time_batches(receives: pa.Table) -> Passes:
     """Passes over an in-memory receives table's two time columns."""
-    return lambda: iter(receives.select(["receive_ns", "intended_ns"]).to_batches())
+    return in_one_part(lambda: iter(receives.select(["receive_ns", "intended_ns"]).to_batches()))

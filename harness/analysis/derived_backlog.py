@@ -8,6 +8,7 @@ to a temporary folder (16 bytes per message on disk) and binned once the pass is
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
@@ -24,14 +25,28 @@ from harness.checkers.index import I64
 
 
 class DerivedBacklog:
-    """Feed it every range's index (``add``), then take the lag table (``table``)."""
+    """Feed it every range's index (``add``), then take the lag table (``table``).
 
-    def __init__(self, interval_ns: int = NANOSECONDS_PER_SECOND) -> None:
+    ``spill_to``: a folder another ``DerivedBacklog`` owns (a worker process's share, handed
+    back pickled and ``merge``d into the owner; ``name`` keeps its files apart); without it
+    the backlog spills to a temporary folder of its own, removed by ``table``."""
+
+    def __init__(
+        self,
+        interval_ns: int = NANOSECONDS_PER_SECOND,
+        *,
+        spill_to: Path | None = None,
+        name: str = "",
+    ) -> None:
         if interval_ns <= 0:
             raise ValueError(f"interval_ns must be positive, got {interval_ns}")
         self.interval = interval_ns
-        self._folder = tempfile.TemporaryDirectory(prefix="brokerbench-backlog-")
-        self._parts = 0
+        self._owned = (
+            tempfile.TemporaryDirectory(prefix="brokerbench-backlog-") if spill_to is None else None
+        )
+        self.folder = spill_to if self._owned is None else Path(self._owned.name)
+        self._name = name
+        self._parts: list[tuple[Path, Path]] = []
         self.start = np.iinfo(np.int64).max
         self.end = np.iinfo(np.int64).min
 
@@ -42,17 +57,30 @@ class DerivedBacklog:
             if times.size:
                 self.start = min(self.start, int(times.min()))
                 self.end = max(self.end, int(times.max()))
-        np.save(self._path(self._parts, "entered"), entered)
-        np.save(self._path(self._parts, "consumed"), consumed)
-        self._parts += 1
+        part = self.folder / f"{self._name}{len(self._parts)}"
+        paths = (
+            part.with_name(part.name + "-entered.npy"),
+            part.with_name(part.name + "-consumed.npy"),
+        )
+        np.save(paths[0], entered)
+        np.save(paths[1], consumed)
+        self._parts.append(paths)
 
-    def _path(self, part: int, name: str) -> Path:
-        return Path(self._folder.name) / f"{part}-{name}.npy"
+    def merge(self, other: "DerivedBacklog") -> None:
+        """Take over the ranges ``other`` spilled (into this one's folder)."""
+        self.start = min(self.start, other.start)
+        self.end = max(self.end, other.end)
+        self._parts.extend(other._parts)
 
-    def _binned(self, name: str, bins: int) -> I64:
+    def __getstate__(self) -> dict[str, Any]:
+        if self._owned is not None:
+            raise TypeError("only a DerivedBacklog spilling into another's folder is pickled")
+        return dict(self.__dict__)
+
+    def _binned(self, which: int, bins: int) -> I64:
         total = np.zeros(bins, dtype=np.int64)
-        for part in range(self._parts):
-            total += binned(np.load(self._path(part, name)), self.start, self.interval, bins)
+        for part in self._parts:
+            total += binned(np.load(part[which]), self.start, self.interval, bins)
         return total
 
     def table(self) -> pa.Table:
@@ -61,7 +89,8 @@ class DerivedBacklog:
             if self.start > self.end:
                 return LAG_SCHEMA.empty_table()
             bins = (self.end - self.start) // self.interval + 1
-            entered, consumed = self._binned("entered", bins), self._binned("consumed", bins)
+            entered, consumed = self._binned(0, bins), self._binned(1, bins)
             return backlog_table(entered, consumed, self.start, self.interval)
         finally:
-            self._folder.cleanup()
+            if self._owned is not None:
+                self._owned.cleanup()

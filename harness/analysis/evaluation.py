@@ -5,7 +5,6 @@ ranges. Memory follows ``MESSAGES_PER_RANGE``, not the run (docs/architecture.md
 bounded memory").
 """
 
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +13,8 @@ from typing import Any
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 
 from harness.analysis.allocation import freed_memory_kept
-from harness.analysis.bounded_checks import check_ranges, max_offsets_read
-from harness.analysis.bounded_figures import FigureAccumulator, min_intended_ns
+from harness.analysis.bounded_checks import RangeChecks, merged_verdicts
+from harness.analysis.bounded_figures import FigureAccumulator
 from harness.analysis.derived_backlog import DerivedBacklog
 from harness.analysis.history_ranges import (
     MESSAGES_PER_RANGE,
@@ -23,16 +22,25 @@ from harness.analysis.history_ranges import (
     is_compacted,
     message_count,
 )
-from harness.analysis.ranges import IdentityRange, NotSortedError, parquet_batches
-from harness.checkers import HistoryIndex, Verdict
+from harness.analysis.ranges import IdentityRange, NotSortedError
+from harness.analysis.segments import (
+    SegmentTask,
+    check_segments,
+    receive_time_passes,
+    segments,
+    survey,
+    worker_pool,
+)
+from harness.checkers import Verdict
 from harness.drivers.base import OrderingScope
-from harness.history.schema import EVENTS, RECEIVES, SENDS
+from harness.history.schema import EVENTS
 from harness.history.store import history_dir, parquet_path
 from harness.history.trusted import DAMAGED_FIX, UntrustedTableError, read_parquet
 from harness.run.figures import Window, not_sent
 
 WORKERS = 2
-"""Ranges checked at once (threads): memory grows with each, about one range's worth."""
+"""Worker processes checking ranges at once: memory grows with each, about one range's worth
+plus an interpreter."""
 
 BOUNDED_ABOVE_MESSAGES = 2_000_000
 """Histories with more sends than this are evaluated range by range; smaller ones whole (the
@@ -71,62 +79,59 @@ def evaluate_in_ranges(
     messages_per_range: int | None = None,
 ) -> BoundedEvaluation:
     """The verdicts and figures ``evaluate`` derives from the whole history; ``lag``: the
-    broker's samples, or None to derive the backlog from the history."""
+    broker's samples, or None to derive the backlog from the history. The ranges are checked
+    in ``WORKERS`` processes (``segments``); this process surveys, merges and ranks."""
     events = read_parquet(parquet_path(run_dir, "events"), EVENTS, versioned=True)
-    sends_path, receives_path = parquet_path(run_dir, "sends"), parquet_path(run_dir, "receives")
-    read_up_to = max_offsets_read(parquet_batches(receives_path, RECEIVES, ["partition", "offset"]))
-    origin = min_intended_ns(parquet_batches(sends_path, SENDS, ["intended_ns"]))
-    figures = FigureAccumulator(window, message_size, origin)
-    derived = DerivedBacklog() if lag is None else None
-
-    lock = threading.Lock()
-
-    def on_range(part: IdentityRange, history: HistoryIndex) -> None:
-        with lock:
-            figures.add(part, history)
-            if derived is not None:
-                derived.add(history)
-
     per_range = MESSAGES_PER_RANGE if messages_per_range is None else messages_per_range
 
     def ranges() -> Iterator[IdentityRange]:
         return history_ranges(run_dir, per_range)
 
-    lag_table: list[pa.Table] = [] if lag is None else [lag]
-
-    def final_lag() -> pa.Table:
-        if not lag_table and derived is not None:
-            lag_table.append(derived.table())
-        return lag_table[0]
-
-    try:
-        verdicts = check_ranges(
-            ranges,
-            read_up_to,
-            events,
-            ordering,
-            final_lag,
-            exactly_once=exactly_once,
-            on_range=on_range,
-            workers=WORKERS,
-        )
-    except NotSortedError as exc:
-        raise UntrustedTableError(
-            f"{history_dir(run_dir)}: {exc}, as compaction writes them (rewritten by another "
-            f"tool?): {DAMAGED_FIX}"
-        ) from exc
-
-    def receive_times() -> Iterator[pa.RecordBatch]:
-        return parquet_batches(receives_path, RECEIVES, ["receive_ns", "intended_ns"])
-
+    with worker_pool(WORKERS) as pool:
+        try:
+            found = survey(run_dir, per_range)
+            figures = FigureAccumulator(window, message_size, found.origin)
+            derived = DerivedBacklog() if lag is None else None
+            tasks = [
+                SegmentTask(
+                    run_dir=run_dir,
+                    segment=segment,
+                    messages_per_range=per_range,
+                    read_up_to=found.read_up_to,
+                    ordering=ordering,
+                    exactly_once=exactly_once,
+                    window=window,
+                    message_size=message_size,
+                    origin=found.origin,
+                    backlog_folder=None if derived is None else derived.folder,
+                    name=f"segment{index}-",
+                )
+                for index, segment in enumerate(segments(found.starts, WORKERS))
+            ]
+            checks = RangeChecks()
+            for result in check_segments(pool, tasks):
+                checks.extend(result.checks)
+                figures.merge(result.figures)
+                if derived is not None and result.backlog is not None:
+                    derived.merge(result.backlog)
+            final_lag = derived.table() if derived is not None else lag
+            verdicts = merged_verdicts(
+                checks, ranges, events, ordering, final_lag, exactly_once=exactly_once
+            )
+        except NotSortedError as exc:
+            raise UntrustedTableError(
+                f"{history_dir(run_dir)}: {exc}, as compaction writes them (rewritten by "
+                f"another tool?): {DAMAGED_FIX}"
+            ) from exc
+        series = figures.time_series(receive_time_passes(run_dir, pool, 2 * WORKERS))
     return BoundedEvaluation(
         verdicts=verdicts,
-        lag=final_lag(),
+        lag=final_lag,
         counts=figures.counts(not_sent(events)),
         figures={
             "throughput": figures.throughput_figures(),
             "latency": figures.latency_figures(),
-            "series": figures.time_series(receive_times),
+            "series": series,
         },
         events=events,
     )

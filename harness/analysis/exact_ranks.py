@@ -4,13 +4,16 @@
 nearest rank ``int(q * (n - 1))``. Without holding the latencies: the range pass counts them per
 second in coarse, order-preserving bins (``bin_of``, a sixteenth of an octave each); the bin
 holding each second's rank is then narrowed by counting passes over the receives' two time
-columns (``SUB_BINS`` equal slices of the remaining interval at a time) until its values are few
+columns (``SUB_BINS`` equal slices of the remaining interval at a time; each pass may be
+split over worker processes, its parts' counts added up) until its values are few
 enough to gather (``GATHER_BUDGET``) or the interval is one value wide. A concentrated
 distribution (many equal latencies) costs passes, never memory.
 """
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -21,6 +24,16 @@ from harness.collectors.throughput import NS_PER_S
 I64 = npt.NDArray[np.int64]
 Bool = npt.NDArray[np.bool_]
 Batches = Callable[[], Iterator[pa.RecordBatch]]
+Part = TypeVar("Part")
+
+
+class Passes(Protocol):
+    """Runs ``scan`` over every batch of the receives' two time columns, in one part or
+    several (each a share of the batches, maybe in a worker process, so ``scan`` must be
+    picklable): each part's result, in any order; the caller adds them up."""
+
+    def __call__(self, scan: Callable[[Iterator[pa.RecordBatch]], Part], /) -> list[Part]: ...
+
 
 PER_OCTAVE = 16
 _TOP = 46  # latencies above 2**46 ns (19 hours) share the last bin
@@ -79,9 +92,20 @@ def _members(wanted: _Wanted, open_: Bool, second: I64, latency: I64, binned: I6
     return hit
 
 
-def _batches(batches: Batches, origin: int, seconds: int) -> Iterator[tuple[I64, I64, I64]]:
+def in_one_part(batches: Batches) -> "Passes":
+    """Passes over ``batches`` in this process, as one part."""
+
+    def passes(scan: Callable[[Iterator[pa.RecordBatch]], Part]) -> list[Part]:
+        return [scan(batches())]
+
+    return passes
+
+
+def _times(
+    batches: Iterator[pa.RecordBatch], origin: int, seconds: int
+) -> Iterator[tuple[I64, I64, I64]]:
     """``(second, latency, coarse bin)`` of every receive in the series' seconds."""
-    for batch in batches():
+    for batch in batches:
         received = np.asarray(batch.column("receive_ns").to_numpy(), dtype=np.int64)
         intended = np.asarray(batch.column("intended_ns").to_numpy(), dtype=np.int64)
         second = (received - origin) // NS_PER_S
@@ -90,18 +114,32 @@ def _batches(batches: Batches, origin: int, seconds: int) -> Iterator[tuple[I64,
         yield second[inside], latency, bin_of(latency)
 
 
-def _narrow(wanted: list[_Wanted], opened: list[Bool], batches: Batches, origin: int) -> None:
-    """One counting pass: each open second's interval becomes the slice holding its rank."""
+def _narrow_counts(  # noqa: PLR0917 - one pass's state, bound with functools.partial
+    wanted: list[_Wanted],
+    opened: list[Bool],
+    steps: list[I64],
+    slots: list[I64],
+    origin: int,
+    batches: Iterator[pa.RecordBatch],
+) -> list[I64]:
+    """One part's counts of a counting pass: per quantile, per open second, per slice."""
     seconds = wanted[0].lo.size
-    steps = [np.maximum(-(-(w.hi - w.lo + 1) // SUB_BINS), 1) for w in wanted]
-    slots = [np.cumsum(o) - 1 for o in opened]
     counts = [np.zeros(int(o.sum()) * SUB_BINS, dtype=np.int64) for o in opened]
-    for second, latency, binned in _batches(batches, origin, seconds):
+    for second, latency, binned in _times(batches, origin, seconds):
         for w, o, step, slot, count in zip(wanted, opened, steps, slots, counts, strict=True):
             hit = _members(w, o, second, latency, binned)
             at = second[hit]
             sub = np.minimum((latency[hit] - w.lo[at]) // step[at], SUB_BINS - 1)
             np.add(count, np.bincount(slot[at] * SUB_BINS + sub, minlength=count.size), out=count)
+    return counts
+
+
+def _narrow(wanted: list[_Wanted], opened: list[Bool], passes: "Passes", origin: int) -> None:
+    """One counting pass: each open second's interval becomes the slice holding its rank."""
+    steps = [np.maximum(-(-(w.hi - w.lo + 1) // SUB_BINS), 1) for w in wanted]
+    slots = [np.cumsum(o) - 1 for o in opened]
+    parts = passes(functools.partial(_narrow_counts, wanted, opened, steps, slots, origin))
+    counts = [np.sum([part[at] for part in parts], axis=0) for at in range(len(wanted))]
     for w, o, step, count in zip(wanted, opened, steps, counts, strict=True):
         table = count.reshape(-1, SUB_BINS)
         cumulative = np.cumsum(table, axis=1)
@@ -116,17 +154,32 @@ def _narrow(wanted: list[_Wanted], opened: list[Bool], batches: Batches, origin:
         w.hi[at] = np.minimum(w.lo[at] + step[at] - 1, w.hi[at])
 
 
-def _gather(wanted: list[_Wanted], opened: list[Bool], batches: Batches, origin: int) -> None:
-    """One gathering pass: each open second's value of its rank (``lo = hi = value``)."""
+def _gather_part(
+    wanted: list[_Wanted], opened: list[Bool], origin: int, batches: Iterator[pa.RecordBatch]
+) -> list[tuple[I64, I64]]:
+    """One part's values still in play: per quantile, ``(second, latency)``."""
     seconds = wanted[0].lo.size
     found: list[list[tuple[I64, I64]]] = [[] for _ in wanted]
-    for second, latency, binned in _batches(batches, origin, seconds):
+    for second, latency, binned in _times(batches, origin, seconds):
         for w, o, parts in zip(wanted, opened, found, strict=True):
             hit = _members(w, o, second, latency, binned)
             parts.append((second[hit], latency[hit]))
-    for w, o, parts in zip(wanted, opened, found, strict=True):
-        second = np.concatenate([p[0] for p in parts])
-        latency = np.concatenate([p[1] for p in parts])
+    empty = np.zeros(0, dtype=np.int64)
+    return [
+        (
+            np.concatenate([empty, *(p[0] for p in parts)]),
+            np.concatenate([empty, *(p[1] for p in parts)]),
+        )
+        for parts in found
+    ]
+
+
+def _gather(wanted: list[_Wanted], opened: list[Bool], passes: "Passes", origin: int) -> None:
+    """One gathering pass: each open second's value of its rank (``lo = hi = value``)."""
+    parts = passes(functools.partial(_gather_part, wanted, opened, origin))
+    for index, (w, o) in enumerate(zip(wanted, opened, strict=True)):
+        second = np.concatenate([part[index][0] for part in parts])
+        latency = np.concatenate([part[index][1] for part in parts])
         order = np.lexsort((latency, second))
         second, latency = second[order], latency[order]
         at = np.flatnonzero(o)
@@ -136,11 +189,12 @@ def _gather(wanted: list[_Wanted], opened: list[Bool], batches: Batches, origin:
 
 
 def exact_ranks(
-    bins: npt.NDArray[np.int64], origin: int, batches: Batches, quantiles: tuple[float, ...]
+    bins: npt.NDArray[np.int64], origin: int, passes: "Passes", quantiles: tuple[float, ...]
 ) -> list[list[float | None]]:
     """Per quantile, per second: the e2e latency of nearest rank in ms (3 places; None for an
-    empty second). ``bins``: the coarse counts, one row per second; ``batches``: makes a pass
-    over the receives' ``receive_ns`` and ``intended_ns``."""
+    empty second). ``bins``: the coarse counts, one row per second; ``passes``: runs a scan
+    over the receives' ``receive_ns`` and ``intended_ns`` (``in_one_part``, or in parts in
+    worker processes)."""
     totals = bins.sum(axis=1)
     cumulative = np.cumsum(bins, axis=1)
     rows = np.arange(bins.shape[0])
@@ -158,9 +212,9 @@ def exact_ranks(
         if sum(int(w.members[o].sum()) for w, o in zip(wanted, opened, strict=True)) <= (
             GATHER_BUDGET
         ):
-            _gather(wanted, opened, batches, origin)
+            _gather(wanted, opened, passes, origin)
             break
-        _narrow(wanted, opened, batches, origin)
+        _narrow(wanted, opened, passes, origin)
     return [
         [
             round(float(np.float64(value) / 1e6), 3) if total else None

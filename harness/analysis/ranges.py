@@ -141,10 +141,17 @@ def table_batches(table: pa.Table, rows: int = BATCH_ROWS) -> Iterator[pa.Record
 
 
 def parquet_batches(
-    path: Path, schema: pa.Schema, columns: list[str] | None = None
+    path: Path,
+    schema: pa.Schema,
+    columns: list[str] | None = None,
+    first_row: int = 0,
+    rows: int | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """A history Parquet file as trusted batches of ``schema`` (``columns`` only, if given):
-    the checks of ``harness.history.trusted``, batch by batch."""
+    """A history Parquet file as trusted batches of ``schema`` (``columns`` only, if given),
+    from row ``first_row`` on (``rows`` of them, or all): the checks of
+    ``harness.history.trusted``, batch by batch.
+    Reading starts at the row group holding ``first_row`` (the rows before it in that group
+    are decoded and dropped: Parquet has no finer way in)."""
     try:
         # pre_buffer would keep every column chunk read so far: memory growing with the file.
         parquet = pq.ParquetFile(path, pre_buffer=False)
@@ -154,6 +161,25 @@ def parquet_batches(
         ) from exc
     check_version(parquet.schema_arrow.metadata, str(path))
     wanted = schema if columns is None else pa.schema([schema.field(name) for name in columns])
-    for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=wanted.names):
-        table = conform(pa.Table.from_batches([batch]), wanted, str(path))
+    metadata = parquet.metadata
+    group, skip = 0, first_row
+    while group < metadata.num_row_groups and skip >= metadata.row_group(group).num_rows:
+        skip -= metadata.row_group(group).num_rows
+        group += 1
+    groups = list(range(group, metadata.num_row_groups))
+    if not groups:
+        return
+    batches = parquet.iter_batches(batch_size=BATCH_ROWS, columns=wanted.names, row_groups=groups)
+    left = -1 if rows is None else rows
+    for batch in batches:
+        if skip >= batch.num_rows:
+            skip -= batch.num_rows
+            continue
+        if left == 0:
+            return
+        kept = batch.slice(skip) if left < 0 else batch.slice(skip, left)
+        table = conform(pa.Table.from_batches([kept]), wanted, str(path))
+        skip = 0
+        if left > 0:
+            left -= kept.num_rows
         yield from table.to_batches()

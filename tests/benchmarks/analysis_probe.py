@@ -7,17 +7,25 @@ is the evaluation's alone).
 
 The latency window is the synthetic run's second second unless ``--run-window`` makes it the
 whole run, as a real run's (warm-up to drain) nearly is: every message then goes through the
-latency figures, which costs more. ``cpu_seconds`` is the process's CPU time (every thread),
-the steadier figure on a shared machine.
+latency figures, which costs more. ``cpu_seconds`` is the CPU time of this process (every
+thread) and of its worker processes (``resource.RUSAGE_CHILDREN``: every child waited for, and
+the evaluation waits for its workers), the steadier figure on a shared machine.
+``peak_rss_mb`` is the largest sum of the resident memory of this process and all its
+descendants, sampled every 20 ms with psutil (a peak shorter than that can be missed);
+``peak_rss_bound_mb`` cannot miss one: this process's peak plus ``WORKERS`` times the largest
+child's peak (an upper bound: the children's peaks need not coincide).
 """
 
 import argparse
+import contextlib
 import json
 import os
 import resource
+import threading
 import time
 from pathlib import Path
 
+import psutil
 import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
 
 from harness.analysis import evaluation
@@ -38,6 +46,39 @@ def _run_window(run_dir: Path) -> Window:
     return Window(min(s.min for s in stats), max(s.max for s in stats) + 1)
 
 
+class TreeMemory:
+    """Samples the resident memory of this process and its descendants, keeps the largest sum."""
+
+    def __init__(self, every_seconds: float = 0.02) -> None:
+        self.peak = 0
+        self._every = every_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for process in [me, *me.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):  # ended between listing and reading
+                    total += process.memory_info().rss
+            self.peak = max(self.peak, total)
+            self._stop.wait(self._every)
+
+    def __enter__(self) -> "TreeMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("run_dir", type=Path)
@@ -54,18 +95,26 @@ def main() -> None:
     window = Window(START_NS + SECOND, START_NS + 2 * SECOND)
     if args.run_window:
         window = _run_window(args.run_dir)
-    wall, cpu = time.perf_counter(), time.process_time()
-    result = evaluate(args.run_dir, OrderingScope.PARTITION, window, 200, broker_lag=False)
+    wall, cpu, children = time.perf_counter(), time.process_time(), _children_cpu()
+    with TreeMemory() as memory:
+        result = evaluate(args.run_dir, OrderingScope.PARTITION, window, 200, broker_lag=False)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    children = _children_cpu() - children
+    own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
     print(
         json.dumps(
             {
                 "path": "whole" if args.whole else "ranges",
                 "records": records,
                 "wall_seconds": round(wall, 2),
-                "cpu_seconds": round(cpu, 2),
+                "cpu_seconds": round(cpu + children, 2),
+                "cpu_seconds_workers": round(children, 2),
                 "records_per_second": round(records / wall),
-                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+                "peak_rss_mb": max(memory.peak >> 20, own_peak),
+                "peak_rss_bound_mb": own_peak + evaluation.WORKERS * child_peak,
+                "peak_rss_main_mb": own_peak,
+                "peak_rss_largest_worker_mb": child_peak,
                 "load_average_1m": round(os.getloadavg()[0], 2),
                 "valid": result.valid,
             }

@@ -4,7 +4,8 @@ history: <= 2 GB peak, >= 5 M records/s on 2 cores).
 
 The history is ``big_history``'s: test_checker_speed's synthetic one (every anomaly planted)
 replicated with new producers, written in chunks. The evaluation runs in a child process of its
-own (``analysis_probe``), so the peak RSS is the evaluation's alone; records = sends + receives
+own (``analysis_probe``), so the peak RSS is the evaluation's alone (its worker processes
+counted: see the probe); records = sends + receives
 rows; the derived backlog is computed too (``broker_lag`` off, the costlier path).
 
     BROKERBENCH_BENCHMARKS=1 BROKERBENCH_BENCH_MESSAGES=100000000 .venv/bin/python -m pytest \\
@@ -68,7 +69,8 @@ def test_bench_bounded_analysis(benchmark: BenchmarkFixture) -> None:
     print(
         f"\nevaluate in ranges: {found['records']:,} records in {found['wall_seconds']} s wall / "
         f"{found['cpu_seconds']} s cpu: {found['records_per_second']:,} records/s (target "
-        f"{TARGET_RECORDS_PER_SECOND:,}); peak RSS {found['peak_rss_mb']:,} MB (target "
-        f"{TARGET_PEAK_MB:,}); load average {found['load_average_1m']}"
+        f"{TARGET_RECORDS_PER_SECOND:,}); peak RSS of the process and its workers "
+        f"{found['peak_rss_mb']:,} MB sampled, {found.get('peak_rss_bound_mb', '-')} MB bound "
+        f"(target {TARGET_PEAK_MB:,}); load average {found['load_average_1m']}"
         + (f"\nwhole history: {before}" if before else "")
     )

@@ -305,7 +305,10 @@ def test_exact_ranks_narrow_down_to_the_sorted_value(
     bins = np.zeros((seconds + 1, exact_ranks_module.BINS), dtype=np.int64)
     np.add.at(bins, (second, exact_ranks_module.bin_of(latency)), 1)
     found = exact_ranks_module.exact_ranks(
-        bins, START_NS, lambda: iter(receives.to_batches(max_chunksize=4_096)), (0.5, 0.99)
+        bins,
+        START_NS,
+        exact_ranks_module.in_one_part(lambda: iter(receives.to_batches(max_chunksize=4_096))),
+        (0.5, 0.99),
     )
     for index, q in enumerate((0.5, 0.99)):
         expected: list[float | None] = []
