@@ -162,11 +162,15 @@ def parquet_batches(
     check_version(parquet.schema_arrow.metadata, str(path))
     wanted = schema if columns is None else pa.schema([schema.field(name) for name in columns])
     metadata = parquet.metadata
-    group, skip = 0, first_row
-    while group < metadata.num_row_groups and skip >= metadata.row_group(group).num_rows:
-        skip -= metadata.row_group(group).num_rows
-        group += 1
-    groups = list(range(group, metadata.num_row_groups))
+    groups: list[int] = []
+    skip, group_start = first_row, 0
+    for group in range(metadata.num_row_groups):
+        group_end = group_start + metadata.row_group(group).num_rows
+        if group_end > first_row and (rows is None or group_start < first_row + rows):
+            if not groups:
+                skip = first_row - group_start
+            groups.append(group)
+        group_start = group_end
     if not groups:
         return
     batches = parquet.iter_batches(batch_size=BATCH_ROWS, columns=wanted.names, row_groups=groups)

@@ -21,7 +21,6 @@ from harness.analysis.bounded_figures import FigureAccumulator, receive_time_bat
 from harness.analysis.history_ranges import history_ranges
 from harness.analysis.ranges import parquet_batches
 from harness.analysis.segments import segments, survey
-from harness.checkers import HistoryIndex
 from harness.drivers.base import OrderingScope
 from harness.history.schema import EVENTS, RECEIVES, SENDS
 from harness.history.store import parquet_path
@@ -90,16 +89,13 @@ def test_worker_processes_give_the_single_pass_verdicts_and_figures(
     intended = pq.read_table(parquet_path(run_dir, "sends"), columns=["intended_ns"])
     figures = FigureAccumulator(window, 200, pc.min(intended.column(0)).as_py())
 
-    def add(part, history: HistoryIndex) -> None:  # type: ignore[no-untyped-def]
-        figures.add(part, history)
-
     verdicts = check_ranges(
         lambda: history_ranges(run_dir, PER_RANGE),
         max_offsets_read(parquet_batches(receives, RECEIVES, ["partition", "offset"])),
         events,
         OrderingScope.PARTITION,
         found.lag,
-        on_range=add,
+        on_range=figures.add,
     )
     assert found.verdicts == verdicts
     assert any(e["kind"] == "rebalance" for v in verdicts for e in v.examples)
