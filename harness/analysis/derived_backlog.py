@@ -41,10 +41,11 @@ class DerivedBacklog:
         if interval_ns <= 0:
             raise ValueError(f"interval_ns must be positive, got {interval_ns}")
         self.interval = interval_ns
-        self._owned = (
-            tempfile.TemporaryDirectory(prefix="brokerbench-backlog-") if spill_to is None else None
-        )
-        self.folder = spill_to if self._owned is None else Path(self._owned.name)
+        self._owned: tempfile.TemporaryDirectory[str] | None = None
+        if spill_to is None:
+            self._owned = tempfile.TemporaryDirectory(prefix="brokerbench-backlog-")
+            spill_to = Path(self._owned.name)
+        self.folder = spill_to
         self._name = name
         self._parts: list[tuple[Path, Path]] = []
         self.start = np.iinfo(np.int64).max

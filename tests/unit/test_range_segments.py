@@ -44,15 +44,18 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run
 
 
+@pytest.mark.parametrize("rows", [None, 0, 1, 70_000])
 @pytest.mark.parametrize("first_row", [0, 1, ROW_GROUP - 1, ROW_GROUP, 123_457, 639_999, 640_000])
-def test_reading_from_a_row_gives_the_rows_from_there_on(run_dir: Path, first_row: int) -> None:
+def test_reading_from_a_row_gives_those_rows(
+    run_dir: Path, first_row: int, rows: int | None
+) -> None:
     path = parquet_path(run_dir, "sends")
     whole = read_parquet(path, SENDS, versioned=True)
-    read = list(parquet_batches(path, SENDS, None, first_row))
-    rows = sum(batch.num_rows for batch in read)
-    assert rows == whole.num_rows - first_row
-    if rows:
-        assert pa.Table.from_batches(read).equals(whole.slice(first_row))
+    expected = whole.slice(first_row, rows)
+    read = list(parquet_batches(path, SENDS, None, first_row, rows))
+    assert sum(batch.num_rows for batch in read) == expected.num_rows
+    if read:
+        assert pa.Table.from_batches(read).equals(expected)
 
 
 def test_the_survey_cuts_the_ranges_one_pass_cuts(run_dir: Path) -> None:
