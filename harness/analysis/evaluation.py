@@ -39,8 +39,8 @@ from harness.history.trusted import DAMAGED_FIX, UntrustedTableError, read_parqu
 from harness.run.figures import Window, not_sent
 
 WORKERS = 2
-"""Worker processes checking ranges at once: memory grows with each, about one range's worth
-plus an interpreter."""
+"""Ranges checked at once: this process and ``WORKERS - 1`` worker processes; memory grows
+with each, about one range's worth (plus an interpreter for a worker process)."""
 
 BOUNDED_ABOVE_MESSAGES = 2_000_000
 """Histories with more sends than this are evaluated range by range; smaller ones whole (the
@@ -87,7 +87,7 @@ def evaluate_in_ranges(
     def ranges() -> Iterator[IdentityRange]:
         return history_ranges(run_dir, per_range)
 
-    with worker_pool(WORKERS) as pool:
+    with worker_pool(WORKERS) as slots:
         try:
             found = survey(run_dir, per_range)
             figures = FigureAccumulator(window, message_size, found.origin)
@@ -109,7 +109,7 @@ def evaluate_in_ranges(
                 for index, segment in enumerate(segments(found.starts, WORKERS))
             ]
             checks = RangeChecks()
-            for result in check_segments(pool, tasks):
+            for result in check_segments(slots, tasks):
                 checks.extend(result.checks)
                 figures.merge(result.figures)
                 if derived is not None and result.backlog is not None:
@@ -123,7 +123,7 @@ def evaluate_in_ranges(
                 f"{history_dir(run_dir)}: {exc}, as compaction writes them (rewritten by "
                 f"another tool?): {DAMAGED_FIX}"
             ) from exc
-        series = figures.time_series(receive_time_passes(run_dir, pool, 2 * WORKERS))
+        series = figures.time_series(receive_time_passes(run_dir, slots, 2 * WORKERS))
     return BoundedEvaluation(
         verdicts=verdicts,
         lag=final_lag,

@@ -18,8 +18,16 @@ import contextlib
 import functools
 import itertools
 import multiprocessing
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
@@ -34,7 +42,7 @@ from harness.analysis.allocation import freed_memory_kept
 from harness.analysis.bounded_checks import RangeChecks, check_range
 from harness.analysis.bounded_figures import FigureAccumulator
 from harness.analysis.derived_backlog import DerivedBacklog
-from harness.analysis.exact_ranks import Passes, in_one_part
+from harness.analysis.exact_ranks import Passes
 from harness.analysis.ranges import identity_ranges, parquet_batches
 from harness.checkers import HistoryIndex
 from harness.checkers.lost import highest_offsets
@@ -54,6 +62,8 @@ _SURVEY_SENDS = ["producer_id", "key_id", "intended_ns"]
 _SURVEY_RECEIVES = ["producer_id", "key_id", "partition", "offset"]
 _RECEIVE_TIMES = ["receive_ns", "intended_ns"]
 Part = TypeVar("Part")
+Task = TypeVar("Task")
+Done = TypeVar("Done")
 
 
 def _narrow(schema: pa.Schema, columns: list[str]) -> pa.Schema:
@@ -171,31 +181,62 @@ def check_segment(task: SegmentTask) -> SegmentResult:
     return SegmentResult(checks, figures, backlog)
 
 
-def _check_segment_in_worker(task: SegmentTask) -> SegmentResult:
-    with freed_memory_kept():  # the caller's process keeps its own
-        return check_segment(task)
-
-
 def _ready() -> None:
     """A task that only makes a worker start (and import this module)."""
 
 
+class Slots:
+    """Where tasks run: one thread of this process (idle otherwise: it only merges) and
+    ``workers - 1`` spawned worker processes, each task handed to whichever is free. Spawned,
+    not forked: forking a process that holds Arrow's thread pools is unsafe."""
+
+    def __init__(self, local: ThreadPoolExecutor, pool: Executor | None, processes: int) -> None:
+        self._executors: list[tuple[Executor, int]] = [(local, 1)]
+        if pool is not None:
+            self._executors.append((pool, processes))
+
+    def run(self, work: Callable[[Task], Done], tasks: list[Task]) -> Iterator[Done]:
+        """``work`` of each task, in the tasks' order, on every slot at once."""
+        pending = deque(enumerate(tasks))
+        running: dict[Future[Done], tuple[int, int]] = {}
+        free = [size for _, size in self._executors]
+        done: dict[int, Done] = {}
+        after = 0
+        while pending or running:
+            for at, (executor, _) in enumerate(self._executors):
+                while free[at] and pending:
+                    index, task = pending.popleft()
+                    running[executor.submit(work, task)] = (index, at)
+                    free[at] -= 1
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                index, at = running.pop(future)
+                free[at] += 1
+                done[index] = future.result()
+            while after in done:
+                yield done.pop(after)
+                after += 1
+
+
 @contextlib.contextmanager
-def worker_pool(workers: int) -> Iterator[Executor | None]:
-    """``workers`` spawned worker processes (None: check in this process), started at once so
-    that their interpreters start up while this process surveys the history. Spawned, not
-    forked: forking a process that holds Arrow's thread pools is unsafe."""
-    if workers <= 1:
-        yield None
-        return
-    context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+def worker_pool(workers: int) -> Iterator[Slots]:
+    """``workers`` slots: this process and ``workers - 1`` worker processes, started at once
+    so that their interpreters start up while this process surveys the history."""
+    local = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segments")
+    pool = None
+    if workers > 1:
+        pool = ProcessPoolExecutor(
+            max_workers=workers - 1, mp_context=multiprocessing.get_context("spawn")
+        )
     try:
-        for _ in range(workers):
-            pool.submit(_ready)
-        yield pool
-    finally:  # on an error, the segments not started yet are dropped, not checked in vain
-        pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            for _ in range(workers - 1):
+                pool.submit(_ready)
+        yield Slots(local, pool, workers - 1)
+    finally:  # on an error, the tasks not started yet are dropped, not run in vain
+        local.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _scan_rows(
@@ -206,13 +247,10 @@ def _scan_rows(
     return scan(parquet_batches(path, RECEIVES, _RECEIVE_TIMES, rows[0], rows[1]))
 
 
-def receive_time_passes(run_dir: Path, pool: Executor | None, parts: int) -> Passes:
-    """Scans over the receives' two time columns (``exact_ranks``' passes): in ``parts``
-    shares of whole row groups (none read twice) in ``pool``'s workers, or in this process."""
+def receive_time_passes(run_dir: Path, slots: Slots, parts: int) -> Passes:
+    """Scans over the receives' two time columns (``exact_ranks``' passes), in ``parts``
+    shares of whole row groups (none read twice) on ``slots``."""
     path = parquet_path(run_dir, "receives")
-    if pool is None:
-        return in_one_part(lambda: parquet_batches(path, RECEIVES, _RECEIVE_TIMES))
-    workers: Executor = pool  # (a closure keeps no narrowing)
     metadata = pq.ParquetFile(path).metadata
     sizes = [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)]
     starts = [0, *itertools.accumulate(sizes)]
@@ -220,14 +258,20 @@ def receive_time_passes(run_dir: Path, pool: Executor | None, parts: int) -> Pas
     shares = [(starts[a], starts[b] - starts[a]) for a, b in itertools.pairwise(cuts)]
 
     def passes(scan: Callable[[Iterator[pa.RecordBatch]], Part]) -> list[Part]:
-        return list(workers.map(functools.partial(_scan_rows, path, scan=scan), shares))
+        return list(slots.run(functools.partial(_scan_rows, path, scan=scan), shares))
 
     return passes
 
 
-def check_segments(pool: Executor | None, tasks: list[SegmentTask]) -> Iterator[SegmentResult]:
-    """Every task's result, in the tasks' order (``pool``'s workers at a time)."""
-    if pool is None:
-        yield from map(check_segment, tasks)
-        return
-    yield from pool.map(_check_segment_in_worker, tasks)
+def check_segments(slots: Slots, tasks: list[SegmentTask]) -> Iterator[SegmentResult]:
+    """Every task's result, in the tasks' order, on every slot at once."""
+    return slots.run(_check_segment_anywhere, tasks)
+
+
+def _check_segment_anywhere(task: SegmentTask) -> SegmentResult:
+    """``check_segment`` keeping freed memory: in a worker process for the task; in this
+    process the evaluation already does (``allocation``: not nested)."""
+    if multiprocessing.parent_process() is None:
+        return check_segment(task)
+    with freed_memory_kept():
+        return check_segment(task)
