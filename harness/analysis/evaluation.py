@@ -42,6 +42,12 @@ WORKERS = 2
 """Ranges checked at once: this process and ``WORKERS - 1`` worker processes; memory grows
 with each, about one range's worth (plus an interpreter for a worker process)."""
 
+PROCESSES_FROM_RANGES = 24
+"""Histories of at least this many ranges are checked in worker processes; smaller ones on
+threads. A worker process costs about 2 CPU-seconds to start (an interpreter importing the
+libraries and the main module) and saves about 0.13 wall-seconds per million records on two
+cores (docs/benchmarks.md): it pays off from about 17 ranges."""
+
 BOUNDED_ABOVE_MESSAGES = 2_000_000
 """Histories with more sends than this are evaluated range by range; smaller ones whole (the
 whole-history path is simpler and, below this size, fits easily)."""
@@ -87,7 +93,8 @@ def evaluate_in_ranges(
     def ranges() -> Iterator[IdentityRange]:
         return history_ranges(run_dir, per_range)
 
-    with worker_pool(WORKERS) as slots:
+    processes = (message_count(run_dir) or 0) >= PROCESSES_FROM_RANGES * per_range
+    with worker_pool(WORKERS, processes=processes) as slots:
         try:
             found = survey(run_dir, per_range)
             figures = FigureAccumulator(window, message_size, found.origin)

@@ -186,14 +186,12 @@ def _ready() -> None:
 
 
 class Slots:
-    """Where tasks run: one thread of this process (idle otherwise: it only merges) and
-    ``workers - 1`` spawned worker processes, each task handed to whichever is free. Spawned,
-    not forked: forking a process that holds Arrow's thread pools is unsafe."""
+    """Where tasks run: threads of this process and, for a large history, spawned worker
+    processes, each task handed to whichever slot is free."""
 
-    def __init__(self, local: ThreadPoolExecutor, pool: Executor | None, processes: int) -> None:
-        self._executors: list[tuple[Executor, int]] = [(local, 1)]
-        if pool is not None:
-            self._executors.append((pool, processes))
+    def __init__(self, executors: list[tuple[Executor, int]]) -> None:
+        self._executors = executors
+        """Each executor and how many tasks it runs at once."""
 
     def run(self, work: Callable[[Task], Done], tasks: list[Task]) -> Iterator[Done]:
         """``work`` of each task, in the tasks' order, on every slot at once."""
@@ -219,20 +217,27 @@ class Slots:
 
 
 @contextlib.contextmanager
-def worker_pool(workers: int) -> Iterator[Slots]:
-    """``workers`` slots: this process and ``workers - 1`` worker processes, started at once
-    so that their interpreters start up while this process surveys the history."""
-    local = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segments")
+def worker_pool(workers: int, *, processes: bool) -> Iterator[Slots]:
+    """``workers`` slots. With ``processes``: one thread of this process (idle otherwise: it
+    only merges) and ``workers - 1`` spawned worker processes, started at once so that their
+    interpreters start up while this process surveys the history (spawned, not forked:
+    forking a process that holds Arrow's thread pools is unsafe). Without: ``workers``
+    threads (the GIL keeps the second core about half used, but nothing to start up)."""
+    local = ThreadPoolExecutor(
+        max_workers=1 if processes else max(1, workers), thread_name_prefix="segments"
+    )
+    executors: list[tuple[Executor, int]] = [(local, 1 if processes else max(1, workers))]
     pool = None
-    if workers > 1:
+    if processes and workers > 1:
         pool = ProcessPoolExecutor(
             max_workers=workers - 1, mp_context=multiprocessing.get_context("spawn")
         )
+        executors.append((pool, workers - 1))
     try:
         if pool is not None:
             for _ in range(workers - 1):
                 pool.submit(_ready)
-        yield Slots(local, pool, workers - 1)
+        yield Slots(executors)
     finally:  # on an error, the tasks not started yet are dropped, not run in vain
         local.shutdown(wait=True, cancel_futures=True)
         if pool is not None:

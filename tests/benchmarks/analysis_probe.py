@@ -3,7 +3,7 @@ memory: the child process of ``test_analysis_memory.py`` (a process of its own, 
 is the evaluation's alone).
 
     .venv/bin/python -m tests.benchmarks.analysis_probe RUN_DIR [--whole] [--range MESSAGES]
-        [--run-window]
+        [--run-window] [--processes-from RANGES]
 
 The latency window is the synthetic run's second second unless ``--run-window`` makes it the
 whole run, as a real run's (warm-up to drain) nearly is: every message then goes through the
@@ -85,9 +85,16 @@ def main() -> None:
     parser.add_argument("--whole", action="store_true", help="the whole-history path (before)")
     parser.add_argument("--range", type=int, default=evaluation.MESSAGES_PER_RANGE)
     parser.add_argument("--run-window", action="store_true", help="latencies of every message")
+    parser.add_argument(
+        "--processes-from",
+        type=int,
+        default=evaluation.PROCESSES_FROM_RANGES,
+        help="ranges from which worker processes check them (1: always; a huge number: never)",
+    )
     args = parser.parse_args()
     evaluation.BOUNDED_ABOVE_MESSAGES = 1 << 62 if args.whole else 0
     evaluation.MESSAGES_PER_RANGE = args.range
+    evaluation.PROCESSES_FROM_RANGES = args.processes_from
     records = sum(
         pq.ParquetFile(parquet_path(args.run_dir, table)).metadata.num_rows
         for table in ("sends", "receives")

@@ -77,11 +77,16 @@ def test_the_survey_cuts_the_ranges_one_pass_cuts(run_dir: Path) -> None:
     assert any(segment.first_send_row % ROW_GROUP for segment in chosen[1:])
 
 
-@pytest.mark.parametrize("workers", [2, 1])
+@pytest.mark.parametrize(
+    ("workers", "processes_from"),
+    [(2, 1), (2, 1 << 40), (1, 1 << 40)],
+    ids=["a-worker-process", "two-threads", "one-thread"],
+)
 def test_worker_processes_give_the_single_pass_verdicts_and_figures(
-    run_dir: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+    run_dir: Path, monkeypatch: pytest.MonkeyPatch, workers: int, processes_from: int
 ) -> None:
     monkeypatch.setattr(evaluation, "WORKERS", workers)
+    monkeypatch.setattr(evaluation, "PROCESSES_FROM_RANGES", processes_from)
     window = Window(START_NS + SECOND, START_NS + 2 * SECOND)
     found = evaluation.evaluate_in_ranges(
         run_dir, OrderingScope.PARTITION, window, 200, None, messages_per_range=PER_RANGE
