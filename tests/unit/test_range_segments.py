@@ -10,17 +10,20 @@ that segments start inside one.
 
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 from harness.analysis import evaluation
-from harness.analysis.bounded_checks import check_ranges, max_offsets_read
+from harness.analysis.bounded_checks import RangeChecks, check_ranges, max_offsets_read
 from harness.analysis.bounded_figures import FigureAccumulator, receive_time_batches
 from harness.analysis.history_ranges import history_ranges
 from harness.analysis.ranges import parquet_batches
-from harness.analysis.segments import segments, survey
+from harness.analysis.rebalance import ScopeRuns
+from harness.analysis.segments import SegmentTask, check_segment, segments, survey
+from harness.checkers import HistoryIndex
 from harness.drivers.base import OrderingScope
 from harness.history.schema import EVENTS, RECEIVES, SENDS
 from harness.history.store import parquet_path
@@ -113,3 +116,25 @@ def test_worker_processes_give_the_single_pass_verdicts_and_figures(
         "latency": figures.latency_figures(),
         "series": figures.time_series(times),
     }
+
+
+def test_segments_report_the_scope_runs_of_one_pass(run_dir: Path) -> None:
+    # The runs' global receive rows break ties in receive order across ranges: each segment
+    # must place its ranges' rows where the single pass does.
+    found = survey(run_dir, PER_RANGE)
+    window = Window(START_NS + SECOND, START_NS + 2 * SECOND)
+    merged = RangeChecks()
+    for segment in segments(found.starts, 2):
+        task = SegmentTask(
+            run_dir, segment, PER_RANGE, found.read_up_to, OrderingScope.PARTITION, False,
+            window, 200, found.origin, None, "",
+        )  # fmt: skip
+        merged.extend(check_segment(task).checks)
+    single = ScopeRuns()
+    for part in history_ranges(run_dir, PER_RANGE):
+        single.add(part, HistoryIndex(part.sends, part.receives))
+    assert merged.runs.scope == single.scope
+    for name in ("start_ns", "start_row", "end_ns", "end_row", "consumer"):
+        assert np.concatenate(getattr(merged.runs, name)).tolist() == (
+            np.concatenate(getattr(single, name)).tolist()
+        )
