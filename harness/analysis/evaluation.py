@@ -42,12 +42,13 @@ WORKERS = 2
 """Ranges checked at once: this process and ``WORKERS - 1`` worker processes; memory grows
 with each, about one range's worth (plus an interpreter for a worker process)."""
 
-PROCESSES_FROM_RANGES = 1 << 40
-"""Histories of at least this many ranges are checked in ``WORKERS - 1`` worker processes
-and this process; smaller ones on ``WORKERS`` threads. Off for now: on 6-12 M records a
-worker process (about 2 CPU-seconds to start: an interpreter importing the libraries and the
-main module) was no faster per record than the threads (docs/benchmarks.md); the 100 M
-measurement (``analysis_probe --processes-from 1``) decides."""
+PROCESSES_FROM_RANGES = 48
+"""Histories of at least this many ranges (about 24 M messages) are checked in ``WORKERS - 1``
+worker processes and this process; smaller ones on ``WORKERS`` threads. A worker process costs
+about 2 CPU-seconds to start (an interpreter importing the libraries and the main module): at
+12 ranges it was slower than the threads, at 200 (100 M messages) faster by about a tenth
+(docs/benchmarks.md); 48 lies between the two measured points, the crossover itself is not
+measured."""
 
 BOUNDED_ABOVE_MESSAGES = 2_000_000
 """Histories with more sends than this are evaluated range by range; smaller ones whole (the
