@@ -7,6 +7,7 @@ take the lock starts it, the others find it running; the process that ran the se
 controller) stops it at the end if this session started it."""
 
 import os
+import signal
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -25,6 +26,13 @@ REQUIRE_BROKERS = bool(os.environ.get("CI") or os.environ.get("BROKERBENCH_REQUI
 # Benchmarks measure, they do not test: `make bench` runs them, `make test` leaves them out.
 collect_ignore = [] if os.environ.get("BROKERBENCH_BENCHMARKS") else ["benchmarks"]
 _skipped_broker_tests: list[str] = []
+
+# A shell without job control starts a background command (`make test &`) with SIGINT ignored,
+# and an ignored signal stays ignored across exec: every `brokerbench` these tests start would
+# then shrug off the Ctrl-C that the interrupt tests send it. A handled SIGINT is reset to the
+# default at exec, so the children get Python's own KeyboardInterrupt again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 REQUIRED_MARKERS = ("broker", "browser", "postgres")
 """Tests with these markers may skip locally where a runtime is absent, never in CI."""
 

@@ -330,7 +330,8 @@ class KafkaConsumer:
         self._stored: dict[int, int] = {}
         # A nack rewinds its partition, so messages after it that were acked come back from
         # the broker: acked offsets are kept (since the last poll, and while a partition has a
-        # nacked message pending) and dropped when they come back, instead of redelivered.
+        # nacked message pending or its rewind has not yet read past them) and dropped when
+        # they come back, instead of redelivered.
         self._acked: dict[int, set[int]] = {}
         # (partitions, offsets) of batches acked since the last poll while no nack was pending:
         # they go into _acked only if a nack follows before the next poll (never, for a raw
@@ -340,9 +341,6 @@ class KafkaConsumer:
 
     def _fetch(self, max_messages: int, timeout: float) -> list[Message]:
         """The next messages, without errors and without the acked ones a rewind brought back."""
-        pending = {partition for partition, _ in self._attempts}
-        for settled in [p for p in self._acked if p not in pending]:
-            del self._acked[settled]
         self._acked_batches.clear()
         # consume(n, timeout) waits for n messages or the timeout, which would add up to
         # ``timeout`` of latency at low rates: wait for the first, then take what is buffered.
@@ -355,8 +353,24 @@ class KafkaConsumer:
         if any([message.error() is not None for message in messages]):  # noqa: C419 - faster
             messages = [message for message in messages if _usable(message)]
         if self._acked:
+            fetched = messages
             messages = [m for m in messages if not self._acked_already(m)]
+            self._settle(fetched)
         return messages
+
+    def _settle(self, fetched: list[Message]) -> None:
+        """Forget a partition's acked offsets once no nack is pending in it and its fetch has
+        gone past the highest of them: the rewind can bring none of them back any more. (Not
+        at the nack's settling alone: the rewound fetch may still be on its way, e.g. when the
+        last nacked message was dead-lettered, and would redeliver acked messages.)"""
+        pending = {partition for partition, _ in self._attempts}
+        beyond: dict[int, int] = {}
+        for message in fetched:
+            partition, offset = message.partition() or 0, message.offset() or 0
+            beyond[partition] = max(offset, beyond.get(partition, -1))
+        for partition in [p for p in self._acked if p not in pending and p in beyond]:
+            if beyond[partition] > max(self._acked[partition], default=-1):
+                del self._acked[partition]
 
     def _acked_already(self, message: Message) -> bool:
         return message.offset() in self._acked.get(message.partition() or 0, ())

@@ -112,11 +112,17 @@ def test_interrupted_up_stops_what_it_started(home: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 30
-    while not list(home.glob("state/kafka/pid.json")) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 30
+        while not list(home.glob("state/kafka/pid.json")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() != 130:  # whatever the interrupt left running goes, pass or fail
+            process.kill()
+            process.wait()
+            brokerbench("down", env=env)
     assert process.returncode == 130, stderr
     assert processes_under(home) == []
     assert list(home.glob("state/*/pid.json")) == []

@@ -8,7 +8,7 @@ import pytest
 from confluent_kafka import Message, TopicPartition
 
 from harness.drivers import kafka
-from harness.drivers.base import Destination, DestinationSpec
+from harness.drivers.base import DeadLetterPolicy, Destination, DestinationSpec
 
 
 class _Librdkafka:
@@ -92,3 +92,32 @@ def test_a_stored_offset_never_moves_back(consumer: kafka.KafkaConsumer) -> None
     consumer.ack(messages[3:])
     consumer.ack(messages[:3])
     assert _librdkafka(consumer).stored == [(0, 5)]
+
+
+def test_acked_messages_stay_filtered_until_the_rewind_has_read_past_them(
+    consumer: kafka.KafkaConsumer,
+) -> None:
+    # The rewound fetch may arrive a poll at a time (a loaded machine): settling the nack
+    # (acked or dead-lettered) must not let the acked messages behind it through again.
+    first = consumer.poll(4, 0.1)  # offsets 0..3
+    consumer.ack([first[0], *first[2:]])
+    consumer.nack(first[1:2])  # rewinds to offset 1
+    [again] = consumer.poll(1, 0.1)
+    assert (again.offset, again.delivery_attempt) == (1, 2)
+    consumer.ack([again])  # no nack pending any more, but the fetch is back at offset 2
+    one_by_one = [m.offset for _ in range(10) for m in consumer.poll(1, 0.1)]
+    assert one_by_one == [4, 5, 6, 7, 8, 9], "2 and 3 were acked already"
+
+
+def test_a_dead_lettered_nack_leaves_the_acked_messages_after_it_filtered(
+    consumer: kafka.KafkaConsumer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    destination = Destination(DestinationSpec("t", dead_letter=DeadLetterPolicy(2)), "t")
+    monkeypatch.setattr(consumer, "_destination", destination)
+    monkeypatch.setattr(consumer, "_dead_letter", lambda message: None)
+    first = consumer.poll(3, 0.1)  # offsets 0..2
+    consumer.ack(first[1:])
+    consumer.nack(first[:1])  # attempt 1: rewinds to offset 0
+    [again] = consumer.poll(1, 0.1)
+    consumer.nack([again])  # attempt 2: dead-lettered and acked, no seek
+    assert [m.offset for m in consumer.poll(10, 0.1)] == [3, 4, 5, 6, 7, 8, 9]
