@@ -47,21 +47,24 @@ def _run_window(run_dir: Path) -> Window:
 
 
 class TreeMemory:
-    """Samples the resident memory of this process and its descendants, keeps the largest sum."""
+    """Samples the resident memory of a process (this one unless ``root`` names another) and
+    its descendants, keeps the largest sum."""
 
-    def __init__(self, every_seconds: float = 0.02) -> None:
+    def __init__(self, every_seconds: float = 0.02, root: int | None = None) -> None:
         self.peak = 0
+        self._root = root
         self._every = every_seconds
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
-        me = psutil.Process()
+        me = psutil.Process(self._root)
         while not self._stop.is_set():
             total = 0
-            for process in [me, *me.children(recursive=True)]:
-                with contextlib.suppress(psutil.Error):  # ended between listing and reading
-                    total += process.memory_info().rss
+            with contextlib.suppress(psutil.Error):  # the root ended: nothing left to add
+                for process in [me, *me.children(recursive=True)]:
+                    with contextlib.suppress(psutil.Error):  # ended between listing and reading
+                        total += process.memory_info().rss
             self.peak = max(self.peak, total)
             self._stop.wait(self._every)
 
@@ -74,7 +77,7 @@ class TreeMemory:
         self._thread.join()
 
 
-def _children_cpu() -> float:
+def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
@@ -102,11 +105,11 @@ def main() -> None:
     window = Window(START_NS + SECOND, START_NS + 2 * SECOND)
     if args.run_window:
         window = _run_window(args.run_dir)
-    wall, cpu, children = time.perf_counter(), time.process_time(), _children_cpu()
+    wall, cpu, children = time.perf_counter(), time.process_time(), children_cpu()
     with TreeMemory() as memory:
         result = evaluate(args.run_dir, OrderingScope.PARTITION, window, 200, broker_lag=False)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    children = _children_cpu() - children
+    children = children_cpu() - children
     own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024
     print(
