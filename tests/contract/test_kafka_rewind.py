@@ -13,8 +13,9 @@ from collections import Counter
 
 import pytest
 
-from harness.drivers.base import DeadLetterPolicy, DestinationSpec, Received, SendResult
+from harness.drivers.base import DeadLetterPolicy, DestinationSpec, Received
 from harness.drivers.kafka import KafkaDriver
+from tests.contract.contract import send_all
 
 pytestmark = pytest.mark.broker
 
@@ -28,10 +29,8 @@ def test_one_at_a_time_only_the_nacked_message_comes_back(kafka: KafkaDriver) ->
     destination = kafka.create_destination(spec)
     try:
         producer = kafka.producer(destination)
-        results: list[SendResult] = []
-        for index in range(MESSAGES):
-            producer.send(f"k{index}", b"m", results.append)
-        assert producer.flush(60) == 0 and all(result.ok for result in results)
+        sent = send_all(producer, [(f"k{index}", b"m") for index in range(MESSAGES)])
+        assert all(result.ok for result in sent)
         producer.close()
         consumer = kafka.consumer(destination, "default")
         deliveries: list[Received] = []
