@@ -70,6 +70,76 @@ def min_intended_ns(sends: Iterable[pa.RecordBatch]) -> int | None:
     return min(found) if found else None
 
 
+class PerSecondCounts:
+    """Per second since the time series' origin: the acked and the received messages and the
+    received ones' e2e latencies in ``exact_ranks``' coarse bins, grown as later seconds
+    appear (at least one second, as ``harness.run.figures.time_series``).
+
+    A long run's bins are mostly empty (``BINS`` counters a second, a few of them used): each
+    range adds its latencies where they fall (``np.add.at``; counting them into a dense array
+    the run's length took 0.3 s a range at 20,000 seconds) and a worker process hands its
+    counts back as the non-empty cells only."""
+
+    def __init__(self) -> None:
+        self.seconds = 1
+        self.acked = np.zeros(0, dtype=np.int64)
+        self.received = np.zeros(0, dtype=np.int64)
+        self._bins = np.zeros((0, BINS), dtype=np.int64)
+        self._sparse: tuple[I64, I64] | None = None
+        """After unpickling: the non-empty cells of ``_bins`` (flat) and their counts."""
+
+    def add(self, acked: I64, received: I64, bins: I64) -> None:
+        """Count acked messages by second, received ones by second and latency bin."""
+        top = max(int(acked.max(initial=-1)), int(received.max(initial=-1)))
+        self._reserve(top + 1)
+        np.add.at(self.acked, acked, 1)
+        np.add.at(self.received, received, 1)
+        np.add.at(self._bins.reshape(-1), received * BINS + bins, 1)
+
+    def merge(self, other: "PerSecondCounts") -> None:
+        self._reserve(other.seconds)
+        size = min(other.seconds, other.acked.size)  # its arrays may have room to spare
+        self.acked[:size] += other.acked[:size]
+        self.received[:size] += other.received[:size]
+        if other._sparse is not None:
+            cells, counts = other._sparse
+            self._bins.reshape(-1)[cells] += counts
+        else:
+            self._bins[:size] += other._bins[:size]
+
+    def e2e_bins(self) -> npt.NDArray[np.int64]:
+        """The coarse bins, one row per second."""
+        self._reserve(self.seconds)
+        return self._bins[: self.seconds]
+
+    def _reserve(self, seconds: int) -> None:
+        self.seconds = max(self.seconds, seconds)
+        if self._sparse is not None:  # dense again, to be added to
+            cells, counts = self._sparse
+            self._sparse, self._bins = None, np.zeros((self.seconds, BINS), dtype=np.int64)
+            self._bins.reshape(-1)[cells] = counts
+        capacity = self.acked.size
+        if self.seconds <= capacity:
+            return
+        size = max(self.seconds, capacity + capacity // 8)  # an eighth: a tenth of the copying
+        extra = size - capacity
+        self.acked = np.concatenate([self.acked, np.zeros(extra, dtype=np.int64)])
+        self.received = np.concatenate([self.received, np.zeros(extra, dtype=np.int64)])
+        self._bins = np.concatenate([self._bins, np.zeros((extra, BINS), dtype=np.int64)])
+
+    def __getstate__(self) -> dict[str, Any]:
+        flat = self._bins[: self.seconds].reshape(-1)
+        cells = np.flatnonzero(flat) if self._sparse is None else self._sparse[0]
+        counts = flat[cells] if self._sparse is None else self._sparse[1]
+        return {
+            "seconds": self.seconds,
+            "acked": self.acked[: self.seconds],
+            "received": self.received[: self.seconds],
+            "_bins": np.zeros((0, BINS), dtype=np.int64),
+            "_sparse": (cells, counts),
+        }
+
+
 class FigureAccumulator:
     """``latency_figures``, ``throughput_figures``, ``time_series`` and ``counts`` of
     ``harness.run.figures``, fed one identity range at a time (``add``)."""
@@ -84,10 +154,7 @@ class FigureAccumulator:
         self.sent, self.received = ThroughputSeries(), ThroughputSeries()
         self.outcomes = np.zeros(3, dtype=np.int64)
         self.sends = self.receives = 0
-        self.acked_per_second = np.zeros(0, dtype=np.int64)
-        self.received_per_second = np.zeros(0, dtype=np.int64)
-        self.e2e_bins = np.zeros((0, BINS), dtype=np.int64)
-        self.last_second = 0
+        self.per_second = PerSecondCounts()
 
     def add(self, part: IdentityRange, history: HistoryIndex) -> None:
         """Add one range (``history``: its index, whose identity codes the e2e latency's
@@ -118,12 +185,7 @@ class FigureAccumulator:
         self.received.merge(other.received)
         for kind, (bins, out) in other._latency_counts.items():
             self._count_bins(kind, bins.copy(), out)
-        self.last_second = max(self.last_second, other.last_second)
-        self._grow(other.acked_per_second.size)
-        size = other.acked_per_second.size
-        self.acked_per_second[:size] += other.acked_per_second
-        self.received_per_second[:size] += other.received_per_second
-        self.e2e_bins[:size] += other.e2e_bins
+        self.per_second.merge(other.per_second)
 
     def __getstate__(self) -> dict[str, Any]:
         # A worker process's share comes back pickled; the series hold a lock.
@@ -157,35 +219,15 @@ class FigureAccumulator:
             _receive_minus_send(history, sent_in, received_in, invoke, received_ns),
         )
 
-    def _grow(self, seconds: int) -> None:
-        if seconds <= self.acked_per_second.size:
-            return
-        size = max(seconds, 2 * self.acked_per_second.size)
-        extra = size - self.acked_per_second.size
-        zeros = np.zeros(extra, dtype=np.int64)
-        self.acked_per_second = np.concatenate([self.acked_per_second, zeros])
-        self.received_per_second = np.concatenate([self.received_per_second, zeros])
-        self.e2e_bins = np.concatenate([self.e2e_bins, np.zeros((extra, BINS), np.int64)])
-
     def _per_second(self, acked_ns: I64, received_ns: I64, intended_ns: I64) -> None:
         origin = int(self.origin or 0)
         acked = (acked_ns - origin) // NS_PER_S
         received = (received_ns - origin) // NS_PER_S
-        self.last_second = max(
-            self.last_second, int(acked.max(initial=0)), int(received.max(initial=0))
-        )
-        self._grow(self.last_second + 1)
-        acked, inside = acked[acked >= 0], received >= 0
-        self.acked_per_second[: self.last_second + 1] += np.bincount(
-            acked, minlength=self.last_second + 1
-        )
-        self.received_per_second[: self.last_second + 1] += np.bincount(
-            received[inside], minlength=self.last_second + 1
-        )
-        cells = received[inside] * BINS + bin_of(received_ns[inside] - intended_ns[inside])
-        flat = self.e2e_bins.reshape(-1)
-        flat[: (self.last_second + 1) * BINS] += np.bincount(
-            cells, minlength=(self.last_second + 1) * BINS
+        inside = received >= 0
+        self.per_second.add(
+            acked[acked >= 0],
+            received[inside],
+            bin_of(received_ns[inside] - intended_ns[inside]),
         )
 
     def _count(self, kind: LatencyKind, latencies_ns: I64) -> None:
@@ -232,14 +274,13 @@ class FigureAccumulator:
         if self.origin is None:
             return {"origin_ns": None, "t": [], "sent": [], "received": [],
                     "e2e_p50_ms": [], "e2e_p99_ms": []}  # fmt: skip
-        length = self.last_second + 1
-        self._grow(length)
-        percentiles = exact_ranks(self.e2e_bins[:length], self.origin, receive_times, QUANTILES)
+        counts = self.per_second
+        percentiles = exact_ranks(counts.e2e_bins(), self.origin, receive_times, QUANTILES)
         return {
             "origin_ns": self.origin,
-            "t": list(range(length)),
-            "sent": self.acked_per_second[:length].tolist(),
-            "received": self.received_per_second[:length].tolist(),
+            "t": list(range(counts.seconds)),
+            "sent": counts.acked[: counts.seconds].tolist(),
+            "received": counts.received[: counts.seconds].tolist(),
             "e2e_p50_ms": percentiles[0],
             "e2e_p99_ms": percentiles[1],
         }

@@ -35,12 +35,11 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
-import pyarrow.compute as pc  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
 
 from harness.analysis.allocation import freed_memory_kept
 from harness.analysis.bounded_checks import RangeChecks, check_range
-from harness.analysis.bounded_figures import FigureAccumulator
+from harness.analysis.bounded_figures import FigureAccumulator, min_intended_ns
 from harness.analysis.derived_backlog import DerivedBacklog
 from harness.analysis.exact_ranks import Passes
 from harness.analysis.ranges import identity_ranges, parquet_batches
@@ -58,8 +57,7 @@ first row group that come before it (Parquet has no finer way in), so segments a
 SEGMENTS_PER_WORKER = 4
 """At most: several per worker even out ranges that cost more than others."""
 
-_SURVEY_SENDS = ["producer_id", "key_id", "intended_ns"]
-_SURVEY_RECEIVES = ["producer_id", "key_id", "partition", "offset"]
+_SURVEY_SENDS = _SURVEY_RECEIVES = ["producer_id", "key_id"]
 _RECEIVE_TIMES = ["receive_ns", "intended_ns"]
 Part = TypeVar("Part")
 Task = TypeVar("Task")
@@ -84,25 +82,50 @@ class Survey:
 
 def survey(run_dir: Path, messages_per_range: int) -> Survey:
     """Cut the compacted history into identity ranges from its producer+key columns alone
-    (``identity_ranges``' own cut, so the same ranges); raises ``NotSortedError`` as it."""
+    (``identity_ranges``' own cut, so the same ranges); raises ``NotSortedError`` as it. The
+    receives' offsets are read on a thread beside the cut (Parquet decodes without the GIL),
+    and the first intended send comes from the row groups' statistics where they have them."""
     sends = parquet_batches(parquet_path(run_dir, "sends"), SENDS, _SURVEY_SENDS)
     receives = parquet_batches(parquet_path(run_dir, "receives"), RECEIVES, _SURVEY_RECEIVES)
     schemas = (_narrow(SENDS, _SURVEY_SENDS), _narrow(RECEIVES, _SURVEY_RECEIVES))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="survey") as beside:
+        read_up_to = beside.submit(_offsets_read, parquet_path(run_dir, "receives"))
+        starts: list[tuple[int, int]] = []
+        send_row = receive_row = 0
+        for part in identity_ranges(sends, receives, schemas, messages_per_range):
+            starts.append((send_row, receive_row))
+            send_row += part.sends.num_rows
+            receive_row += part.receives.num_rows
+        origin = _first_intended(parquet_path(run_dir, "sends"))
+        return Survey(read_up_to.result(), origin, starts)
+
+
+def _offsets_read(receives: Path) -> I64:
+    """The highest offset delivered from each Kafka partition (``highest_offsets``)."""
     best = np.zeros(0, dtype=np.int64)
-    origin: int | None = None
-    starts: list[tuple[int, int]] = []
-    send_row = receive_row = 0
-    for part in identity_ranges(sends, receives, schemas, messages_per_range):
-        starts.append((send_row, receive_row))
-        send_row += part.sends.num_rows
-        receive_row += part.receives.num_rows
-        partition = np.asarray(part.receives.column("partition").to_numpy(), dtype=np.int64)
-        offset = np.asarray(part.receives.column("offset").to_numpy(), dtype=np.int64)
+    for batch in parquet_batches(receives, RECEIVES, ["partition", "offset"]):
+        partition = np.asarray(batch.column("partition").to_numpy(), dtype=np.int64)
+        offset = np.asarray(batch.column("offset").to_numpy(), dtype=np.int64)
         best = highest_offsets(partition, offset, best)
-        if part.sends.num_rows:
-            first = int(pc.min(part.sends.column("intended_ns")).as_py())
-            origin = first if origin is None else min(origin, first)
-    return Survey(best, origin, starts)
+    return best
+
+
+def _first_intended(sends: Path) -> int | None:
+    """The smallest ``intended_ns``: the row groups' minimums, or a scan of the column when a
+    row group has none (statistics are optional in Parquet)."""
+    metadata = pq.ParquetFile(sends).metadata
+    column = [metadata.schema.column(i).name for i in range(metadata.num_columns)].index(
+        "intended_ns"
+    )
+    minimums = []
+    for group in range(metadata.num_row_groups):
+        if not metadata.row_group(group).num_rows:
+            continue
+        statistics = metadata.row_group(group).column(column).statistics
+        if statistics is None or not statistics.has_min_max:
+            return min_intended_ns(parquet_batches(sends, SENDS, ["intended_ns"]))
+        minimums.append(int(statistics.min))
+    return min(minimums, default=None)
 
 
 @dataclass(frozen=True)

@@ -269,17 +269,11 @@ class HistoryIndex:
         """Receive rows in receive order: by ``receive_ns``, then row (a poll returns a batch
         with one ``receive_ns``; its rows are in delivery order)."""
         time = self.receive_time
-        size = time.size
         if self.time_sorted:
-            return np.arange(size, dtype=np.int64)
-        row_bits = size.bit_length()
-        start = int(time.min())
-        if (int(time.max()) - start).bit_length() + row_bits <= 64:
-            # Unique keys make the fast unstable sort exact.
-            key = (time - start).astype(np.uint64)
-            key <<= np.uint64(row_bits)
-            key |= np.arange(size, dtype=np.uint64)
-            return np.argsort(key).astype(np.int64)
+            return np.arange(time.size, dtype=np.int64)
+        # A stable sort is a timsort: it merges the runs it finds, and an identity range's
+        # receives are runs in time (one per producer+key, by seq). On an identity range of a
+        # real run it took a third of the time of a quicksort on (time, row) keys.
         return np.argsort(time, kind="stable").astype(np.int64)
 
     @cached_property

@@ -74,10 +74,32 @@ def test_the_survey_cuts_the_ranges_one_pass_cuts(run_dir: Path) -> None:
         parquet_batches(parquet_path(run_dir, "receives"), RECEIVES, ["partition", "offset"])
     )
     assert found.read_up_to.tolist() == read_up_to.tolist()
+    intended = pq.read_table(parquet_path(run_dir, "sends"), columns=["intended_ns"])
+    assert found.origin == pc.min(intended.column(0)).as_py()
     chosen = segments(found.starts, 2)
     assert len(chosen) == 2 * min(4, len(starts) // 16) >= 4
     assert sum(segment.ranges for segment in chosen) == len(starts)
     assert any(segment.first_send_row % ROW_GROUP for segment in chosen[1:])
+
+
+def test_the_survey_finds_the_first_send_in_a_file_without_statistics(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    # Statistics are optional in Parquet: without them the survey scans the column.
+    bare = tmp_path / "run"
+    parquet_path(bare, "sends").parent.mkdir(parents=True)
+    for table in ("sends", "receives"):
+        written = pq.read_table(parquet_path(run_dir, table))
+        pq.write_table(
+            written, parquet_path(bare, table), row_group_size=ROW_GROUP, write_statistics=False
+        )
+    assert (
+        pq.ParquetFile(parquet_path(bare, "sends")).metadata.row_group(0).column(3).statistics
+        is None
+    )
+    found, expected = survey(bare, PER_RANGE), survey(run_dir, PER_RANGE)
+    assert (found.origin, found.starts) == (expected.origin, expected.starts)
+    assert found.read_up_to.tolist() == expected.read_up_to.tolist()
 
 
 @pytest.mark.parametrize(
