@@ -31,6 +31,10 @@ from harness.history.schema import SendOutcome
 from harness.run.figures import Window
 
 I64 = npt.NDArray[np.int64]
+I32 = npt.NDArray[np.int32]
+_BIN_COUNT = np.int32
+"""A second's receives in one latency bin: fewer than 2**31; half the memory of int64 (the
+bins are ``BINS`` counters a second, 3 KB: 61 MB at 20,000 seconds)."""
 QUANTILES = (0.5, 0.99)
 _LAYOUT = new_histogram()
 """Only read for its bucket layout (every latency histogram has the same)."""
@@ -84,8 +88,8 @@ class PerSecondCounts:
         self.seconds = 1
         self.acked = np.zeros(0, dtype=np.int64)
         self.received = np.zeros(0, dtype=np.int64)
-        self._bins = np.zeros((0, BINS), dtype=np.int64)
-        self._sparse: tuple[I64, I64] | None = None
+        self._bins = np.zeros((0, BINS), dtype=_BIN_COUNT)
+        self._sparse: tuple[I64, I32] | None = None
         """After unpickling: the non-empty cells of ``_bins`` (flat) and their counts."""
 
     def add(self, acked: I64, received: I64, bins: I64) -> None:
@@ -107,7 +111,7 @@ class PerSecondCounts:
         else:
             self._bins[:size] += other._bins[:size]
 
-    def e2e_bins(self) -> npt.NDArray[np.int64]:
+    def e2e_bins(self) -> I32:
         """The coarse bins, one row per second."""
         self._reserve(self.seconds)
         return self._bins[: self.seconds]
@@ -116,7 +120,7 @@ class PerSecondCounts:
         self.seconds = max(self.seconds, seconds)
         if self._sparse is not None:  # dense again, to be added to
             cells, counts = self._sparse
-            self._sparse, self._bins = None, np.zeros((self.seconds, BINS), dtype=np.int64)
+            self._sparse, self._bins = None, np.zeros((self.seconds, BINS), dtype=_BIN_COUNT)
             self._bins.reshape(-1)[cells] = counts
         capacity = self.acked.size
         if self.seconds <= capacity:
@@ -125,7 +129,7 @@ class PerSecondCounts:
         extra = size - capacity
         self.acked = np.concatenate([self.acked, np.zeros(extra, dtype=np.int64)])
         self.received = np.concatenate([self.received, np.zeros(extra, dtype=np.int64)])
-        self._bins = np.concatenate([self._bins, np.zeros((extra, BINS), dtype=np.int64)])
+        self._bins = np.concatenate([self._bins, np.zeros((extra, BINS), dtype=_BIN_COUNT)])
 
     def __getstate__(self) -> dict[str, Any]:
         flat = self._bins[: self.seconds].reshape(-1)
@@ -135,7 +139,7 @@ class PerSecondCounts:
             "seconds": self.seconds,
             "acked": self.acked[: self.seconds],
             "received": self.received[: self.seconds],
-            "_bins": np.zeros((0, BINS), dtype=np.int64),
+            "_bins": np.zeros((0, BINS), dtype=_BIN_COUNT),
             "_sparse": (cells, counts),
         }
 

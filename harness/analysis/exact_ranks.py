@@ -45,6 +45,7 @@ GATHER_BUDGET = 4_000_000
 A 100 M-message history of a real run had 3.5 M in its coarse bins: gathered at once, no
 counting pass (each pass reads the receives' two time columns: 3 s there)."""
 _HUGE = 1 << 62
+_SECONDS_AT_ONCE = 4096
 
 
 def bin_of(latency_ns: I64) -> I64:
@@ -198,23 +199,34 @@ def _gather(wanted: list[_Wanted], opened: list[Bool], passes: "Passes", origin:
         w.hi[at] = value
 
 
+def _coarse(bins: npt.NDArray[np.integer], q: float, totals: I64) -> _Wanted:
+    """Where each second's rank of quantile ``q`` lies among the coarse bins, a block of
+    seconds at a time (a cumulative sum of every bin at once is one more array the size of
+    ``bins``)."""
+    rank = np.where(totals > 0, (q * (totals - 1)).astype(np.int64), 0)
+    chosen = np.zeros(totals.size, dtype=np.int64)
+    before = np.zeros(totals.size, dtype=np.int64)
+    for start in range(0, totals.size, _SECONDS_AT_ONCE):
+        block = slice(start, start + _SECONDS_AT_ONCE)
+        cumulative = np.cumsum(bins[block], axis=1, dtype=np.int64)
+        chosen[block] = np.argmax(cumulative > rank[block, None], axis=1)
+        rows = np.arange(cumulative.shape[0])
+        behind = cumulative[rows, np.maximum(chosen[block] - 1, 0)]
+        before[block] = np.where(chosen[block] > 0, behind, 0)
+    lo, hi = _interval(chosen)
+    members = bins[np.arange(totals.size), chosen].astype(np.int64)
+    return _Wanted(chosen, rank - before, lo, hi, members)
+
+
 def exact_ranks(
-    bins: npt.NDArray[np.int64], origin: int, passes: "Passes", quantiles: tuple[float, ...]
+    bins: npt.NDArray[np.integer], origin: int, passes: "Passes", quantiles: tuple[float, ...]
 ) -> list[list[float | None]]:
     """Per quantile, per second: the e2e latency of nearest rank in ms (3 places; None for an
     empty second). ``bins``: the coarse counts, one row per second; ``passes``: runs a scan
     over the receives' ``receive_ns`` and ``intended_ns`` (``in_one_part``, or in parts in
     worker processes)."""
-    totals = bins.sum(axis=1)
-    cumulative = np.cumsum(bins, axis=1)
-    rows = np.arange(bins.shape[0])
-    wanted: list[_Wanted] = []
-    for q in quantiles:
-        rank = np.where(totals > 0, (q * (totals - 1)).astype(np.int64), 0)
-        chosen = np.argmax(cumulative > rank[:, None], axis=1).astype(np.int64)
-        before = np.where(chosen > 0, cumulative[rows, np.maximum(chosen - 1, 0)], 0)
-        lo, hi = _interval(chosen)
-        wanted.append(_Wanted(chosen, rank - before, lo, hi, bins[rows, chosen]))
+    totals = bins.sum(axis=1, dtype=np.int64)
+    wanted = [_coarse(bins, q, totals) for q in quantiles]
     while True:
         opened = [(totals > 0) & (w.hi > w.lo) for w in wanted]
         if not any(o.any() for o in opened):

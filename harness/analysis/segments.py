@@ -38,13 +38,12 @@ import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
 
 from harness.analysis.allocation import freed_memory_kept
-from harness.analysis.bounded_checks import RangeChecks, check_range
+from harness.analysis.bounded_checks import RangeChecks, check_range, max_offsets_read
 from harness.analysis.bounded_figures import FigureAccumulator, min_intended_ns
 from harness.analysis.derived_backlog import DerivedBacklog
 from harness.analysis.exact_ranks import Passes
 from harness.analysis.ranges import identity_ranges, parquet_batches
 from harness.checkers import HistoryIndex
-from harness.checkers.lost import highest_offsets
 from harness.drivers.base import OrderingScope
 from harness.history.schema import RECEIVES, SENDS
 from harness.history.store import parquet_path
@@ -58,6 +57,7 @@ SEGMENTS_PER_WORKER = 4
 """At most: several per worker even out ranges that cost more than others."""
 
 _SURVEY_SENDS = _SURVEY_RECEIVES = ["producer_id", "key_id"]
+_OFFSETS = ["partition", "offset"]
 _RECEIVE_TIMES = ["receive_ns", "intended_ns"]
 Part = TypeVar("Part")
 Task = TypeVar("Task")
@@ -89,7 +89,8 @@ def survey(run_dir: Path, messages_per_range: int) -> Survey:
     receives = parquet_batches(parquet_path(run_dir, "receives"), RECEIVES, _SURVEY_RECEIVES)
     schemas = (_narrow(SENDS, _SURVEY_SENDS), _narrow(RECEIVES, _SURVEY_RECEIVES))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="survey") as beside:
-        read_up_to = beside.submit(_offsets_read, parquet_path(run_dir, "receives"))
+        offsets = parquet_batches(parquet_path(run_dir, "receives"), RECEIVES, _OFFSETS)
+        read_up_to = beside.submit(max_offsets_read, offsets)
         starts: list[tuple[int, int]] = []
         send_row = receive_row = 0
         for part in identity_ranges(sends, receives, schemas, messages_per_range):
@@ -98,16 +99,6 @@ def survey(run_dir: Path, messages_per_range: int) -> Survey:
             receive_row += part.receives.num_rows
         origin = _first_intended(parquet_path(run_dir, "sends"))
         return Survey(read_up_to.result(), origin, starts)
-
-
-def _offsets_read(receives: Path) -> I64:
-    """The highest offset delivered from each Kafka partition (``highest_offsets``)."""
-    best = np.zeros(0, dtype=np.int64)
-    for batch in parquet_batches(receives, RECEIVES, ["partition", "offset"]):
-        partition = np.asarray(batch.column("partition").to_numpy(), dtype=np.int64)
-        offset = np.asarray(batch.column("offset").to_numpy(), dtype=np.int64)
-        best = highest_offsets(partition, offset, best)
-    return best
 
 
 def _first_intended(sends: Path) -> int | None:
