@@ -132,15 +132,17 @@ class PerSecondCounts:
         self._bins = np.concatenate([self._bins, np.zeros((extra, BINS), dtype=_BIN_COUNT)])
 
     def __getstate__(self) -> dict[str, Any]:
-        flat = self._bins[: self.seconds].reshape(-1)
-        cells = np.flatnonzero(flat) if self._sparse is None else self._sparse[0]
-        counts = flat[cells] if self._sparse is None else self._sparse[1]
+        sparse = self._sparse
+        if sparse is None:
+            flat = self._bins[: self.seconds].reshape(-1)
+            cells = np.flatnonzero(flat)
+            sparse = (cells, flat[cells])
         return {
             "seconds": self.seconds,
             "acked": self.acked[: self.seconds],
             "received": self.received[: self.seconds],
             "_bins": np.zeros((0, BINS), dtype=_BIN_COUNT),
-            "_sparse": (cells, counts),
+            "_sparse": sparse,
         }
 
 

@@ -58,11 +58,11 @@ class TreeMemory:
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
-        me = psutil.Process(self._root)
+        root = psutil.Process(self._root)
         while not self._stop.is_set():
             total = 0
             with contextlib.suppress(psutil.Error):  # the root ended: nothing left to add
-                for process in [me, *me.children(recursive=True)]:
+                for process in [root, *root.children(recursive=True)]:
                     with contextlib.suppress(psutil.Error):  # ended between listing and reading
                         total += process.memory_info().rss
             self.peak = max(self.peak, total)
